@@ -1,0 +1,3 @@
+"""rlvr: GRPO with verifiable rewards on GSM8K, from data preparation to SageMaker."""
+
+__version__ = "0.1.0"

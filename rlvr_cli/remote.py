@@ -1,0 +1,271 @@
+"""The SageMaker commands: upload, train --remote, status, logs, stop. Calls AWS, renders results.
+
+Exit codes come from `rlvr_cli.errors.ExitCode` (0 completed, 3 in progress, 4 failed, 5 stopped,
+6 not found) so CI scripts can branch on `rlvr status`.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from rich.markup import escape
+from rich.table import Table
+
+from rlvr_cli import console, jobstate
+from rlvr_cli.errors import ExitCode, RlvrError, UsageError
+
+if TYPE_CHECKING:  # `rlvr status` must start fast: no pydantic import on its path
+    from rlvr_cli.config import LoadedRecipe, Recipe
+
+POLL_SECONDS = 10.0
+
+
+def _region(recipe: Recipe | None, region: str | None) -> str | None:
+    return region or (recipe.remote.region if recipe else None)
+
+
+# --- upload -------------------------------------------------------------------------------------------
+
+
+def upload_data(
+    data: Path, s3: str | None, *, recipe: Recipe | None, force: bool, profile: str | None, region: str | None
+) -> dict[str, Any]:
+    from rlvr_cli.upload import upload_dataset
+
+    uri = s3 or (recipe.remote.uri("data") if recipe else None)
+    if not uri:
+        raise UsageError(
+            "no destination: pass --s3 s3://bucket/prefix, or --config with remote.s3_prefix or remote.s3_data"
+        )
+    result = upload_dataset(data, uri, force=force, profile=profile, region=_region(recipe, region))
+    jobstate.record_upload(result["s3_uri"])
+    table = Table(title=f"upload to {result['s3_uri']}", title_justify="left")
+    for column in ("file", "action", "bytes", "sha256"):
+        table.add_column(column, justify="right" if column == "bytes" else "left")
+    for item in result["files"]:
+        table.add_row(item["file"], item["action"], f"{item['bytes']:,}", item["sha256"][:12])
+    console.err.print(table)
+    console.info(f"next: rlvr train --remote --config RECIPE   (data: {result['s3_uri']})")
+    return result
+
+
+# --- submit -----------------------------------------------------------------------------------------
+
+
+def submit(
+    loaded: LoadedRecipe,
+    *,
+    dry_run: bool,
+    wait: bool,
+    profile: str | None,
+    region: str | None,
+    json_out: bool,
+    name: str | None = None,
+) -> ExitCode:
+    from rlvr_cli.sagemaker_jobs import build_request, estimate_cost, job_name
+
+    recipe = loaded.recipe
+    data_uri = recipe.remote.uri("data") or jobstate.last_data_uri()
+    if not data_uri:
+        raise UsageError(
+            "no training data on S3: run `rlvr upload --s3 s3://bucket/prefix`, or set remote.s3_prefix"
+        )
+    if name is not None and not re.match(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$", name):
+        raise UsageError(
+            f"--job-name {name}: 1-63 letters, digits and hyphens, starting with a letter or digit"
+        )
+    name = name or job_name(recipe)
+    request = build_request(recipe, name=name, data_uri=data_uri)
+    estimate = estimate_cost(recipe)
+    if dry_run:
+        console.print_json({"request": request, "estimate": estimate} if json_out else request)
+        _print_estimate(estimate)
+        return ExitCode.OK
+    region = _region(recipe, region)
+    from rlvr_cli.aws import aws_errors, client
+
+    sm = client("sagemaker", profile=profile, region=region)
+    with aws_errors(f"submitting {name}"):
+        response = sm.create_training_job(**request)
+    jobstate.record_job(name, region or sm.meta.region_name, profile)
+    if json_out:
+        console.print_json({"job_name": name, "arn": response.get("TrainingJobArn"), "estimate": estimate})
+    console.info(f"[green]submitted[/green] {name}")
+    _print_estimate(estimate)
+    console.info(f"next: rlvr status {name}   ·   rlvr logs {name}   ·   rlvr stop {name}")
+    if wait:
+        return show_logs(name, follow=True, tail=None, profile=profile, region=region)
+    return ExitCode.OK
+
+
+def _print_estimate(estimate: dict[str, Any]) -> None:
+    if estimate["max_cost_on_demand_usd"] is None:
+        console.info(f"cost: {estimate['note']}")
+        return
+    spot = (
+        f"; spot ceiling ${estimate['max_cost_spot_usd']:,.2f}"
+        if estimate["max_cost_spot_usd"] is not None
+        else ""
+    )
+    console.info(
+        f"cost: {estimate['instance_count']} x {estimate['instance_type']} at ~${estimate['price_per_instance_hour_usd']}/h, "
+        f"at most ${estimate['max_cost_on_demand_usd']:,.2f} on demand for {estimate['max_runtime_hours']} h{spot} "
+        f"({estimate['note']})"
+    )
+
+
+# --- status, logs, stop ---------------------------------------------------------------------------------
+
+
+def _job_client(job: str | None, profile: str | None, region: str | None) -> tuple[str, Any]:
+    from rlvr_cli.aws import client
+
+    known = jobstate.resolve_job(job)
+    return known["name"], client(
+        "sagemaker", profile=profile or known.get("profile"), region=region or known.get("region")
+    )
+
+
+def show_status(job: str | None, *, profile: str | None, region: str | None, json_out: bool) -> ExitCode:
+    from rlvr_cli.aws import aws_errors
+    from rlvr_cli.sagemaker_jobs import describe, exit_code, status_view
+
+    name, sm = _job_client(job, profile, region)
+    with aws_errors(f"status of {name}"):
+        described = describe(sm, name)
+    if described is None:
+        if json_out:
+            console.print_json({"job_name": name, "status": "NotFound", "exit_code": int(ExitCode.NOT_FOUND)})
+        console.err.print(
+            f"[red]not found:[/red] no training job named {escape(name)} in this account and region"
+        )
+        return ExitCode.NOT_FOUND
+    view = status_view(described)
+    code = exit_code(view["status"])
+    if json_out:
+        console.print_json({**view, "exit_code": int(code)})
+    else:
+        _render_status(view)
+    return code
+
+
+def _render_status(view: dict[str, Any]) -> None:
+    colour = {"Completed": "green", "Failed": "red", "Stopped": "yellow"}.get(view["status"], "cyan")
+    table = Table.grid(padding=(0, 2))
+    table.add_column(style="bold")
+    table.add_column()
+    rows = [
+        ("job", view["job_name"]),
+        ("status", f"[{colour}]{view['status']}[/{colour}] ({view['secondary_status']})"),
+        (
+            "instances",
+            f"{view['instance_count']} x {view['instance_type']}" + (" (spot)" if view["spot"] else ""),
+        ),
+        ("elapsed", _duration(view["elapsed_seconds"])),
+        ("billable", _duration(view["billable_seconds"])),
+    ]
+    if view["failure_reason"]:
+        rows.append(("failure", escape(view["failure_reason"])))
+    if view["model_artifacts"]:
+        rows.append(("model", view["model_artifacts"]))
+    if view["checkpoints"]:
+        rows.append(("checkpoints", view["checkpoints"]))
+    for key, value in rows:
+        table.add_row(key, str(value))
+    console.err.print(table)
+    if view["transitions"]:
+        transitions = Table(title="secondary status", title_justify="left", show_edge=False)
+        for column in ("status", "start", "message"):
+            transitions.add_column(column)
+        for t in view["transitions"]:
+            transitions.add_row(t["status"] or "", (t["start"] or "")[:19], escape(t["message"] or ""))
+        console.err.print(transitions)
+    hint = {
+        "InProgress": f"rlvr logs {view['job_name']}",
+        "Stopping": f"rlvr status {view['job_name']}",
+        "Completed": f"aws s3 cp {view['model_artifacts']} . && rlvr eval --checkpoint DIR --baseline",
+        "Failed": f"rlvr logs {view['job_name']} --no-follow --tail 100",
+        "Stopped": f"rlvr logs {view['job_name']} --no-follow --tail 50",
+    }.get(view["status"] or "")
+    if hint:
+        console.info(f"next: {hint}")
+
+
+def _duration(seconds: float | int | None) -> str:
+    if seconds is None:
+        return "-"
+    seconds = int(seconds)
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m{seconds % 60:02d}s"
+
+
+def show_logs(
+    job: str | None,
+    *,
+    follow: bool,
+    tail: int | None,
+    profile: str | None,
+    region: str | None,
+    poll_seconds: float = POLL_SECONDS,
+) -> ExitCode:
+    import sys
+
+    from rlvr_cli.aws import aws_errors, client
+    from rlvr_cli.cloudwatch import JobLogReader
+    from rlvr_cli.cloudwatch import tail as take_tail
+    from rlvr_cli.sagemaker_jobs import describe, exit_code
+
+    if tail is not None and tail < 0:
+        raise UsageError(f"--tail {tail}: must be 0 or more")
+    name, sm = _job_client(job, profile, region)
+    known = jobstate.resolve_job(job)
+    logs = client("logs", profile=profile or known.get("profile"), region=region or known.get("region"))
+    reader = JobLogReader(logs, name)
+    with aws_errors(f"logs of {name}"):
+        described = describe(sm, name)
+        if described is None:
+            console.err.print(f"[red]not found:[/red] no training job named {escape(name)}")
+            return ExitCode.NOT_FOUND
+        backlog = reader.poll()
+        for event in take_tail(backlog, tail):
+            sys.stdout.write(event.render() + "\n")
+        sys.stdout.flush()
+        status = described["TrainingJobStatus"]
+        if not backlog and not follow:
+            console.info(f"no log lines yet for {name} ({status})")
+        while follow and status in ("InProgress", "Stopping"):
+            time.sleep(poll_seconds)
+            for event in reader.poll():
+                sys.stdout.write(event.render() + "\n")
+            sys.stdout.flush()
+            status = (describe(sm, name) or {}).get("TrainingJobStatus", status)
+        if follow:
+            # Lines written just before the job ended can arrive after the status changed.
+            for event in reader.poll():
+                sys.stdout.write(event.render() + "\n")
+            sys.stdout.flush()
+            console.info(f"{name}: {status}")
+    return exit_code(status) if follow else ExitCode.OK
+
+
+def stop_job(job: str | None, *, profile: str | None, region: str | None, json_out: bool) -> ExitCode:
+    from rlvr_cli.aws import aws_errors
+    from rlvr_cli.sagemaker_jobs import describe
+
+    name, sm = _job_client(job, profile, region)
+    with aws_errors(f"stopping {name}"):
+        described = describe(sm, name)
+        if described is None:
+            console.err.print(f"[red]not found:[/red] no training job named {escape(name)}")
+            return ExitCode.NOT_FOUND
+        status = described["TrainingJobStatus"]
+        if status not in ("InProgress",):
+            raise RlvrError(f"{name} is {status}: only an InProgress job can be stopped")
+        sm.stop_training_job(TrainingJobName=name)
+    if json_out:
+        console.print_json({"job_name": name, "status": "Stopping"})
+    console.info(f"stopping {name}: the trainer saves a checkpoint, then the job ends as Stopped")
+    console.info(f"next: rlvr status {name}")
+    return ExitCode.OK

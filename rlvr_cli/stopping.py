@@ -1,0 +1,136 @@
+"""Ending generation at the end of the answer, for training and evaluation alike.
+
+A few-shot model that has written `#### The final answer is 18` goes on to invent the next
+`Question:` and answer it too, until max length. The reference paid for all of that text, trained
+on it, and scored it. rlvr ends a completion as soon as
+
+- its first answer line is complete (the newline after `####`), or
+- it starts a line with `Question:` (an invented follow-up),
+
+by forcing the EOS token as the next token. Forcing EOS (rather than a StoppingCriteria) matters:
+HF generation then marks the row finished, TRL masks everything after the first EOS out of the
+loss, and the completion is not counted as cut at max length.
+
+HF `generate` only builds stop-string criteria when it is handed a tokenizer, which TRL's
+generation call does not do; a logits processor needs no tokenizer at call time. It is injected
+into `model.generate` by `generate_with`. vLLM takes plain stop strings instead (`VLLM_STOP`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import Any
+
+import torch
+from transformers import LogitsProcessor, LogitsProcessorList
+
+from rlvr_cli.answers import ANSWER_MARKER, QUESTION_MARKER
+
+# vLLM cannot stop on "the newline after ####", only on fixed strings: the blank line that ends a
+# solution in the few-shot layout, or an invented question.
+VLLM_STOP = ["\n\n", "\n" + QUESTION_MARKER]
+
+
+class AnswerStop(LogitsProcessor):
+    """Force EOS once a completion's answer line is finished or it starts inventing a question.
+
+    Call `reset()` before each `generate` call: the processor keeps the text of each row so far.
+    """
+
+    def __init__(self, tokenizer: Any, eos_token_id: int):
+        self.tokenizer = tokenizer
+        self.eos_token_id = eos_token_id
+        self._pieces: dict[int, str] = {}
+        self.reset()
+
+    def reset(self) -> None:
+        self._prompt_length: int | None = None
+        self._texts: list[str] = []
+        self._marker_at: list[int] = []  # index of the first `####` in each row's text, -1 if none yet
+        self._stopped: list[bool] = []
+
+    def _piece(self, token_id: int) -> str:
+        piece = self._pieces.get(token_id)
+        if piece is None:
+            piece = self.tokenizer.decode([token_id], skip_special_tokens=False)
+            self._pieces[token_id] = piece
+        return piece
+
+    def _update(self, row: int, token_id: int) -> bool:
+        text = self._texts[row]
+        start = len(text)
+        text += self._piece(token_id)
+        self._texts[row] = text
+        if self._marker_at[row] < 0:
+            # Re-scan a few characters before the new piece: a marker can span two tokens.
+            found = text.find(ANSWER_MARKER, max(0, start - len(ANSWER_MARKER)))
+            if found >= 0:
+                self._marker_at[row] = found
+                start = found + len(ANSWER_MARKER)
+        if self._marker_at[row] >= 0 and text.find("\n", max(start, self._marker_at[row])) >= 0:
+            return True
+        window = text[max(0, start - len(QUESTION_MARKER) - 1) :]
+        return ("\n" + QUESTION_MARKER) in window or text.startswith(QUESTION_MARKER)
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        batch, length = input_ids.shape
+        if self._prompt_length is None or len(self._texts) != batch:
+            # First step of a generate call: nothing generated yet.
+            self._prompt_length = length
+            self._texts = [""] * batch
+            self._marker_at = [-1] * batch
+            self._stopped = [False] * batch
+            return scores
+        last = input_ids[:, -1].tolist()
+        rows = []
+        for row, token_id in enumerate(last):
+            if self._stopped[row] or self._update(row, token_id):
+                self._stopped[row] = True
+                rows.append(row)
+        if rows:
+            index = torch.tensor(rows, device=scores.device)
+            scores[index] = torch.finfo(scores.dtype).min
+            scores[index, self.eos_token_id] = 0.0
+        return scores
+
+
+@contextlib.contextmanager
+def generate_with(model: Any, processor: AnswerStop | None, share_prefix: bool = True) -> Iterator[None]:
+    """Patch `model.generate` for the duration (the generate call itself is TRL's).
+
+    The patched call stops completions with `processor` and, with `share_prefix`, runs the prompt
+    prefix common to the batch once (`rlvr_cli.generation`).
+    """
+    from rlvr_cli.generation import generate_shared_prefix, unpad_left
+
+    had_own = "generate" in vars(model)
+    original = model.generate
+
+    def generate(*args: Any, **kwargs: Any) -> Any:
+        if processor is not None:
+            processor.reset()
+            processors = list(kwargs.pop("logits_processor", None) or [])
+            kwargs["logits_processor"] = LogitsProcessorList([*processors, processor])
+        input_ids = kwargs.get("input_ids", args[0] if args else None)
+        attention_mask = kwargs.get("attention_mask")
+        config = kwargs.get("generation_config")
+        other_tensors = [
+            k for k, v in kwargs.items() if torch.is_tensor(v) and k not in ("input_ids", "attention_mask")
+        ]
+        if not share_prefix or args or attention_mask is None or config is None or other_tensors:
+            return original(*args, **kwargs)
+        kwargs.pop("input_ids"), kwargs.pop("attention_mask")
+        rows = unpad_left(input_ids, attention_mask)
+        return generate_shared_prefix(
+            model, rows, config.pad_token_id, width=input_ids.shape[1], generate=original, **kwargs
+        )
+
+    model.generate = generate
+    try:
+        yield
+    finally:
+        if had_own:
+            model.generate = original
+        else:
+            del model.generate  # the class method shows through again
