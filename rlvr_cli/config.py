@@ -26,7 +26,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from rlvr_cli.errors import UsageError
-from rlvr_cli.rewards import REWARDS
+from rlvr_cli.rewards import REWARDS, get_reward_funcs
 
 ROLE_ARN = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]{1,512}$")
 # Bucket names: 3-63 chars of lowercase letters, digits, dots and hyphens; prefix optional.
@@ -219,7 +219,7 @@ class Recipe(_Strict):
     num_iterations: int = Field(1, ge=1, description="optimisation passes per generated batch")
     reward_funcs: list[str] = Field(
         default_factory=lambda: ["format", "correctness"],
-        description=f"rewards by name: {', '.join(REWARDS)}",
+        description=f"rewards by name ({', '.join(REWARDS)}) or custom ones as package.module:function",
     )
     reward_weights: list[float] | None = Field(None, description="one weight per reward (default: all 1.0)")
     stop_at_answer: bool = Field(
@@ -293,13 +293,9 @@ class Recipe(_Strict):
     @field_validator("reward_funcs")
     @classmethod
     def _rewards(cls, v: list[str]) -> list[str]:
-        unknown = [n for n in v if n not in REWARDS]
-        if unknown:
-            raise ValueError(
-                f"unknown reward {', '.join(map(repr, unknown))}; valid rewards: {', '.join(REWARDS)}"
-            )
         if not v:
             raise ValueError(f"at least one reward is needed; valid rewards: {', '.join(REWARDS)}")
+        get_reward_funcs(v)  # unknown names and unimportable custom rewards fail here, listing the valid ones
         return v
 
     @field_validator("mlflow_tracking_uri")

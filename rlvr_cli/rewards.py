@@ -6,7 +6,8 @@ the answer with `rlvr_cli.answers.extract_answer`, the same function evaluation 
 optimises exactly what `rlvr eval` measures.
 
 Recipes name rewards (`reward_funcs: [format, correctness]`) and may weight them
-(`reward_weights: [1.0, 1.0]`); TRL sums `weight * reward` per completion.
+(`reward_weights: [1.0, 1.0]`); TRL sums `weight * reward` per completion. A custom reward with
+the same signature can be named by import path, `package.module:function`.
 """
 
 from __future__ import annotations
@@ -64,11 +65,26 @@ REWARDS: dict[str, RewardFunc] = {
 MAX_REWARD = FORMAT_REWARD + CORRECTNESS_REWARD
 
 
+def import_reward(path: str) -> RewardFunc:
+    """A custom reward given as `package.module:function` (TRL's signature, same as the built-ins)."""
+    import importlib
+
+    module_name, _, attr = path.partition(":")
+    try:
+        func = getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError) as exc:
+        raise ValueError(f"cannot import reward {path!r} ({exc})") from None
+    if not callable(func):
+        raise ValueError(f"reward {path!r} is not a function")
+    return func
+
+
 def get_reward_funcs(names: Sequence[str]) -> list[RewardFunc]:
-    """Look rewards up by name; an unknown name raises ValueError listing the valid ones."""
-    unknown = [n for n in names if n not in REWARDS]
+    """Look rewards up by name, or import `module:function`; an unknown name lists the valid ones."""
+    unknown = [n for n in names if n not in REWARDS and ":" not in n]
     if unknown:
         raise ValueError(
-            f"unknown reward {', '.join(map(repr, unknown))}; valid rewards: {', '.join(REWARDS)}"
+            f"unknown reward {', '.join(map(repr, unknown))}; valid rewards: {', '.join(REWARDS)} "
+            "(or a custom one as package.module:function)"
         )
-    return [REWARDS[n] for n in names]
+    return [REWARDS[n] if n in REWARDS else import_reward(n) for n in names]

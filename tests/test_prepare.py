@@ -1,0 +1,170 @@
+"""`rlvr prepare`: sources, prompts, splits, determinism, refusing to clobber, bad input."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from rlvr_cli.data import build_prompt, clean_solution, load_source, prepare
+
+
+def rows(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_prepare_writes_three_sets_and_a_manifest(cli, gsm8k_fixture: Path, tmp_path: Path):
+    result = cli("prepare", "--shots", "2", "--source", gsm8k_fixture, "--output", tmp_path / "d", "--json")
+    assert result.code == 0, result.err
+    manifest = result.json()
+    assert manifest == json.loads((tmp_path / "d" / "manifest.json").read_text())
+    # 42 usable train rows (one has no ####), 2 exemplars out, 10 % (rounded up) to val.
+    assert manifest["counts"] == {"train": 36, "val": 4, "test": 12}
+    assert manifest["skipped"] == {"train": 1, "test": 0}
+    for split in ("train", "val", "test"):
+        data = rows(tmp_path / "d" / split / "dataset.json")
+        assert len(data) == manifest["counts"][split]
+        assert set(data[0]) == {"id", "question", "answer", "final_answer", "prompt"}
+    import hashlib
+
+    for rel, info in manifest["files"].items():
+        assert hashlib.sha256((tmp_path / "d" / rel).read_bytes()).hexdigest() == info["sha256"]
+
+
+def test_datasets_load_with_hf_datasets(gsm8k_fixture: Path, tmp_path: Path, cli):
+    assert cli("prepare", "--shots", "1", "--source", gsm8k_fixture, "--output", tmp_path / "d").code == 0
+    import datasets
+
+    ds = datasets.load_dataset("json", data_files=str(tmp_path / "d" / "test" / "dataset.json"), split="train")
+    assert len(ds) == 12 and "final_answer" in ds.column_names
+
+
+def test_gold_answers_keep_sign_and_decimals_and_drop_commas(prepared: Path):
+    golds = {r["question"]: r["final_answer"] for r in rows(prepared / "test" / "dataset.json")}
+    assert golds["Ann has 1,000 stickers and gets 234 more. How many now?"] == "1234"
+    assert golds["It was 2 degrees and fell by 9. What is it now?"] == "-7"
+    assert golds["Half of 7 is?"] == "3.5"
+
+
+def test_prompt_layout_follows_the_reference(gsm8k_fixture: Path):
+    source = load_source(str(gsm8k_fixture))
+    prompt = build_prompt(source.train[:2], "What is 1 + 1?")
+    blocks = prompt.split("\n\n")
+    assert len(blocks) == 3
+    assert blocks[0].startswith("Question: Tom has 2 apples")
+    assert "\nSolution: Let's think step by step. Tom has 2 + 3 = 5 apples.\n#### The final answer is 5" in blocks[0]
+    assert blocks[-1] == "Question: What is 1 + 1?\nSolution: Let's think step by step."
+    assert "<<" not in prompt
+
+
+def test_calculator_annotations_are_removed():
+    assert clean_solution("48/2 = <<48/2=24>>24 clips") == "48/2 = 24 clips"
+
+
+def test_exemplars_are_removed_from_train_and_val(gsm8k_fixture: Path):
+    prepared = prepare(load_source(str(gsm8k_fixture)), shots=3, val_fraction=0.1, seed=7)
+    exemplars = set(prepared.manifest["exemplar_ids"])
+    used = {r["id"] for split in ("train", "val") for r in prepared.rows[split]}
+    assert len(exemplars) == 3 and not exemplars & used
+    # No prompt contains its own solved question as an exemplar.
+    for r in prepared.rows["train"]:
+        assert r["prompt"].count(f"Question: {r['question']}") == 1
+
+
+def test_zero_shots_works(gsm8k_fixture: Path):
+    prepared = prepare(load_source(str(gsm8k_fixture)), shots=0, val_fraction=0.1, seed=42)
+    assert prepared.rows["test"][0]["prompt"].startswith("Question: Ann has")
+
+
+def test_same_inputs_give_byte_identical_files(cli, gsm8k_fixture: Path, tmp_path: Path):
+    for out in ("a", "b"):
+        assert cli("prepare", "--shots", "2", "--source", gsm8k_fixture, "--output", tmp_path / out).code == 0
+    for rel in ("train/dataset.json", "val/dataset.json", "test/dataset.json", "manifest.json"):
+        assert (tmp_path / "a" / rel).read_bytes() == (tmp_path / "b" / rel).read_bytes()
+
+
+def test_refuses_to_overwrite_a_different_dataset_without_force(cli, gsm8k_fixture: Path, tmp_path: Path):
+    out = tmp_path / "d"
+    assert cli("prepare", "--shots", "2", "--source", gsm8k_fixture, "--output", out).code == 0
+    before = (out / "train" / "dataset.json").read_bytes()
+    refused = cli("prepare", "--shots", "3", "--source", gsm8k_fixture, "--output", out)
+    assert refused.code == 1 and "pass --force" in refused.err
+    assert (out / "train" / "dataset.json").read_bytes() == before
+    same = cli("prepare", "--shots", "2", "--source", gsm8k_fixture, "--output", out)
+    assert same.code == 0 and "unchanged" in same.err
+    forced = cli("prepare", "--shots", "3", "--source", gsm8k_fixture, "--output", out, "--force")
+    assert forced.code == 0 and json.loads((out / "manifest.json").read_text())["shots"] == 3
+
+
+def test_rows_without_answer_line_fail_in_strict_mode(cli, gsm8k_fixture: Path, tmp_path: Path):
+    result = cli("prepare", "--source", gsm8k_fixture, "--output", tmp_path / "d", "--strict", "--shots", "1")
+    assert result.code == 1
+    assert "train.jsonl:41: answer has no readable '#### N' line" in result.err
+    assert not (tmp_path / "d").exists()
+
+
+def test_malformed_json_line_is_reported_with_file_and_line(cli, tmp_path: Path, gsm8k_fixture: Path):
+    source = tmp_path / "src"
+    source.mkdir()
+    lines = (gsm8k_fixture / "train.jsonl").read_text().splitlines()
+    lines[4] = '{"question": "broken'
+    (source / "train.jsonl").write_text("\n".join(lines) + "\n")
+    (source / "test.jsonl").write_text((gsm8k_fixture / "test.jsonl").read_text())
+    result = cli("prepare", "--source", source, "--output", tmp_path / "d")
+    assert result.code == 1 and f"{source / 'train.jsonl'}:5: malformed JSON line" in result.err
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--shots", "33"], "--shots 33: must be between 0 and 32"),
+        (["--shots", "-1"], "--shots -1: must be between 0 and 32"),
+        (["--val-fraction", "1.0"], "--val-fraction 1.0: must be strictly between 0 and 1"),
+        (["--val-fraction", "0"], "--val-fraction 0.0: must be strictly between 0 and 1"),
+    ],
+)
+def test_out_of_range_options_are_usage_errors(cli, gsm8k_fixture: Path, tmp_path: Path, args, message):
+    result = cli("prepare", "--source", gsm8k_fixture, "--output", tmp_path / "d", *args)
+    assert result.code == 2 and message in result.err
+
+
+def test_a_directory_without_split_files_is_explained(cli, tmp_path: Path):
+    (tmp_path / "empty").mkdir()
+    result = cli("prepare", "--source", tmp_path / "empty", "--output", tmp_path / "d")
+    assert result.code == 2 and "no train or test file" in result.err
+
+
+def test_unreachable_hub_names_the_offline_sources(cli, tmp_path: Path):
+    result = cli("prepare", "--source", "openai/gsm8k", "--output", tmp_path / "d")
+    assert result.code == 1
+    assert "could not load openai/gsm8k from the Hugging Face Hub" in result.err
+    assert "--source reasoning-gym" in result.err and "--source DIR" in result.err
+
+
+def test_offline_generator_source(cli, tmp_path: Path):
+    result = cli("prepare", "--source", "reasoning-gym", "--size", "60", "--shots", "2", "--output", tmp_path / "d", "--json")
+    assert result.code == 0, result.err
+    manifest = result.json()
+    assert manifest["source"]["name"] == "reasoning-gym:gsm_symbolic"
+    assert manifest["counts"]["test"] == 50
+    row = rows(tmp_path / "d" / "train" / "dataset.json")[0]
+    assert float(row["final_answer"]) == float(row["answer"].rsplit("####", 1)[1])
+
+
+def test_full_gsm8k_at_eight_shots_matches_the_reference_split(cli, shared_gsm8k: Path, tmp_path: Path):
+    result = cli("prepare", "--shots", "8", "--source", shared_gsm8k, "--output", tmp_path / "d", "--json")
+    assert result.code == 0, result.err
+    manifest = result.json()
+    # The reference: 7,473 train rows, 10 % for validation (6,725 / 748) before removing exemplars.
+    assert manifest["counts"] == {"train": 6718, "val": 747, "test": 1319}
+    assert manifest["longest_prompt"]["chars"] > 4000
+
+
+def test_longest_prompt_is_counted_in_tokens_with_a_recipe(cli, gsm8k_fixture: Path, tmp_path: Path, tiny_model_dir: Path):
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(f"model_name_or_path: {tiny_model_dir}\n")
+    result = cli("prepare", "--shots", "1", "--source", gsm8k_fixture, "--output", tmp_path / "d", "--config", recipe, "--json")
+    assert result.code == 0, result.err
+    longest = result.json()["longest_prompt"]
+    assert longest["tokens"] > 20 and longest["tokenizer"] == str(tiny_model_dir)

@@ -1,0 +1,147 @@
+"""Verifiable rewards: the reference's semantics with its flaws fixed (see ../shared/GUIDE.md)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from rlvr_cli.answers import answer_line_end, extract_answer, normalize_gold, parse_number
+from rlvr_cli.rewards import REWARDS, correctness_reward, format_reward, get_reward_funcs
+
+from .conftest import SHARED_GSM8K
+
+
+def rewards(completion, gold: str) -> tuple[float, float | None]:
+    return format_reward([completion])[0], correctness_reward([completion], final_answer=[gold])[0]
+
+
+def test_well_formed_correct_answer_gets_both_rewards():
+    assert rewards("48 / 2 = 24\n24 + 48 = 72\n#### The final answer is 72", "72") == (0.5, 1.0)
+
+
+@pytest.mark.parametrize(
+    ("completion", "gold"),
+    [
+        ("3 - 8 = -5\n#### The final answer is -5", "-5"),
+        ("#### The final answer is −5", "-5"),  # U+2212 minus sign
+        ("#### The final answer is 1,234", "1234"),
+        ("#### The final answer is $1,234.50", "1234.5"),
+        ("#### The final answer is 2.5", "2.50"),
+        ("#### The final answer is $-3", "-3"),
+        ("#### The final answer is 0.5.", ".5"),
+    ],
+)
+def test_negatives_decimals_separators_and_dollars_are_read(completion: str, gold: str):
+    assert rewards(completion, gold) == (0.5, 1.0)
+
+
+def test_wrong_number_gets_format_only():
+    assert rewards("#### The final answer is 71", "72") == (0.5, 0.0)
+
+
+def test_plain_gsm8k_answer_line_is_correct_but_not_well_formed():
+    assert rewards("so 72\n#### 72", "72") == (0.0, 1.0)
+
+
+def test_invented_follow_up_question_cannot_change_the_score():
+    answer = "#### The final answer is 18\n\n"
+    invented = "Question: How many eggs?\nSolution: Let's think step by step. 5\n#### The final answer is 5\n"
+    assert rewards(answer + invented, "18") == (0.5, 1.0)
+    assert rewards(answer + invented, "5") == (0.5, 0.0)
+
+
+def test_answer_inside_an_invented_question_earns_nothing():
+    completion = "I am not sure.\n\nQuestion: What is 2 + 3?\nSolution: Let's think step by step.\n#### The final answer is 5"
+    assert rewards(completion, "5") == (0.0, 0.0)
+
+
+def test_conflicting_answer_lines_are_judged_by_the_first():
+    completion = "#### The final answer is 3\n#### The final answer is 4\n#### The final answer is 5"
+    assert [rewards(completion, g)[1] for g in ("3", "4", "5")] == [1.0, 0.0, 0.0]
+
+
+def test_an_answer_line_with_two_numbers_is_ambiguous():
+    assert rewards("#### The final answer is 3 or 5", "3") == (0.0, 0.0)
+
+
+def test_marker_spam_is_not_an_answer():
+    assert rewards("#### #### #### The final answer is 7", "7") == (0.0, 0.0)
+
+
+def test_unparseable_gold_answer_is_skipped_not_zero():
+    assert correctness_reward(["#### The final answer is 7"], final_answer=["seven"]) == [None]
+
+
+def test_conversational_completions_work():
+    completion = [{"role": "assistant", "content": "2 + 2 = 4\n#### The final answer is 4"}]
+    assert rewards(completion, "4") == (0.5, 1.0)
+
+
+def test_rewards_sum_to_the_reference_maximum():
+    assert format_reward(["#### The final answer is 1"])[0] + correctness_reward(["#### The final answer is 1"], ["1"])[0] == 1.5
+
+
+def test_registry_rejects_unknown_names_listing_valid_ones():
+    with pytest.raises(ValueError, match="valid rewards: format, correctness"):
+        get_reward_funcs(["format", "accuracy"])
+    assert set(REWARDS) == {"format", "correctness"}
+
+
+@pytest.mark.parametrize(
+    "completion",
+    [
+        "#### " * 200_000,  # ~1 MB: quadratic in the reference's regex
+        "1" * 1_000_000,
+        "#### The final answer is " + "9" * 999_000,
+        ("Question: x\n" * 80_000),
+        "#" * 1_000_000,
+        "\n" * 1_000_000,
+    ],
+    ids=["marker-spam", "digits", "huge-number", "questions", "hashes", "newlines"],
+)
+def test_adversarial_megabyte_completions_are_scored(completion: str):
+    # Speed is measured in benchmarks/bench_prepare_rewards.py; here the answers must be right.
+    assert rewards(completion, "9") in ((0.0, 0.0), (0.0, 1.0))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(st.text(), st.lists(st.dictionaries(st.text(), st.text())), st.none(), st.integers()))
+def test_extraction_never_raises(completion):
+    answer = extract_answer(completion)
+    assert answer.format_ok in (True, False)
+    format_reward([completion])
+    correctness_reward([completion], final_answer=["1"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.integers(min_value=-(10**9), max_value=10**9), st.text(alphabet=" \n.abcdefQ#:", max_size=40))
+def test_any_integer_answer_round_trips(number: int, noise: str):
+    completion = f"{noise}\n#### The final answer is {number:,}\n{noise}"
+    if "####" in noise:  # an earlier answer line would be the one that counts
+        return
+    assert extract_answer(completion).value == number
+
+
+def test_gold_answers_of_the_whole_gsm8k_are_read():
+    if not SHARED_GSM8K.is_dir():
+        pytest.skip("../shared/data/gsm8k is not present")
+    golds = []
+    for split in ("train", "test"):
+        for line in (SHARED_GSM8K / f"{split}.jsonl").read_text().splitlines():
+            gold = normalize_gold(json.loads(line)["answer"])
+            assert gold is not None
+            golds.append(gold)
+    assert len(golds) == 7473 + 1319
+    assert any(g.startswith("-") for g in golds)  # GSM8K has negative answers
+    assert all(parse_number(g) is not None for g in golds)
+    # The reference's own format, written with each gold answer, is rewarded in full.
+    assert all(rewards(f"#### The final answer is {g}", g) == (0.5, 1.0) for g in golds)
+
+
+def test_answer_line_end_marks_where_generation_may_stop():
+    assert answer_line_end("steps\n#### The final answer is 4") is None
+    text = "steps\n#### The final answer is 4\nQuestion:"
+    assert text[: answer_line_end(text)] == "steps\n#### The final answer is 4\n"
