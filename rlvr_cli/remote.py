@@ -6,6 +6,7 @@ Exit codes come from `rlvr_cli.errors.ExitCode` (0 completed, 3 in progress, 4 f
 
 from __future__ import annotations
 
+import os
 import re
 import time
 from pathlib import Path
@@ -20,7 +21,8 @@ from rlvr_cli.errors import ExitCode, RlvrError, UsageError
 if TYPE_CHECKING:  # `rlvr status` must start fast: no pydantic import on its path
     from rlvr_cli.config import LoadedRecipe, Recipe
 
-POLL_SECONDS = 10.0
+# How often `logs` (following) and `train --remote --wait` poll; tests make it short.
+POLL_SECONDS = float(os.environ.get("RLVR_POLL_SECONDS", "10"))
 
 
 def _region(recipe: Recipe | None, region: str | None) -> str | None:

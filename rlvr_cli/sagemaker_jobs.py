@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import json
 import re
-import time
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from rlvr_cli import __version__
-from rlvr_cli.errors import ExitCode, RlvrError, UsageError
+from rlvr_cli.errors import ExitCode, UsageError
 
 if TYPE_CHECKING:  # status/logs use this module and must not import pydantic
     from rlvr_cli.config import Recipe
@@ -244,13 +243,3 @@ def describe(sm: Any, name: str) -> dict[str, Any] | None:
         ):
             return None
         raise
-
-
-def wait_until_done(sm: Any, name: str, poll_seconds: float = 30.0) -> dict[str, Any]:
-    while True:
-        job = describe(sm, name)
-        if job is None:
-            raise RlvrError(f"training job {name} disappeared", ExitCode.NOT_FOUND)
-        if job["TrainingJobStatus"] not in ("InProgress", "Stopping"):
-            return job
-        time.sleep(poll_seconds)

@@ -58,7 +58,7 @@ def upload_dataset(
     if missing:
         raise RlvrError(f"{data}: missing {', '.join(missing)}; run `rlvr prepare --output {data}` first")
     bucket, prefix = parse_s3_uri(uri)
-    from boto3.s3.transfer import TransferConfig
+    from boto3.s3.transfer import S3Transfer, TransferConfig
 
     s3 = client("s3", profile=profile, region=region)
     files = [(rel, data / rel, sha256_file(data / rel)) for rel in FILES]
@@ -88,7 +88,7 @@ def upload_dataset(
             )
 
         total = sum(p["bytes"] for p in plan if p["action"] != "skipped")
-        config = TransferConfig(multipart_threshold=MULTIPART_THRESHOLD)
+        transfer = S3Transfer(s3, TransferConfig(multipart_threshold=MULTIPART_THRESHOLD))
         with Progress(
             TextColumn("[bold]upload[/bold] {task.description}"),
             BarColumn(),
@@ -102,17 +102,16 @@ def upload_dataset(
                 if item["action"] == "skipped":
                     continue
                 bar.update(task, description=item["key"])
-                s3.upload_file(
+                transfer.upload_file(
                     item["file"],
                     bucket,
                     item["key"],
-                    ExtraArgs={
+                    extra_args={
                         "ChecksumAlgorithm": "SHA256",
                         "Metadata": {"sha256": item["sha256"]},
                         "ContentType": "application/json",
                     },
-                    Config=config,
-                    Callback=lambda n: bar.advance(task, n),
+                    callback=lambda n: bar.advance(task, n),
                 )
     root = f"s3://{bucket}/{prefix}" if prefix else f"s3://{bucket}"
     for item in plan:

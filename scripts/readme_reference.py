@@ -1,6 +1,6 @@
 """Regenerate the README's configuration reference from the pydantic recipe model.
 
-    python scripts/readme_reference.py        # tests/test_config.py checks the README matches
+python scripts/readme_reference.py        # tests/test_config.py checks the README matches
 """
 
 from __future__ import annotations

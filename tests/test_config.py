@@ -37,14 +37,33 @@ def test_every_shipped_recipe_validates_from_the_cli(cli, path: Path):
 def test_reference_recipe_holds_the_reference_values():
     r = load_recipe(REPO / "configs" / "qwen2.5-0.5b-grpo.yaml").recipe
     assert (r.model_name_or_path, r.torch_dtype, r.attn_implementation, r.bf16, r.tf32, r.load_in_4bit) == (
-        "Qwen/Qwen2.5-0.5B", "bfloat16", "flash_attention_2", True, True, True,
+        "Qwen/Qwen2.5-0.5B",
+        "bfloat16",
+        "flash_attention_2",
+        True,
+        True,
+        True,
     )
     assert (r.lora_r, r.lora_alpha) == (16, 16)
-    assert set(r.lora_target_modules) == {"q_proj", "k_proj", "v_proj", "o_proj", "up_proj", "down_proj", "gate_proj"}
+    assert set(r.lora_target_modules) == {
+        "q_proj",
+        "k_proj",
+        "v_proj",
+        "o_proj",
+        "up_proj",
+        "down_proj",
+        "gate_proj",
+    }
     assert r.lora_modules_to_save == ["lm_head", "embed_tokens"]
     assert (r.num_train_epochs, r.per_device_train_batch_size, r.gradient_accumulation_steps) == (2, 16, 2)
     assert r.gradient_checkpointing and r.gradient_checkpointing_kwargs == {"use_reentrant": True}
-    assert (r.learning_rate, r.lr_scheduler_type, r.warmup_ratio, r.logging_steps, r.seed) == (1.84e-4, "cosine", 0.1, 5, 42)
+    assert (r.learning_rate, r.lr_scheduler_type, r.warmup_ratio, r.logging_steps, r.seed) == (
+        1.84e-4,
+        "cosine",
+        0.1,
+        5,
+        42,
+    )
     assert (r.report_to, r.max_seq_length) == (["mlflow"], 2048)
     assert r.remote.instance_type == "ml.p4d.24xlarge"
 
@@ -53,7 +72,7 @@ def test_reference_style_yaml_runs_unchanged_with_notices(tmp_path: Path):
     recipe = tmp_path / "reference.yaml"
     recipe.write_text(
         "model_name_or_path: Qwen/Qwen2.5-0.5B\ntorch_dtype: bfloat16\nbf16: true\nmax_seq_length: 2048\n"
-        "packing: false\nsave_strategy: \"no\"\nreport_to: mlflow\n"
+        'packing: false\nsave_strategy: "no"\nreport_to: mlflow\n'
     )
     loaded = load_recipe(recipe)
     assert loaded.recipe.save_strategy == "no"
@@ -63,7 +82,9 @@ def test_reference_style_yaml_runs_unchanged_with_notices(tmp_path: Path):
 
 def test_errors_are_reported_all_at_once_one_line_each_with_file_lines(tmp_path: Path):
     recipe = tmp_path / "bad.yaml"
-    recipe.write_text("lora_rr: 16\nlearning_rate: -1\nreward_funcs: [format, accuracy]\nremote:\n  role_arn: nope\n")
+    recipe.write_text(
+        "lora_rr: 16\nlearning_rate: -1\nreward_funcs: [format, accuracy]\nremote:\n  role_arn: nope\n"
+    )
     with pytest.raises(UsageError) as err:
         load_recipe(recipe)
     lines = err.value.message.splitlines()
@@ -90,7 +111,9 @@ def test_cli_prints_one_line_per_error_exit_2_and_no_traceback(cli, tmp_path: Pa
 def test_unknown_remote_key_suggests_the_closest(tmp_path: Path):
     recipe = tmp_path / "r.yaml"
     recipe.write_text("remote:\n  instance_typ: ml.g5.xlarge\n")
-    with pytest.raises(UsageError, match=r"r.yaml:2: remote.instance_typ: unknown key; did you mean 'instance_type'\?"):
+    with pytest.raises(
+        UsageError, match=r"r.yaml:2: remote.instance_typ: unknown key; did you mean 'instance_type'\?"
+    ):
         load_recipe(recipe)
 
 
@@ -99,7 +122,10 @@ def test_unknown_remote_key_suggests_the_closest(tmp_path: Path):
     [
         ("instance_type: p4d.24xlarge", "prefix 'ml.'"),
         ("s3_prefix: http://bucket/x", "must be an S3 URI"),
-        ("use_spot: true\n  max_runtime_seconds: 7200\n  max_wait_seconds: 3600", "must be >= max_runtime_seconds"),
+        (
+            "use_spot: true\n  max_runtime_seconds: 7200\n  max_wait_seconds: 3600",
+            "must be >= max_runtime_seconds",
+        ),
         ("max_wait_seconds: 9000", "spot training only"),
         ("environment: {HF_TOKEN: x, 1BAD: y}", "invalid environment variable name"),
     ],
@@ -114,8 +140,14 @@ def test_remote_section_is_validated(tmp_path: Path, remote: str, message: str):
 def test_overrides_are_typed_by_the_recipe():
     loaded = load_recipe(
         REPO / "configs" / "smoke-cpu.yaml",
-        ["learning_rate=1e-5", "lora_target_modules=[q_proj, v_proj]", "run_name=123", "remote.tags.team=42",
-         "remote.use_spot=true", "remote.max_wait_seconds=100000"],
+        [
+            "learning_rate=1e-5",
+            "lora_target_modules=[q_proj, v_proj]",
+            "run_name=123",
+            "remote.tags.team=42",
+            "remote.use_spot=true",
+            "remote.max_wait_seconds=100000",
+        ],
     )
     r = loaded.recipe
     assert r.learning_rate == 1e-5

@@ -65,13 +65,25 @@ def test_common_prefix_length():
 def test_shared_prefix_generation_equals_plain_generation(tiny):
     model, tokenizer = tiny
     exemplars = "Question: Tom has 2 apples and buys 3 more.\nSolution: Let's think step by step. 2 + 3 = 5\n#### The final answer is 5\n\n"
-    prompts = [exemplars + f"Question: What is {i} + {i * 3}?\nSolution: Let's think step by step." for i in range(1, 5)]
-    prompts.append(exemplars + "Question: A much longer question about a farmer with many cows and goats?\nSolution:")
+    prompts = [
+        exemplars + f"Question: What is {i} + {i * 3}?\nSolution: Let's think step by step."
+        for i in range(1, 5)
+    ]
+    prompts.append(
+        exemplars + "Question: A much longer question about a farmer with many cows and goats?\nSolution:"
+    )
     plain_inputs = tokenizer(prompts, return_tensors="pt", padding=True)
-    plain = model.generate(**plain_inputs, max_new_tokens=12, do_sample=False, pad_token_id=tokenizer.pad_token_id)
+    plain = model.generate(
+        **plain_inputs, max_new_tokens=12, do_sample=False, pad_token_id=tokenizer.pad_token_id
+    )
     rows = [tokenizer(p)["input_ids"] for p in prompts]
     shared = generate_shared_prefix(
-        model, rows, tokenizer.pad_token_id, max_new_tokens=12, do_sample=False, pad_token_id=tokenizer.pad_token_id
+        model,
+        rows,
+        tokenizer.pad_token_id,
+        max_new_tokens=12,
+        do_sample=False,
+        pad_token_id=tokenizer.pad_token_id,
     )
     width = plain_inputs["input_ids"].shape[1]
     assert shared.shape[1] == plain.shape[1]
@@ -81,7 +93,9 @@ def test_shared_prefix_generation_equals_plain_generation(tiny):
 def test_patched_generate_forces_eos_and_restores_the_method(tiny):
     model, tokenizer = tiny
     stop = AnswerStop(tokenizer, tokenizer.eos_token_id)
-    inputs = tokenizer(["Question: x\nSolution: Let's think step by step."] * 2, return_tensors="pt", padding=True)
+    inputs = tokenizer(
+        ["Question: x\nSolution: Let's think step by step."] * 2, return_tensors="pt", padding=True
+    )
     with generate_with(model, stop):
         out = model.generate(**inputs, max_new_tokens=6, do_sample=False, pad_token_id=tokenizer.pad_token_id)
     assert out.shape[0] == 2

@@ -36,7 +36,9 @@ def test_datasets_load_with_hf_datasets(gsm8k_fixture: Path, tmp_path: Path, cli
     assert cli("prepare", "--shots", "1", "--source", gsm8k_fixture, "--output", tmp_path / "d").code == 0
     import datasets
 
-    ds = datasets.load_dataset("json", data_files=str(tmp_path / "d" / "test" / "dataset.json"), split="train")
+    ds = datasets.load_dataset(
+        "json", data_files=str(tmp_path / "d" / "test" / "dataset.json"), split="train"
+    )
     assert len(ds) == 12 and "final_answer" in ds.column_names
 
 
@@ -53,7 +55,10 @@ def test_prompt_layout_follows_the_reference(gsm8k_fixture: Path):
     blocks = prompt.split("\n\n")
     assert len(blocks) == 3
     assert blocks[0].startswith("Question: Tom has 2 apples")
-    assert "\nSolution: Let's think step by step. Tom has 2 + 3 = 5 apples.\n#### The final answer is 5" in blocks[0]
+    assert (
+        "\nSolution: Let's think step by step. Tom has 2 + 3 = 5 apples.\n#### The final answer is 5"
+        in blocks[0]
+    )
     assert blocks[-1] == "Question: What is 1 + 1?\nSolution: Let's think step by step."
     assert "<<" not in prompt
 
@@ -143,7 +148,18 @@ def test_unreachable_hub_names_the_offline_sources(cli, tmp_path: Path):
 
 
 def test_offline_generator_source(cli, tmp_path: Path):
-    result = cli("prepare", "--source", "reasoning-gym", "--size", "60", "--shots", "2", "--output", tmp_path / "d", "--json")
+    result = cli(
+        "prepare",
+        "--source",
+        "reasoning-gym",
+        "--size",
+        "60",
+        "--shots",
+        "2",
+        "--output",
+        tmp_path / "d",
+        "--json",
+    )
     assert result.code == 0, result.err
     manifest = result.json()
     assert manifest["source"]["name"] == "reasoning-gym:gsm_symbolic"
@@ -161,10 +177,23 @@ def test_full_gsm8k_at_eight_shots_matches_the_reference_split(cli, shared_gsm8k
     assert manifest["longest_prompt"]["chars"] > 4000
 
 
-def test_longest_prompt_is_counted_in_tokens_with_a_recipe(cli, gsm8k_fixture: Path, tmp_path: Path, tiny_model_dir: Path):
+def test_longest_prompt_is_counted_in_tokens_with_a_recipe(
+    cli, gsm8k_fixture: Path, tmp_path: Path, tiny_model_dir: Path
+):
     recipe = tmp_path / "r.yaml"
     recipe.write_text(f"model_name_or_path: {tiny_model_dir}\n")
-    result = cli("prepare", "--shots", "1", "--source", gsm8k_fixture, "--output", tmp_path / "d", "--config", recipe, "--json")
+    result = cli(
+        "prepare",
+        "--shots",
+        "1",
+        "--source",
+        gsm8k_fixture,
+        "--output",
+        tmp_path / "d",
+        "--config",
+        recipe,
+        "--json",
+    )
     assert result.code == 0, result.err
     longest = result.json()["longest_prompt"]
     assert longest["tokens"] > 20 and longest["tokenizer"] == str(tiny_model_dir)

@@ -81,7 +81,11 @@ def test_conversational_completions_work():
 
 
 def test_rewards_sum_to_the_reference_maximum():
-    assert format_reward(["#### The final answer is 1"])[0] + correctness_reward(["#### The final answer is 1"], ["1"])[0] == 1.5
+    assert (
+        format_reward(["#### The final answer is 1"])[0]
+        + correctness_reward(["#### The final answer is 1"], ["1"])[0]
+        == 1.5
+    )
 
 
 def test_registry_rejects_unknown_names_listing_valid_ones():

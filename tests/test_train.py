@@ -69,7 +69,11 @@ def trained(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path):
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
     result = subprocess.run(
         [sys.executable, "-m", "rlvr_cli", "train", "--config", str(recipe)],
-        capture_output=True, text=True, cwd=work, env={**env, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(REPO)}, timeout=900,
+        capture_output=True,
+        text=True,
+        cwd=work,
+        env={**env, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(REPO)},
+        timeout=900,
     )
     return work, result
 
@@ -78,12 +82,22 @@ def test_training_completes_and_writes_the_output(trained):
     work, result = trained
     assert result.returncode == 0, result.stderr[-3000:]
     out = work / "out"
-    for name in ("adapter_model.safetensors", "adapter_config.json", "tokenizer.json", "recipe.yaml", "rlvr_run.json", "reward_curves.png"):
+    for name in (
+        "adapter_model.safetensors",
+        "adapter_config.json",
+        "tokenizer.json",
+        "recipe.yaml",
+        "rlvr_run.json",
+        "reward_curves.png",
+    ):
         assert (out / name).is_file(), name
     run = json.loads((out / "rlvr_run.json").read_text())
     assert run["status"] == "completed" and run["global_step"] == 2
     assert run["versions"]["trl"] and run["versions"]["torch"]
-    assert run["data"]["train_sha256"] == run["data"]["prepare_manifest"]["files"]["train/dataset.json"]["sha256"]
+    assert (
+        run["data"]["train_sha256"]
+        == run["data"]["prepare_manifest"]["files"]["train/dataset.json"]["sha256"]
+    )
 
 
 def test_gpu_settings_fall_back_on_cpu_with_one_warning_each(trained):
@@ -93,7 +107,11 @@ def test_gpu_settings_fall_back_on_cpu_with_one_warning_each(trained):
     assert sum("flash_attention_2 needs CUDA: using sdpa" in w for w in warnings) == 1
     env = json.loads((work / "out" / "rlvr_run.json").read_text())["environment"]
     assert (env["device"], env["load_in_4bit"], env["attn_implementation"], env["dtype"], env["bf16"]) == (
-        "cpu", False, "sdpa", "float32", False,
+        "cpu",
+        False,
+        "sdpa",
+        "float32",
+        False,
     )
 
 
@@ -125,28 +143,54 @@ def test_metrics_and_artifacts_reach_mlflow(trained):
     run = client.get_run(run_info["run_id"])
     assert run.info.status == "FINISHED"
     metrics = run.data.metrics
-    for key in ("reward", "rewards/format_reward/mean", "rewards/correctness_reward/mean", "accuracy", "format_rate",
-                "completions/mean_length", "completions/cut_at_max_ratio", "kl", "loss", "learning_rate"):
+    for key in (
+        "reward",
+        "rewards/format_reward/mean",
+        "rewards/correctness_reward/mean",
+        "accuracy",
+        "format_rate",
+        "completions/mean_length",
+        "completions/cut_at_max_ratio",
+        "kl",
+        "loss",
+        "learning_rate",
+    ):
         assert key in metrics, key
     assert run.data.params["recipe.num_generations"] == "4"
     assert run.data.params["effective.attn_implementation"] == "sdpa"
     artifacts = {a.path for a in client.list_artifacts(run_info["run_id"])}
     assert {"rlvr_run.json", "recipe.yaml", "reward_curves.png", "completions"} <= artifacts
     tables = client.list_artifacts(run_info["run_id"], "completions")
-    table = json.loads(Path(client.download_artifacts(run_info["run_id"], tables[0].path, str(work))).read_text())
+    table = json.loads(
+        Path(client.download_artifacts(run_info["run_id"], tables[0].path, str(work))).read_text()
+    )
     assert {"completion", "format_reward", "correctness_reward"} <= set(table["columns"])
 
 
-def test_interrupted_run_checkpoints_and_resumes_with_the_step_counter_continuing(tmp_path: Path, prepared: Path, tiny_model_dir: Path):
+def test_interrupted_run_checkpoints_and_resumes_with_the_step_counter_continuing(
+    tmp_path: Path, prepared: Path, tiny_model_dir: Path
+):
     recipe = write_recipe(
-        tmp_path / "r.yaml", tiny_model_dir, prepared, tmp_path / "out",
-        max_steps=6, save_steps=100, report_to="none", load_in_4bit=False, attn_implementation="sdpa", bf16=False,
+        tmp_path / "r.yaml",
+        tiny_model_dir,
+        prepared,
+        tmp_path / "out",
+        max_steps=6,
+        save_steps=100,
+        report_to="none",
+        load_in_4bit=False,
+        attn_implementation="sdpa",
+        bf16=False,
         torch_dtype="float32",
     )
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     process = subprocess.Popen(
         [sys.executable, "-m", "rlvr_cli", "train", "--config", str(recipe)],
-        stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, cwd=tmp_path, env=env,
+        stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        text=True,
+        cwd=tmp_path,
+        env=env,
     )
     assert process.stderr is not None
     seen = []
@@ -166,12 +210,23 @@ def test_interrupted_run_checkpoints_and_resumes_with_the_step_counter_continuin
     assert 1 <= stopped_at < 6
     assert (tmp_path / "out" / f"checkpoint-{stopped_at}").is_dir()
 
-    refused = subprocess.run([sys.executable, "-m", "rlvr_cli", "train", "--config", str(recipe)],
-                             capture_output=True, text=True, cwd=tmp_path, env=env)
+    refused = subprocess.run(
+        [sys.executable, "-m", "rlvr_cli", "train", "--config", str(recipe)],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=env,
+    )
     assert refused.returncode == 1 and "pass --resume" in refused.stderr
 
-    resumed = subprocess.run([sys.executable, "-m", "rlvr_cli", "train", "--config", str(recipe), "--resume"],
-                             capture_output=True, text=True, cwd=tmp_path, timeout=600, env=env)
+    resumed = subprocess.run(
+        [sys.executable, "-m", "rlvr_cli", "train", "--config", str(recipe), "--resume"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=600,
+        env=env,
+    )
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     run = json.loads((tmp_path / "out" / "rlvr_run.json").read_text())
     assert run["status"] == "completed" and run["global_step"] == 6
@@ -184,7 +239,11 @@ def test_interrupted_run_checkpoints_and_resumes_with_the_step_counter_continuin
 
 
 def test_missing_data_dir(cli, tmp_path: Path, tiny_model_dir: Path):
-    result = cli("train", "--config", write_recipe(tmp_path / "r.yaml", tiny_model_dir, tmp_path / "nowhere", tmp_path / "o"))
+    result = cli(
+        "train",
+        "--config",
+        write_recipe(tmp_path / "r.yaml", tiny_model_dir, tmp_path / "nowhere", tmp_path / "o"),
+    )
     assert result.code == 1 and "train set not found; run `rlvr prepare` first" in result.err
 
 
@@ -204,8 +263,12 @@ def test_empty_dataset(cli, tmp_path: Path, tiny_model_dir: Path):
     assert result.code == 1 and "is empty" in result.err
 
 
-def test_num_generations_must_divide_the_generation_batch(cli, tmp_path: Path, prepared: Path, tiny_model_dir: Path):
-    recipe = write_recipe(tmp_path / "r.yaml", tiny_model_dir, prepared, tmp_path / "o", per_device_train_batch_size=3)
+def test_num_generations_must_divide_the_generation_batch(
+    cli, tmp_path: Path, prepared: Path, tiny_model_dir: Path
+):
+    recipe = write_recipe(
+        tmp_path / "r.yaml", tiny_model_dir, prepared, tmp_path / "o", per_device_train_batch_size=3
+    )
     result = cli("train", "--config", recipe)
     assert result.code == 2
     assert "= 3 completions per step is not a multiple of num_generations (4)" in result.err
@@ -221,7 +284,12 @@ def test_output_dir_holding_another_run_is_refused(cli, tmp_path: Path, prepared
 
 
 def test_resume_without_checkpoint(cli, tmp_path: Path, prepared: Path, tiny_model_dir: Path):
-    result = cli("train", "--config", write_recipe(tmp_path / "r.yaml", tiny_model_dir, prepared, tmp_path / "o"), "--resume")
+    result = cli(
+        "train",
+        "--config",
+        write_recipe(tmp_path / "r.yaml", tiny_model_dir, prepared, tmp_path / "o"),
+        "--resume",
+    )
     assert result.code == 1 and "no checkpoint to resume from" in result.err
 
 
@@ -235,7 +303,9 @@ def test_vllm_without_cuda_is_refused(cli, tmp_path: Path, prepared: Path, tiny_
     assert result.code == 2 and "use_vllm needs a CUDA GPU" in result.err
 
 
-def test_prompt_too_long_for_the_limits_is_refused_not_truncated(cli, tmp_path: Path, prepared: Path, tiny_model_dir: Path):
+def test_prompt_too_long_for_the_limits_is_refused_not_truncated(
+    cli, tmp_path: Path, prepared: Path, tiny_model_dir: Path
+):
     recipe = write_recipe(tmp_path / "r.yaml", tiny_model_dir, prepared, tmp_path / "o", max_seq_length=64)
     result = cli("train", "--config", recipe)
     assert result.code == 2 and "exceeds max_seq_length (64)" in result.err and "fewer --shots" in result.err
@@ -245,4 +315,7 @@ def test_smoke_recipe_points_at_the_demo_data():
     from rlvr_cli.config import load_recipe
 
     recipe = load_recipe(REPO / "configs" / "smoke-cpu.yaml").recipe
-    assert recipe.model_name_or_path == "smollm2-135m" and recipe.train_dataset_path == "data/smoke/train/dataset.json"
+    assert (
+        recipe.model_name_or_path == "smollm2-135m"
+        and recipe.train_dataset_path == "data/smoke/train/dataset.json"
+    )
