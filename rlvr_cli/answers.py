@@ -18,6 +18,7 @@ reference implementation's flaws (../shared/GUIDE.md):
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from dataclasses import dataclass
@@ -38,6 +39,10 @@ TOLERANCE = 1e-3
 _NUMBER = re.compile(r"(-)?\$?(-)?((?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?|\.\d+)")
 # The well-formed answer line (after the `####` marker): the phrase, then the number first.
 _FORMAT = re.compile(r"[ \t]{0,4}The final answer is:?[ \t]{0,4}-?\$?-?[\d.]")
+# The well-formed line exactly, number included: one match settles the common case.
+_WELL_FORMED = re.compile(
+    r"[ \t]{0,4}The final answer is:?[ \t]{0,4}(-)?\$?(-)?((?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?|\.\d+)\.?[ \t\r]{0,8}$"
+)
 
 
 @dataclass(frozen=True)
@@ -87,14 +92,19 @@ def _numbers(line: str) -> list[tuple[float, str]]:
     return found
 
 
+@functools.lru_cache(maxsize=4096)
+def _parse_number_text(text: str) -> float | None:
+    numbers = _numbers(text.strip().replace("\u2212", "-"))
+    return numbers[0][0] if len(numbers) == 1 else None
+
+
 def parse_number(text: Any) -> float | None:
     """Parse a gold answer such as `"1,234"`, `"-5"`, `"$3.50"`; None when it is not one number."""
     if isinstance(text, int | float) and not isinstance(text, bool):
         return float(text) if math.isfinite(text) else None
     if not isinstance(text, str) or len(text) > MAX_ANSWER_LINE:
         return None
-    numbers = _numbers(text.strip().replace("\u2212", "-"))
-    return numbers[0][0] if len(numbers) == 1 else None
+    return _parse_number_text(text)
 
 
 def answer_line_end(text: str) -> int | None:
@@ -109,40 +119,47 @@ def answer_line_end(text: str) -> int | None:
     return None if newline < 0 else newline + 1
 
 
-def invented_question_start(text: str) -> int:
-    """Where the completion starts inventing a new `Question:` (a line beginning with it), or -1."""
-    if text.startswith(QUESTION_MARKER):
-        return 0
-    index = text.find("\n" + QUESTION_MARKER)
-    return index + 1 if index >= 0 else -1
-
-
 def extract_answer(completion: Any) -> Answer:
     """Read the first answer line of a completion. Never raises."""
+    text = completion_text(completion)
     try:
-        text = completion_text(completion)
-        start = text.find(ANSWER_MARKER)
-        if start < 0:
-            return NO_ANSWER
-        question = invented_question_start(text)
-        if 0 <= question < start:  # the first answer line belongs to an invented question
-            return NO_ANSWER
-        line_start = start + len(ANSWER_MARKER)
-        line_end = text.find("\n", line_start, line_start + MAX_ANSWER_LINE + 1)
-        if line_end < 0:
-            line_end = len(text)
-        if line_end - line_start > MAX_ANSWER_LINE:
-            return NO_ANSWER
-        line = text[line_start:line_end].replace("\u2212", "-")
-        if ANSWER_MARKER in line:  # `#### #### ...`: not an answer line
-            return NO_ANSWER
-        numbers = _numbers(line)
-        if len(numbers) != 1:
-            return Answer(value=None, text=None, format_ok=False)
-        value, number_text = numbers[0]
-        return Answer(value=value, text=number_text, format_ok=bool(_FORMAT.match(line)))
+        return _extract(text)
     except Exception:  # pragma: no cover - defensive: a reward function must never crash training
         return NO_ANSWER
+
+
+# GRPO scores each completion with every reward function: parse it once. Bounded, so a long run
+# does not accumulate completions.
+@functools.lru_cache(maxsize=4096)
+def _extract(text: str) -> Answer:
+    start = text.find(ANSWER_MARKER)
+    if start < 0:
+        return NO_ANSWER
+    # An answer line after a line starting `Question:` belongs to an invented question. Only the
+    # text before the marker is searched: an invented tail after the answer costs nothing.
+    if text.startswith(QUESTION_MARKER) or text.find("\n" + QUESTION_MARKER, 0, start) >= 0:
+        return NO_ANSWER
+    line_start = start + len(ANSWER_MARKER)
+    line_end = text.find("\n", line_start, line_start + MAX_ANSWER_LINE + 1)
+    if line_end < 0:
+        line_end = len(text)
+    if line_end - line_start > MAX_ANSWER_LINE:
+        return NO_ANSWER
+    line = text[line_start:line_end]
+    well_formed = _WELL_FORMED.match(line)
+    if well_formed:  # the common case, in one match: the phrase, one number, nothing else
+        sign = "-" if well_formed.group(1) or well_formed.group(2) else ""
+        number = sign + well_formed.group(3).replace(",", "")
+        return Answer(value=float(number), text=number, format_ok=True)
+    if "\u2212" in line:
+        line = line.replace("\u2212", "-")
+    if ANSWER_MARKER in line:  # `#### #### ...`: not an answer line
+        return NO_ANSWER
+    numbers = _numbers(line)
+    if len(numbers) != 1:
+        return Answer(value=None, text=None, format_ok=False)
+    value, number_text = numbers[0]
+    return Answer(value=value, text=number_text, format_ok=bool(_FORMAT.match(line)))
 
 
 def is_correct(predicted: float | None, gold: float | None) -> bool:

@@ -12,7 +12,6 @@ from typing import Annotated
 
 import typer
 from rich.markup import escape
-from typer._click import exceptions as click_exceptions
 
 from rlvr_cli import __version__, console
 from rlvr_cli.errors import ExitCode, RlvrError
@@ -357,11 +356,11 @@ def run(argv: list[str] | None = None) -> int:
         return int(exc.code)
     except typer.Exit as exc:
         return int(exc.exit_code)
-    except click_exceptions.ClickException as exc:
+    except typer.TyperException as exc:  # usage errors from the argument parser
         from typer import rich_utils  # only on errors: importing it costs a tenth of a second
 
         rich_utils.rich_format_error(exc)
-        return int(exc.exit_code)
+        return int(getattr(exc, "exit_code", ExitCode.USAGE))
     except (typer.Abort, KeyboardInterrupt):
         console.err.print("interrupted")
         return int(ExitCode.INTERRUPTED)

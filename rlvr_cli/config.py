@@ -233,6 +233,10 @@ class Recipe(_Strict):
         False, description="exclude completions cut at max_completion_length from the loss"
     )
     use_vllm: bool = Field(False, description="generate with vLLM (GPU; `pip install rlvr[vllm]`)")
+    generation_kwargs: dict[str, Any] | None = Field(
+        None,
+        description="extra generation settings for TRL (transformers GenerationConfig, or vLLM SamplingParams)",
+    )
     max_seq_length: int | None = Field(
         2048,
         ge=16,
@@ -396,13 +400,16 @@ def _submodel(annotation: Any) -> type[BaseModel] | None:
 
 
 def _is_str_field(annotation: Any) -> bool:
-    """True for `str`, `str | None`: override values for them are taken literally, not as YAML."""
+    """True for `str`, `str | None` and string Literals: override values for them are taken
+    literally, not as YAML (which would read `save_strategy=no` as False)."""
     if annotation is str:
         return True
     origin = typing.get_origin(annotation)
+    if origin is Literal:
+        return all(isinstance(a, str) for a in typing.get_args(annotation))
     if origin in (typing.Union, types.UnionType):
         args = [a for a in typing.get_args(annotation) if a is not type(None)]
-        return args == [str]
+        return bool(args) and all(_is_str_field(a) for a in args)
     return False
 
 

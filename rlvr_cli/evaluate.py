@@ -150,9 +150,13 @@ def load_model(spec: str, *, is_checkpoint: bool) -> LoadedModel:
     if not is_checkpoint:
         resolved = resolve_model(spec)
         model = load_causal_lm(resolved, dtype=dtype).to(device)
-        return LoadedModel(
-            label=spec, model=model, tokenizer=load_tokenizer(spec, padding_side="left"), base=spec, run=None
-        )
+        # A merged model written by `rlvr train --merge` keeps its run manifest one level up.
+        run = None
+        if path.is_dir():
+            run = read_run(path) or (read_run(path.parent) if path.name == "merged" else None)
+        base = (run or {}).get("model", {}).get("name") or spec
+        tokenizer = load_tokenizer(spec, padding_side="left")
+        return LoadedModel(label=spec, model=model, tokenizer=tokenizer, base=base, run=run)
     if not path.is_dir():
         raise UsageError(f"--checkpoint {spec}: directory not found")
     run = read_run(path)
@@ -190,52 +194,45 @@ def load_model(spec: str, *, is_checkpoint: bool) -> LoadedModel:
 
 
 class HFGenerator:
-    """Greedy, batched transformers generation; stops after the answer line; shares the prompt prefix."""
+    """Greedy, batched transformers decoding (`rlvr_cli.generation.greedy_generate`): stops after the
+    answer line, runs the shared prompt prefix once, drops finished rows from the batch."""
 
     name = "transformers"
 
-    def __init__(self, model: Any, tokenizer: Any, max_new_tokens: int):
-        from rlvr_cli.stopping import AnswerStop
+    def __init__(
+        self, model: Any, tokenizer: Any, max_new_tokens: int, suppress_tokens: list[int] | None = None
+    ):
+        from rlvr_cli.stopping import TokenText
 
         self.model = model.eval()
         self.tokenizer = tokenizer
         if tokenizer.pad_token_id is None:
             tokenizer.pad_token = tokenizer.eos_token
         self.max_new_tokens = max_new_tokens
-        self.stop = AnswerStop(tokenizer, tokenizer.eos_token_id)
+        self.suppress_tokens = suppress_tokens  # token ids never generated (benchmarks/bench_gpu.py)
+        self.stop = TokenText(tokenizer)  # the answer-line stop reads each token's text
 
     def generate(self, prompts: list[str]) -> list[Generation]:
-        import torch
-        from transformers import LogitsProcessorList
-
-        from rlvr_cli.generation import generate_shared_prefix
+        from rlvr_cli.generation import greedy_generate
 
         rows = [self.tokenizer(p, add_special_tokens=True)["input_ids"] for p in prompts]
-        width = max(len(r) for r in rows)
-        self.stop.reset()
-        with torch.no_grad():
-            output = generate_shared_prefix(
-                self.model,
-                rows,
-                self.tokenizer.pad_token_id,
-                logits_processor=LogitsProcessorList([self.stop]),
-                max_new_tokens=self.max_new_tokens,
-                do_sample=False,
-                temperature=None,
-                top_p=None,
-                top_k=None,
-                eos_token_id=self.tokenizer.eos_token_id,
-                pad_token_id=self.tokenizer.pad_token_id,
+        outputs = greedy_generate(
+            self.model,
+            rows,
+            max_new_tokens=self.max_new_tokens,
+            eos_token_id=self.tokenizer.eos_token_id,
+            pad_id=self.tokenizer.pad_token_id,
+            token_text=self.stop,
+            suppress_tokens=self.suppress_tokens,
+        )
+        return [
+            Generation(
+                text=self.tokenizer.decode(ids, skip_special_tokens=True),
+                tokens=len(ids),
+                cut=not ended and len(ids) >= self.max_new_tokens,
             )
-        results = []
-        for ids in output[:, width:].tolist():
-            ended = self.tokenizer.eos_token_id in ids
-            ids = ids[: ids.index(self.tokenizer.eos_token_id)] if ended else ids
-            text = self.tokenizer.decode(ids, skip_special_tokens=True)
-            results.append(
-                Generation(text=text, tokens=len(ids), cut=not ended and len(ids) >= self.max_new_tokens)
-            )
-        return results
+            for ids, ended in outputs
+        ]
 
 
 def evaluate(
@@ -277,35 +274,39 @@ def evaluate(
 
 def results_table(results: list[dict[str, Any]], comparison: dict[str, Any] | None) -> Table:
     table = Table(title="GSM8K evaluation", title_justify="left")
-    table.add_column("model")
-    table.add_column("n", justify="right")
-    table.add_column("accuracy", justify="right")
-    table.add_column("95% CI", justify="right")
-    table.add_column("format", justify="right")
-    table.add_column("cut", justify="right")
-    table.add_column("tokens", justify="right")
-    table.add_column("problems/s", justify="right")
-    table.add_column("tokens/s", justify="right")
+    for column, justify in (
+        ("model", "left"),
+        ("n", "right"),
+        ("accuracy [95% CI]", "right"),
+        ("format", "right"),
+        ("cut", "right"),
+        ("tokens", "right"),
+        ("problems/s", "right"),
+    ):
+        table.add_column(column, justify=justify, overflow="fold")
     for r in results:
         s = r["summary"]
         low, high = s["accuracy_ci95"]
         table.add_row(
             r["label"],
             str(s["n"]),
-            f"{s['accuracy']:.1%}",
-            f"{low:.1%}–{high:.1%}",
-            f"{s['format_rate']:.1%}",
-            f"{s['cut_rate']:.1%}",
+            f"{s['accuracy']:.1%} [{low:.1%}, {high:.1%}]",
+            f"{s['format_rate']:.0%}",
+            f"{s['cut_rate']:.0%}",
             f"{s['mean_completion_tokens']:.0f}",
             f"{s['problems_per_second']:.2f}",
-            f"{s['tokens_per_second']:.0f}",
         )
+    caption = (
+        "format: well-formed answer line · cut: stopped at --max-new-tokens · tokens: mean per completion"
+    )
     if comparison:
-        table.caption = (
+        caption = (
             f"difference {comparison['accuracy_difference']:+.1%} on {comparison['n']} paired problems: "
-            f"{comparison['fixed']} fixed, {comparison['broken']} broken (McNemar exact p = {comparison['mcnemar_p']:.3g})"
+            f"{comparison['fixed']} fixed, {comparison['broken']} broken (McNemar exact p = {comparison['mcnemar_p']:.3g})\n"
+            + caption
         )
-        table.caption_justify = "left"
+    table.caption = caption
+    table.caption_justify = "left"
     return table
 
 
@@ -361,10 +362,6 @@ def run_eval(request: EvalRequest) -> dict[str, Any]:
         raise UsageError("nothing to evaluate: pass --checkpoint DIR (a trained output) or --model NAME")
     if len(request.checkpoints) > 2 or (request.model and len(request.checkpoints) > 1):
         raise UsageError("compare at most two models: two --checkpoint, or --checkpoint with --baseline")
-    if request.baseline and not request.checkpoints:
-        raise UsageError(
-            "--baseline compares a --checkpoint with its base model; with --model alone drop --baseline"
-        )
     if request.baseline and len(request.checkpoints) == 2:
         raise UsageError(
             "--baseline compares a checkpoint with its base; with two --checkpoint drop --baseline"
@@ -400,12 +397,17 @@ def run_eval(request: EvalRequest) -> dict[str, Any]:
         if interrupted:
             break
         if index == 0 and request.baseline:
+            if loaded.base == spec:
+                console.notice(
+                    f"{spec} is a base model: there is no other model to compare it with; --baseline ignored"
+                )
+                continue
             if not loaded.base:
                 raise RlvrError(
                     f"{spec}: its base model is unknown (no rlvr_run.json or adapter config); pass --model BASE instead of --baseline"
                 )
             base = load_model(loaded.base, is_checkpoint=False)
-            base.label = f"{loaded.base} (base)"
+            base.label = f"base: {loaded.base}"
             samples, wall, interrupted = _run_one(base, rows[: len(samples)], request)
             results.append({"label": base.label, "summary": summarize(samples, wall)})
             all_samples.append(samples)

@@ -32,6 +32,51 @@ from rlvr_cli.answers import ANSWER_MARKER, QUESTION_MARKER
 VLLM_STOP = ["\n\n", "\n" + QUESTION_MARKER]
 
 
+class TokenText:
+    """Token id -> its text, decoded once per id (enough to find `####`, newlines and `Question:`)."""
+
+    def __init__(self, tokenizer: Any):
+        self.tokenizer = tokenizer
+        self._pieces: dict[int, str] = {}
+
+    def __call__(self, token_id: int) -> str:
+        piece = self._pieces.get(token_id)
+        if piece is None:
+            piece = self.tokenizer.decode([token_id], skip_special_tokens=False)
+            self._pieces[token_id] = piece
+        return piece
+
+
+class StopState:
+    """One completion's text so far, and whether it has reached its end."""
+
+    __slots__ = ("marker_at", "stopped", "text")
+
+    def __init__(self) -> None:
+        self.text = ""
+        self.marker_at = -1  # index of the first `####`, -1 while there is none
+        self.stopped = False
+
+    def feed(self, piece: str) -> bool:
+        """Append a token's text; True once the answer line is complete or a question is invented."""
+        if self.stopped:
+            return True
+        start = len(self.text)
+        self.text += piece
+        if self.marker_at < 0:
+            # Re-scan a few characters before the new piece: a marker can span two tokens.
+            found = self.text.find(ANSWER_MARKER, max(0, start - len(ANSWER_MARKER)))
+            if found >= 0:
+                self.marker_at = found
+                start = found + len(ANSWER_MARKER)
+        if self.marker_at >= 0 and self.text.find("\n", max(start, self.marker_at)) >= 0:
+            self.stopped = True
+        else:
+            window = self.text[max(0, start - len(QUESTION_MARKER) - 1) :]
+            self.stopped = ("\n" + QUESTION_MARKER) in window or self.text.startswith(QUESTION_MARKER)
+        return self.stopped
+
+
 class AnswerStop(LogitsProcessor):
     """Force EOS once a completion's answer line is finished or it starts inventing a question.
 
@@ -39,55 +84,23 @@ class AnswerStop(LogitsProcessor):
     """
 
     def __init__(self, tokenizer: Any, eos_token_id: int):
-        self.tokenizer = tokenizer
+        self.token_text = TokenText(tokenizer)
         self.eos_token_id = eos_token_id
-        self._pieces: dict[int, str] = {}
         self.reset()
 
     def reset(self) -> None:
-        self._prompt_length: int | None = None
-        self._texts: list[str] = []
-        self._marker_at: list[int] = []  # index of the first `####` in each row's text, -1 if none yet
-        self._stopped: list[bool] = []
-
-    def _piece(self, token_id: int) -> str:
-        piece = self._pieces.get(token_id)
-        if piece is None:
-            piece = self.tokenizer.decode([token_id], skip_special_tokens=False)
-            self._pieces[token_id] = piece
-        return piece
-
-    def _update(self, row: int, token_id: int) -> bool:
-        text = self._texts[row]
-        start = len(text)
-        text += self._piece(token_id)
-        self._texts[row] = text
-        if self._marker_at[row] < 0:
-            # Re-scan a few characters before the new piece: a marker can span two tokens.
-            found = text.find(ANSWER_MARKER, max(0, start - len(ANSWER_MARKER)))
-            if found >= 0:
-                self._marker_at[row] = found
-                start = found + len(ANSWER_MARKER)
-        if self._marker_at[row] >= 0 and text.find("\n", max(start, self._marker_at[row])) >= 0:
-            return True
-        window = text[max(0, start - len(QUESTION_MARKER) - 1) :]
-        return ("\n" + QUESTION_MARKER) in window or text.startswith(QUESTION_MARKER)
+        self._states: list[StopState] | None = None
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
-        batch, length = input_ids.shape
-        if self._prompt_length is None or len(self._texts) != batch:
+        if self._states is None or len(self._states) != input_ids.shape[0]:
             # First step of a generate call: nothing generated yet.
-            self._prompt_length = length
-            self._texts = [""] * batch
-            self._marker_at = [-1] * batch
-            self._stopped = [False] * batch
+            self._states = [StopState() for _ in range(input_ids.shape[0])]
             return scores
-        last = input_ids[:, -1].tolist()
-        rows = []
-        for row, token_id in enumerate(last):
-            if self._stopped[row] or self._update(row, token_id):
-                self._stopped[row] = True
-                rows.append(row)
+        rows = [
+            row
+            for row, (state, token_id) in enumerate(zip(self._states, input_ids[:, -1].tolist(), strict=True))
+            if state.feed(self.token_text(token_id))
+        ]
         if rows:
             index = torch.tensor(rows, device=scores.device)
             scores[index] = torch.finfo(scores.dtype).min

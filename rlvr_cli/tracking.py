@@ -96,8 +96,9 @@ class MLflowTracker:
 
         import mlflow
 
-        # MLflow's alembic migrations log at INFO on first use of a sqlite store: not for users.
-        logging.getLogger("alembic").setLevel(logging.WARNING)
+        # MLflow's database set-up logs at INFO on first use of a sqlite store: not for users.
+        for name in ("alembic", "mlflow.store.db.utils", "mlflow.store.db"):
+            logging.getLogger(name).setLevel(logging.WARNING)
         self._mlflow = mlflow
         self.tracking_uri = uri
         self.experiment = experiment

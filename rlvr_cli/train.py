@@ -22,6 +22,7 @@ from rlvr_cli.fsutil import sha256_file, write_text
 from rlvr_cli.runs import RECIPE_FILE, check_output_dir, read_run, recipe_fingerprint, write_run
 
 REQUIRED_COLUMNS = ("prompt", "final_answer")
+METRICS_FILE = "metrics.jsonl"  # every logged step, one JSON object per line
 
 
 def read_dataset(path: Path, what: str) -> list[dict[str, Any]]:
@@ -86,8 +87,6 @@ def _lora_config(recipe: Recipe) -> Any:
 def _grpo_config(recipe: Recipe, env: Any, checkpoint_dir: Path) -> Any:
     from trl import GRPOConfig
 
-    from rlvr_cli.stopping import VLLM_STOP
-
     # rlvr logs to MLflow itself (tracking.py); other integrations go to transformers unchanged.
     report_to = [r for r in recipe.report_to if r != "mlflow"] or "none"
     try:
@@ -130,11 +129,20 @@ def _grpo_config(recipe: Recipe, env: Any, checkpoint_dir: Path) -> Any:
             reward_weights=recipe.weights,
             mask_truncated_completions=recipe.mask_truncated_completions,
             use_vllm=recipe.use_vllm,
-            generation_kwargs={"stop": VLLM_STOP} if recipe.use_vllm and recipe.stop_at_answer else None,
+            generation_kwargs=_generation_kwargs(recipe),
             log_completions=False,
         )
     except ValueError as exc:  # TRL's own consistency checks
         raise UsageError(f"recipe rejected by TRL: {str(exc).splitlines()[0]}") from None
+
+
+def _generation_kwargs(recipe: Recipe) -> dict[str, Any] | None:
+    from rlvr_cli.stopping import VLLM_STOP
+
+    kwargs = dict(recipe.generation_kwargs or {})
+    if recipe.use_vllm and recipe.stop_at_answer:
+        kwargs["stop"] = [*kwargs.get("stop", []), *VLLM_STOP]
+    return kwargs or None
 
 
 def _load_model(resolved: Any, recipe: Recipe, env: Any) -> Any:
@@ -208,7 +216,7 @@ def run_training(
     eval_dataset = Dataset.from_list(eval_rows) if eval_rows else None
 
     # --- model and tokenizer -------------------------------------------------------------------------
-    from rlvr_cli.models import load_tokenizer, resolve_model
+    from rlvr_cli.models import load_config, load_tokenizer, resolve_model
 
     resolved = resolve_model(recipe.model_name_or_path)
     tokenizer = load_tokenizer(
@@ -216,11 +224,13 @@ def run_training(
     )
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    model = _load_model(resolved, recipe, env)
-    context = getattr(model.config, "max_position_embeddings", None)
+    # Checked before the (slow) model load: the context length is in the config.
+    config = load_config(resolved, revision=recipe.model_revision, trust_remote_code=recipe.trust_remote_code)
+    context = getattr(config.get_text_config(), "max_position_embeddings", None)
     longest_prompt = check_prompt_lengths(
         [r["prompt"] for r in train_rows + (eval_rows or [])], tokenizer, recipe, context
     )
+    model = _load_model(resolved, recipe, env)
 
     # --- rewards -----------------------------------------------------------------------------------------
     from rlvr_cli.rewards import get_reward_funcs
@@ -345,6 +355,7 @@ def run_training(
     trainer.save_model(str(output))  # adapter (or full model) + tokenizer
     if is_main:
         write_text(output / RECIPE_FILE, recipe_to_yaml(recipe))
+        write_text(output / METRICS_FILE, "".join(json.dumps(h) + "\n" for h in history))
         from rlvr_cli.plots import reward_curves
 
         plot = reward_curves(history, output / "reward_curves.png", f"GRPO on {resolved.name}")

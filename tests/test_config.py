@@ -157,6 +157,12 @@ def test_overrides_are_typed_by_the_recipe():
     assert r.remote.use_spot and r.remote.max_wait_seconds == 100000
 
 
+def test_string_choices_are_not_read_as_yaml_booleans():
+    # YAML reads a bare `no` as False; save_strategy's choices are strings, so `no` stays "no".
+    recipe = load_recipe(None, ["save_strategy=no", "eval_strategy=no"]).recipe
+    assert (recipe.save_strategy, recipe.eval_strategy) == ("no", "no")
+
+
 def test_bad_overrides_name_the_override():
     with pytest.raises(UsageError) as err:
         load_recipe(None, ["lora_r=abc", "remot.region=x", "nokey"])

@@ -178,12 +178,30 @@ def test_checkpoint_with_baseline_compares_on_the_same_problems(
         (["--checkpoint", "nowhere"], 2, "--checkpoint nowhere: directory not found"),
         (["--limit", "0", "--model", "x"], 2, "--limit 0: must be at least 1"),
         ([], 2, "nothing to evaluate"),
-        (["--model", "x", "--baseline"], 2, "--baseline compares a --checkpoint"),
     ],
 )
 def test_bad_input(cli, args, code, message):
     result = cli("eval", *args)
     assert result.code == code and message in result.err and "Traceback" not in result.err
+
+
+def test_baseline_of_a_base_model_is_a_notice_not_an_error(cli, prepared: Path, tiny_model_dir: Path):
+    result = cli(
+        "eval",
+        "--model",
+        tiny_model_dir,
+        "--data",
+        prepared,
+        "--limit",
+        "2",
+        "--max-new-tokens",
+        "4",
+        "--baseline",
+        "--no-track",
+        "--json",
+    )
+    assert result.code == 0, result.err
+    assert "--baseline ignored" in result.err and len(result.json()["results"]) == 1
 
 
 def test_a_directory_that_is_not_a_model(cli, tmp_path: Path):

@@ -100,3 +100,50 @@ def test_patched_generate_forces_eos_and_restores_the_method(tiny):
         out = model.generate(**inputs, max_new_tokens=6, do_sample=False, pad_token_id=tokenizer.pad_token_id)
     assert out.shape[0] == 2
     assert "generate" not in vars(model)  # the class method is back
+
+
+def test_greedy_generate_matches_generate_with_the_answer_stop(tiny):
+    from rlvr_cli.generation import greedy_generate
+    from rlvr_cli.stopping import TokenText
+
+    model, tokenizer = tiny
+    exemplars = "Question: Tom has 2 apples.\nSolution: Let's think step by step. 2 + 3 = 5\n#### The final answer is 5\n\n"
+    prompts = [
+        exemplars + f"Question: What is {i} + {i * 7}?\nSolution: Let's think step by step."
+        for i in range(1, 6)
+    ]
+    stop = AnswerStop(tokenizer, tokenizer.eos_token_id)
+    inputs = tokenizer(prompts, return_tensors="pt", padding=True)
+    with generate_with(model, stop, share_prefix=False):
+        reference = model.generate(
+            **inputs, max_new_tokens=10, do_sample=False, pad_token_id=tokenizer.pad_token_id
+        )
+    width = inputs["input_ids"].shape[1]
+    results = greedy_generate(
+        model,
+        [tokenizer(p)["input_ids"] for p in prompts],
+        max_new_tokens=10,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_id=tokenizer.pad_token_id,
+        token_text=TokenText(tokenizer),
+    )
+    for row, (ids, _ended) in zip(reference[:, width:].tolist(), results, strict=True):
+        expected = row[: row.index(tokenizer.eos_token_id)] if tokenizer.eos_token_id in row else row
+        assert ids == expected
+
+
+def test_greedy_generate_drops_finished_rows_and_reports_why_each_ended(tiny):
+    from rlvr_cli.generation import greedy_generate
+
+    model, tokenizer = tiny
+    rows = [tokenizer(f"Question: {i}?")["input_ids"] for i in range(3)]
+    results = greedy_generate(
+        model,
+        rows,
+        max_new_tokens=5,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_id=tokenizer.pad_token_id,
+        token_text=None,
+    )
+    assert all(len(ids) <= 5 for ids, _ in results)
+    assert all(ended or len(ids) == 5 for ids, ended in results)
