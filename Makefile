@@ -9,7 +9,7 @@ GSM8K ?= ../shared/data/gsm8k
 IMAGE ?= rlvr-train
 TAG ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo dev)
 
-.PHONY: install test test-slow lint format demo bench image push clean
+.PHONY: install test test-slow lint format demo bench bench-slow image push clean
 
 install:
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -46,6 +46,11 @@ demo:
 bench:
 	$(BIN)/python benchmarks/bench_prepare_rewards.py
 	$(BIN)/python benchmarks/bench_status.py
+
+# 15-25 minutes each on 2 cores.
+bench-slow:
+	$(BIN)/python benchmarks/bench_train.py
+	$(BIN)/python benchmarks/bench_eval.py
 
 # Training image (needs Docker). `make push` creates the ECR repository if needed and prints the image URI.
 image:
