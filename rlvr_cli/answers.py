@@ -21,12 +21,12 @@ from __future__ import annotations
 import functools
 import math
 import re
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 ANSWER_MARKER = "####"
 ANSWER_PHRASE = "The final answer is"
 QUESTION_MARKER = "Question:"
+_QUESTION_LINE = "\n" + QUESTION_MARKER
 # A real answer line is a few dozen characters; longer lines are malformed. The cap also bounds the
 # work the regular expressions below can ever do.
 MAX_ANSWER_LINE = 256
@@ -45,9 +45,12 @@ _WELL_FORMED = re.compile(
 )
 
 
-@dataclass(frozen=True)
-class Answer:
-    """What a completion answered. `value` is None when there is no single readable number."""
+class Answer(NamedTuple):
+    """What a completion answered. `value` is None when there is no single readable number.
+
+    A NamedTuple rather than a frozen dataclass: GRPO builds one per completion, and the frozen
+    dataclass's constructor (~0.5 µs) was a quarter of the whole parse.
+    """
 
     value: float | None
     text: str | None  # the number as written, normalised (no commas, no `$`), for reports
@@ -137,7 +140,7 @@ def _extract(text: str) -> Answer:
         return NO_ANSWER
     # An answer line after a line starting `Question:` belongs to an invented question. Only the
     # text before the marker is searched: an invented tail after the answer costs nothing.
-    if text.startswith(QUESTION_MARKER) or text.find("\n" + QUESTION_MARKER, 0, start) >= 0:
+    if text.startswith(QUESTION_MARKER) or text.find(_QUESTION_LINE, 0, start) >= 0:
         return NO_ANSWER
     line_start = start + len(ANSWER_MARKER)
     line_end = text.find("\n", line_start, line_start + MAX_ANSWER_LINE + 1)

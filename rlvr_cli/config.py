@@ -227,7 +227,9 @@ class Recipe(_Strict):
         description="end each completion after its answer line (`#### ...\\n`) or an invented `Question:`",
     )
     share_prompt_prefix: bool = Field(
-        True, description="HF generation: run the prompt prefix shared by a batch (the exemplars) once"
+        True,
+        description="run each shared prompt part (the exemplars, each question) once per batch instead "
+        "of once per completion: in HF generation and in the policy and reference forward passes",
     )
     mask_truncated_completions: bool = Field(
         False, description="exclude completions cut at max_completion_length from the loss"

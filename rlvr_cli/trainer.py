@@ -1,8 +1,10 @@
 """TRL's GRPOTrainer with rlvr's additions, and the callbacks `rlvr train` runs with.
 
-The subclass overrides two methods, each calling the original:
+The subclass overrides three methods, each calling the original where rlvr's version does not apply:
 - `_generate_single_turn`: HF generation stops after the answer line (`rlvr_cli.stopping`) and
   runs the prompt prefix shared by the batch once (`rlvr_cli.generation`).
+- `_get_per_token_logps_and_entropies`: the policy and reference forward passes run each shared
+  prompt once instead of once per completion (`rlvr_cli.prefix_logps`).
 - `_calculate_rewards`: logs accuracy, format rate and the share of completions cut at
   max_completion_length, and keeps a small sample of completions for the tracker.
 """
@@ -29,6 +31,7 @@ from transformers import TrainerCallback
 from trl import GRPOTrainer
 
 from rlvr_cli import console
+from rlvr_cli.prefix_logps import shared_prefix_logps
 from rlvr_cli.rewards import correctness_reward, format_reward
 from rlvr_cli.stopping import AnswerStop, generate_with
 from rlvr_cli.tracking import Tracker
@@ -58,6 +61,35 @@ class RlvrGRPOTrainer(GRPOTrainer):
             self.accelerator.unwrap_model(self.model_wrapped), self.answer_stop, self.share_prefix
         ):
             return super()._generate_single_turn(*args, **kwargs)
+
+    def _get_per_token_logps_and_entropies(  # type: ignore[no-untyped-def]
+        self,
+        model,
+        input_ids,
+        attention_mask,
+        logits_to_keep,
+        batch_size=None,
+        compute_entropy=False,
+        **kwargs,
+    ):
+        multimodal_or_moe = any(v is not None and v is not False for v in kwargs.values())
+        checkpointed = torch.is_grad_enabled() and self.args.gradient_checkpointing
+        if (
+            not self.share_prefix
+            or multimodal_or_moe
+            or checkpointed
+            or self.accelerator.num_processes > 1
+            or self.is_deepspeed_enabled
+            or self.is_fsdp_enabled
+        ):
+            return super()._get_per_token_logps_and_entropies(
+                model, input_ids, attention_mask, logits_to_keep, batch_size, compute_entropy, **kwargs
+            )
+        with self.accelerator.autocast():
+            logps, entropies = shared_prefix_logps(
+                model, input_ids, attention_mask, logits_to_keep, compute_entropy=compute_entropy
+            )
+        return logps, entropies, None
 
     def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):  # type: ignore[no-untyped-def]
         rewards = super()._calculate_rewards(

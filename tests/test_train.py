@@ -319,3 +319,45 @@ def test_smoke_recipe_points_at_the_demo_data():
         recipe.model_name_or_path == "smollm2-135m"
         and recipe.train_dataset_path == "data/smoke/train/dataset.json"
     )
+
+
+@pytest.mark.parametrize(
+    ("checkpointing", "shared_passes"),
+    [(False, {"policy", "reference"}), (True, {"reference"})],
+    ids=["plain", "gradient-checkpointing"],
+)
+def test_forward_passes_run_each_prompt_once_where_they_can(
+    cli,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    prepared: Path,
+    tiny_model_dir: Path,
+    checkpointing,
+    shared_passes,
+):
+    """The policy pass shares prompts unless gradient checkpointing drops the cache; the reference always can."""
+    import torch
+
+    import rlvr_cli.trainer as trainer_module
+
+    seen: set[str] = set()
+    real = trainer_module.shared_prefix_logps
+
+    def spy(*args, **kwargs):
+        seen.add("policy" if torch.is_grad_enabled() else "reference")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(trainer_module, "shared_prefix_logps", spy)
+    recipe = write_recipe(
+        tmp_path / "recipe.yaml",
+        tiny_model_dir,
+        prepared,
+        tmp_path / "out",
+        max_steps=1,
+        save_strategy="no",
+        report_to=["none"],
+        gradient_checkpointing=checkpointing,
+    )
+    result = cli("train", "--config", recipe)
+    assert result.code == 0, result.err[-2000:]
+    assert seen == shared_passes

@@ -1,0 +1,116 @@
+"""The shared-prompt forward pass gives TRL's log-probs and gradients, with each prompt run once."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from rlvr_cli.prefix_logps import shared_prefix_logps
+
+
+@pytest.fixture
+def policy(tiny_model_dir: Path):
+    """The tiny Llama with TRL's fused LM head and a LoRA adapter, as GRPOTrainer sets it up."""
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+    from trl.trainer.utils import add_fused_lm_head
+
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32)
+    add_fused_lm_head(model, outputs=("log_probs", "entropy"))
+    model = get_peft_model(
+        model, LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], init_lora_weights=False)
+    )
+    model.train()
+    return model
+
+
+def _batch(pad: int = 0):
+    """TRL's layout: left-padded prompts | right-padded completions. Two groups of three rows.
+
+    The prompts share a 20-token prefix (the 'exemplars') and differ in length (left padding).
+    """
+    generator = torch.Generator().manual_seed(1)
+    exemplars = torch.randint(5, 500, (20,), generator=generator).tolist()
+    prompt_a = [*exemplars, 11, 12, 13, 14, 15]
+    prompt_b = [*exemplars, 21, 22]
+    prompts = [prompt_a, prompt_b, prompt_a, prompt_b, prompt_a, prompt_b]  # interleaved, as a shuffle would
+    lengths = [6, 3, 1, 6, 4, 5]
+    width_p, width_c = max(map(len, prompts)), max(lengths)
+    ids = torch.full((6, width_p + width_c), pad)
+    mask = torch.zeros_like(ids)
+    for i, (prompt, n) in enumerate(zip(prompts, lengths, strict=True)):
+        ids[i, width_p - len(prompt) : width_p] = torch.tensor(prompt)
+        mask[i, width_p - len(prompt) : width_p] = 1
+        ids[i, width_p : width_p + n] = torch.randint(5, 500, (n,), generator=generator)
+        mask[i, width_p : width_p + n] = 1
+    return ids, mask, width_c
+
+
+def _trl_logps(model, ids, mask, keep):
+    """What GRPOTrainer._get_per_token_logps_and_entropies computes for text-only inputs."""
+    labels = ids.masked_fill(mask == 0, -100)
+    labels[:, :-keep] = -100
+    out = model(input_ids=ids, attention_mask=mask, labels=labels, fused_lm_head=True)
+    return out.log_probs[:, -keep:], out.entropy[:, -keep:]
+
+
+def test_log_probs_and_entropies_equal_trls(policy):
+    ids, mask, keep = _batch()
+    with torch.no_grad():
+        expected, expected_entropy = _trl_logps(policy, ids, mask, keep)
+        got, entropy = shared_prefix_logps(policy, ids, mask, keep, compute_entropy=True)
+    completion_mask = mask[:, -keep:].bool()
+    assert got.shape == expected.shape
+    torch.testing.assert_close(got[completion_mask], expected[completion_mask], atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(
+        entropy[completion_mask], expected_entropy[completion_mask], atol=1e-5, rtol=1e-4
+    )
+    assert torch.all(got[~completion_mask] == 0)  # padding scores nothing, as in TRL
+
+
+def test_gradients_equal_trls(policy):
+    ids, mask, keep = _batch()
+    completion_mask = mask[:, -keep:]
+    weights = torch.linspace(-1.0, 1.0, ids.size(0))[:, None]  # per-row advantages, signs mixed
+
+    def grads(compute):
+        policy.zero_grad()
+        logps = compute()
+        (weights * logps * completion_mask).sum().backward()
+        return {n: p.grad.clone() for n, p in policy.named_parameters() if p.requires_grad}
+
+    expected = grads(lambda: _trl_logps(policy, ids, mask, keep)[0])
+    got = grads(lambda: shared_prefix_logps(policy, ids, mask, keep)[0])
+    assert expected.keys() == got.keys() and expected
+    for name in expected:
+        assert expected[name].abs().sum() > 0, name
+        torch.testing.assert_close(got[name], expected[name], atol=1e-5, rtol=1e-3, msg=name)
+
+
+def test_the_reference_pass_through_disabled_adapters_equals_trls(policy):
+    ids, mask, keep = _batch()
+    completion_mask = mask[:, -keep:].bool()
+    with torch.no_grad(), policy.disable_adapter():
+        expected, _ = _trl_logps(policy, ids, mask, keep)
+        got, _ = shared_prefix_logps(policy, ids, mask, keep)
+    torch.testing.assert_close(got[completion_mask], expected[completion_mask], atol=1e-5, rtol=1e-4)
+
+
+def test_each_prompt_token_is_run_once(policy):
+    """Tokens through the transformer: the shared prefix once, each question once, then the completions."""
+    ids, mask, keep = _batch()
+    seen: list[int] = []
+    base = policy.get_base_model().model
+    hook = base.embed_tokens.register_forward_hook(lambda module, args, out: seen.append(args[0].numel()))
+    try:
+        with torch.no_grad():
+            shared_prefix_logps(policy, ids, mask, keep)
+    finally:
+        hook.remove()
+    # 20 shared tokens; prompt A's rest 5-1, B's 2-1 (their last token goes with the completions);
+    # then 3 rows x (1 + keep) per group.
+    assert seen == [20, 4, 3 * (1 + keep), 1, 3 * (1 + keep)]
+    assert sum(seen) < mask.numel() / 2
