@@ -47,7 +47,7 @@ bench:
 	$(BIN)/python benchmarks/bench_prepare_rewards.py
 	$(BIN)/python benchmarks/bench_status.py
 
-# 15-25 minutes each on 2 cores.
+# ~35 (train) and ~25 (eval) minutes on 2 cores.
 bench-slow:
 	$(BIN)/python benchmarks/bench_train.py
 	$(BIN)/python benchmarks/bench_eval.py

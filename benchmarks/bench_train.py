@@ -1,14 +1,16 @@
 """GRPO seconds per step on this CPU: rlvr's settings against the reference configuration.
 
-    python benchmarks/bench_train.py [--steps 4] [--shots 2]     # ~15 minutes on 2 cores
+    python benchmarks/bench_train.py [--steps 8] [--shots 2]     # ~35 minutes on 2 cores
 
 Both runs train SmolLM2-135M-Instruct (the offline model) with LoRA on the same prepared prompts,
 8 completions per prompt (one prompt per step), max_completion_length 256, beta 0.04, the same
 seed, one after the other in this run:
 
 - reference: no stop sequence, loss bnpo, gradient checkpointing (use_reentrant), as the AWS sample;
-- rlvr: stop after the answer line, shared-prefix generation, loss dapo, no gradient checkpointing
-  (a CPU has the memory; recomputation costs a third of the backward pass).
+- rlvr: stop after the answer line, each shared prompt run once (generation, policy and reference
+  passes), loss dapo, no gradient checkpointing (a CPU has the memory; recomputation costs a third
+  of the backward pass);
+- rlvr with the reference's gradient checkpointing (the policy pass then cannot share prompts).
 
 Reported: seconds per optimizer step (excluding the first, which warms up), completions per
 second, mean completion length, mean reward, peak resident memory. Prompts are 2-shot because an
@@ -107,6 +109,8 @@ def run(name: str, data: Path, work: Path, steps: int) -> dict:
     mean = lambda key: sum(h[key] for h in history) / len(history)  # noqa: E731
     return {
         "seconds_per_step": sum(step_times) / len(step_times),
+        "step_times": [h["step_time"] for h in history],
+        "completion_lengths": [h["completions/mean_length"] for h in history],
         "mean_length": mean("completions/mean_length"),
         "reward": mean("reward"),
         "accuracy": mean("accuracy"),
@@ -119,7 +123,7 @@ def run(name: str, data: Path, work: Path, steps: int) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--steps", type=int, default=4)
+    parser.add_argument("--steps", type=int, default=8)
     parser.add_argument("--shots", type=int, default=2)
     parser.add_argument(
         "--only", choices=list(CONFIGS), action="append", help="run only these (others: last saved result)"
@@ -153,13 +157,17 @@ def main() -> None:
     results = {name: saved[name] for name in CONFIGS if name in saved}
     ref, new = results["reference"], results["rlvr"]
     rows = [
-        "| configuration | s / step | completions / s | mean completion tokens | cut at 256 | reward | accuracy | format | peak RSS |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| configuration | s / step | completions / s | mean completion tokens | cut at 256 | reward | accuracy | format | peak RSS | each step: s (mean completion tokens) |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
     ]
     for name, r in results.items():
+        per_step = " · ".join(
+            f"{t:.0f} ({n:.0f})"
+            for t, n in zip(r.get("step_times", []), r.get("completion_lengths", []), strict=True)
+        )
         rows.append(
             f"| {name} | {r['seconds_per_step']:.1f} | {8 / r['seconds_per_step']:.2f} | {r['mean_length']:.0f} | {r['cut']:.0%} | "
-            f"{r['reward']:.3f} | {r['accuracy']:.2f} | {r['format_rate']:.2f} | {r['peak_rss_gb']:.1f} GB |"
+            f"{r['reward']:.3f} | {r['accuracy']:.2f} | {r['format_rate']:.2f} | {r['peak_rss_gb']:.1f} GB | {per_step} |"
         )
     speedup = ref["seconds_per_step"] / new["seconds_per_step"]
     with_gc = results.get("rlvr, gradient checkpointing")
@@ -176,13 +184,18 @@ def main() -> None:
         "signals, reported to show rlvr does not buy speed with reward.\n\n"
         + "\n".join(rows)
         + f"\n\nrlvr per step: **{speedup:.2f}x** the reference's speed.{gc_note} Target: >= 2x at equal or higher reward.\n\n"
-        "Why the stop does not shorten a CPU step by itself: transformers' batched generation runs until the "
-        "longest of the 8 completions ends, and TRL pads the loss batch to the longest completion, so one "
-        "rambling completion (28 % still reach the limit) sets the step's cost; most of the remaining work is the "
-        "prompt tokens, run 8 times in the policy and reference forward passes. The gain here is gradient "
-        "checkpointing off, paid for in memory. What the stop does buy: the loss is spent on the answer instead "
-        "of invented questions (cut 72 % -> 28 %, mean length 229 -> 160).\n\n"
-        "Reproduce: `python benchmarks/bench_train.py --steps 4`."
+        "Where the time goes, and what rlvr saves: a step is generation (until the longest of the 8 completions "
+        "ends), a reference pass and a policy pass with its backward. A 2-shot prompt is ~350 tokens against ~150 "
+        "completion tokens, and TRL runs it for every completion in both passes; on a CPU its fused LM head also "
+        "projects every position of the batch, prompt included, onto the 49k vocabulary. rlvr runs each prompt "
+        "once per group in both passes (`rlvr_cli/prefix_logps.py`) and in generation, skips gradient "
+        "checkpointing (its recomputation is a third of the backward), and stops completions after the answer, "
+        "so fewer run to the 256-token limit. With gradient checkpointing on, the policy pass cannot share "
+        "the prompt (transformers drops the cache inside checkpointed layers): the third row.\n\n"
+        "The first step samples the same completions in the two rlvr rows; after it the weights differ slightly "
+        "and so do the sampled lengths, which move the step time (last column). The first step is excluded from "
+        "s/step as warm-up.\n\n"
+        f"Reproduce: `python benchmarks/bench_train.py --steps {args.steps}`."
     )
     write_section("GRPO step time on CPU (rlvr vs reference configuration)", body)
 
