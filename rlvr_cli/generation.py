@@ -41,7 +41,7 @@ def common_prefix_length(rows: list[list[int]]) -> int:
     return length
 
 
-def _cache_kwarg(model: Any) -> str:
+def cache_kwarg_name(model: Any) -> str:
     """transformers renamed `past_key_values` to `cache` during 5.x; use whichever this version takes."""
     import inspect
 
@@ -95,7 +95,7 @@ def generate_shared_prefix(
     ids, mask = ids.to(device), mask.to(device)
 
     cache = DynamicCache(config=model.config)
-    cache_kwarg = _cache_kwarg(model)
+    cache_kwarg = cache_kwarg_name(model)
     with torch.no_grad():
         model(
             input_ids=ids[:1, :shared],
@@ -151,7 +151,7 @@ def greedy_generate(
     shared = shared if shared >= MIN_SHARED_TOKENS else 0
     ids, mask = (t.to(device) for t in _layout(rows, shared, width, pad_id))
     positions = (mask.cumsum(-1) - 1).clamp(min=0)
-    cache_kwarg = _cache_kwarg(model)
+    cache_kwarg = cache_kwarg_name(model)
     cache = DynamicCache(config=model.config)
     with torch.no_grad():
         if shared:

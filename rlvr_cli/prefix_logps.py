@@ -27,13 +27,13 @@ from typing import Any
 
 import torch
 
-from rlvr_cli.generation import MIN_SHARED_TOKENS, _cache_kwarg, common_prefix_length, unpad_left
+from rlvr_cli.generation import MIN_SHARED_TOKENS, cache_kwarg_name, common_prefix_length, unpad_left
 
 IGNORE = -100
 
 
 def _fork(cache: Any, config: Any) -> Any:
-    """A new cache holding the same prefix tensors (no copy); later updates concatenate, never mutate."""
+    """A new cache that starts from `cache`'s keys and values; updating it leaves `cache` as it was."""
     from transformers import DynamicCache
 
     fork = DynamicCache(config=config)
@@ -66,7 +66,7 @@ def shared_prefix_logps(
         groups.setdefault(tuple(prompt), []).append(row)
 
     config = model.config
-    cache_kwarg = _cache_kwarg(model)
+    cache_kwarg = cache_kwarg_name(model)
     # The last prompt token is fed with the completions: its output predicts the first completion token.
     shared = min(common_prefix_length(prompts), min(len(p) for p in prompts) - 1)
     root = None
