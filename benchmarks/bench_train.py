@@ -185,7 +185,7 @@ def main() -> None:
         + "\n".join(rows)
         + f"\n\nrlvr per step: **{speedup:.2f}x** the reference's speed.{gc_note} Target: >= 2x at equal or higher reward.\n\n"
         "Where the time goes, and what rlvr saves: a step is generation (until the longest of the 8 completions "
-        "ends), a reference pass and a policy pass with its backward. A 2-shot prompt is ~350 tokens against ~150 "
+        "ends), a reference pass and a policy pass with its backward. A 2-shot prompt is ~440 tokens against ~150 "
         "completion tokens, and TRL runs it for every completion in both passes; on a CPU its fused LM head also "
         "projects every position of the batch, prompt included, onto the 49k vocabulary. rlvr runs each prompt "
         "once per group in both passes (`rlvr_cli/prefix_logps.py`) and in generation, skips gradient "
