@@ -7,8 +7,14 @@ Speed and memory do not depend on the weights, so a model built from Qwen2.5-0.5
 (hidden 896, 24 layers, 14 heads / 2 KV heads, intermediate 4864, vocab 151,936, tied embeddings)
 with random weights stands in for it where the Hub is unreachable. The tokenizer is any small one
 (e.g. the offline SmolLM2's, `~/.cache/rlvr/models/smollm2-135m-*`); token ids past its vocabulary
-are suppressed during generation. Runs `rlvr train` itself (bf16 LoRA, then 4-bit QLoRA when
-bitsandbytes is installed) and `rlvr eval`'s generator, and writes a RESULTS.md section.
+are suppressed during generation. Runs `rlvr train` itself (bf16 LoRA with and without gradient
+checkpointing, then 4-bit QLoRA when bitsandbytes is installed) and `rlvr eval`'s generator against
+plain `generate` on the same problems, and writes a RESULTS.md section and
+`benchmarks/results/gpu.json`.
+
+Each part runs on its own: one that fails is recorded with its error and the others still run,
+and the JSON is rewritten after every part (and copied to `--out`), so a run cut short by a time
+limit still leaves what it measured.
 
 Random weights never write an answer line, so completions run to max_completion_length: the
 figures are the upper bound per step; real runs stop earlier.
@@ -18,14 +24,19 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
 import tempfile
 import time
+import traceback
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.common import write_section
+
+RESULTS_JSON = Path(__file__).resolve().parent / "results" / "gpu.json"
 
 QWEN_05B = {
     "hidden_size": 896,
@@ -67,7 +78,7 @@ def build_model(target: Path, tokenizer_dir: Path, shape: dict) -> None:
 
 
 def train(
-    model: Path, data: Path, out: Path, four_bit: bool, steps: int, suppress: list[int], cuda: bool
+    model: Path, data: Path, out: Path, settings: list[str], steps: int, suppress: list[int], cuda: bool
 ) -> dict:
     import torch
 
@@ -87,25 +98,128 @@ def train(
         "save_strategy=no",
         "report_to=none",
         "lora_modules_to_save=null",
-        f"load_in_4bit={str(four_bit).lower()}",
         "attn_implementation=sdpa",
         f"bf16={str(cuda).lower()}",
         f"torch_dtype={'bfloat16' if cuda else 'float32'}",
+        *settings,
     ]
     loaded = load_recipe(None, overrides)
     # Token ids the stand-in tokenizer cannot decode are never sampled.
     loaded.recipe.generation_kwargs = {"suppress_tokens": suppress}
     if cuda:
+        torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats()
+    start = time.perf_counter()
     run_training(loaded, force=True)
+    wall = time.perf_counter() - start
     history = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
-    history = [h for h in history if "step_time" in h][1:] or history
-    step = sum(h["step_time"] for h in history) / len(history)
-    tokens = sum(h.get("completions/mean_length", 0) for h in history) / len(history) * 32
+    timed = [h for h in history if "step_time" in h]
+    measured = timed[1:] or timed  # the first step warms up kernels and allocators
+    step = sum(h["step_time"] for h in measured) / len(measured)
+    mean_len = sum(h.get("completions/mean_length", 0) for h in measured) / len(measured)
+    completions = 16 * 2  # per_device_train_batch_size x gradient_accumulation_steps on one device
     return {
-        "s_per_step": step,
-        "completion_tokens_per_s": tokens / step,
-        "peak_gb": torch.cuda.max_memory_allocated() / 2**30 if cuda else None,
+        "settings": settings,
+        "steps_measured": len(measured),
+        "s_per_step": round(step, 3),
+        "each_step_s": [round(h["step_time"], 2) for h in timed],
+        "completions_per_s": round(completions / step, 2),
+        "completion_tokens_per_s": round(mean_len * completions / step, 1),
+        "mean_completion_tokens": round(mean_len, 1),
+        "peak_gpu_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2) if cuda else None,
+        "wall_s_with_load": round(wall, 1),
+    }
+
+
+def eval_generation(model_dir: Path, prompts: list[str], suppress: list[int], args: Any, cuda: bool) -> dict:
+    """rlvr eval's generator over the test problems (time-capped), then plain `generate` on the first batch."""
+    import torch
+
+    from rlvr_cli.evaluate import HFGenerator, load_model
+
+    loaded = load_model(str(model_dir), is_checkpoint=False)
+    model, tokenizer = loaded.model, loaded.tokenizer
+    generator = HFGenerator(model, tokenizer, max_new_tokens=args.eval_tokens, suppress_tokens=suppress)
+    generator.generate(prompts[:2])  # warm-up: kernels, allocator
+    if cuda:
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+    done = tokens = 0
+    start = time.perf_counter()
+    while done < len(prompts) and time.perf_counter() - start < args.eval_budget_s:
+        batch = prompts[done : done + args.eval_batch]
+        tokens += sum(g.tokens for g in generator.generate(batch))
+        done += len(batch)
+    if cuda:
+        torch.cuda.synchronize()
+    wall = time.perf_counter() - start
+    rlvr = {
+        "problems": done,
+        "batch_size": args.eval_batch,
+        "new_tokens": tokens,
+        "wall_s": round(wall, 2),
+        "problems_per_s": round(done / wall, 3),
+        "tokens_per_s": round(tokens / wall, 1),
+        "projected_s_for_all": round(len(prompts) / (done / wall), 1),
+        "peak_gpu_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2) if cuda else None,
+    }
+
+    # Baseline in the same run: transformers' plain batched `generate` on the same first batch.
+    batch = prompts[: args.eval_batch]
+    encoded = tokenizer(batch, return_tensors="pt", padding=True).to(model.device)
+    if cuda:
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    with torch.no_grad():
+        out = model.generate(
+            **encoded,
+            max_new_tokens=args.eval_tokens,
+            do_sample=False,
+            suppress_tokens=suppress,
+            pad_token_id=tokenizer.pad_token_id,
+        )
+    if cuda:
+        torch.cuda.synchronize()
+    plain_wall = time.perf_counter() - start
+    plain_tokens = int((out[:, encoded["input_ids"].shape[1] :] != tokenizer.pad_token_id).sum())
+    start = time.perf_counter()
+    same = generator.generate(batch)
+    if cuda:
+        torch.cuda.synchronize()
+    same_wall = time.perf_counter() - start
+    # Greedy on random weights: near-ties can flip under a different batch layout in bf16, so this is
+    # reported, not asserted (tests/test_generation.py asserts equality in float32).
+    plain_texts = tokenizer.batch_decode(out[:, encoded["input_ids"].shape[1] :], skip_special_tokens=True)
+    identical = sum(a == g.text for a, g in zip(plain_texts, same, strict=True))
+    return {
+        "rlvr": rlvr,
+        "same_batch": {
+            "problems": len(batch),
+            "plain_generate_s": round(plain_wall, 2),
+            "plain_tokens_per_s": round(plain_tokens / plain_wall, 1),
+            "rlvr_s": round(same_wall, 2),
+            "rlvr_tokens_per_s": round(sum(g.tokens for g in same) / same_wall, 1),
+            "speedup": round(plain_wall / same_wall, 2),
+            "identical_completions": identical,
+        },
+    }
+
+
+def environment(cuda: bool) -> dict:
+    import platform
+
+    import torch
+
+    versions = {"python": platform.python_version(), "torch": torch.__version__}
+    for name in ("transformers", "trl", "peft", "accelerate", "bitsandbytes"):
+        try:
+            versions[name] = __import__(name).__version__
+        except Exception:
+            versions[name] = None
+    return {
+        "device": torch.cuda.get_device_name(0) if cuda else "CPU (tiny shape: a check of the script)",
+        "cuda": torch.version.cuda,
+        "versions": versions,
     }
 
 
@@ -113,7 +227,12 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--gsm8k", type=Path, required=True)
     parser.add_argument("--tokenizer", type=Path, required=True)
-    parser.add_argument("--steps", type=int, default=4)
+    parser.add_argument("--steps", type=int, default=4, help="GRPO steps per configuration (first excluded)")
+    parser.add_argument("--eval-batch", type=int, default=64)
+    parser.add_argument("--eval-tokens", type=int, default=256)
+    parser.add_argument("--eval-budget-s", type=float, default=120, help="stop the eval run after this long")
+    parser.add_argument("--only", nargs="*", help="parts to run: bf16 bf16-gc qlora eval")
+    parser.add_argument("--out", type=Path, help="also copy the JSON and the log of errors here")
     parser.add_argument(
         "--tiny", action="store_true", help="tiny shape on CPU: checks the script, measures nothing"
     )
@@ -132,53 +251,108 @@ def main() -> None:
 
     prepared = prepare(load_source(str(args.gsm8k)), shots=8, val_fraction=0.1, seed=42)
     write_prepared(work / "data", prepared)
-    results = {"bf16 LoRA": train(model, work / "data", work / "bf16", False, args.steps, suppress, cuda)}
-    if cuda:
-        try:
-            import bitsandbytes  # noqa: F401
-
-            results["4-bit QLoRA"] = train(
-                model, work / "data", work / "qlora", True, args.steps, suppress, cuda
-            )
-        except ImportError:
-            print("bitsandbytes not installed: QLoRA skipped", file=sys.stderr)
-
-    # Evaluation generation at this shape: batch 16, 256 new tokens (random weights never stop).
-    from rlvr_cli.evaluate import HFGenerator, load_model
-
-    loaded = load_model(str(model), is_checkpoint=False)
-    generator = HFGenerator(loaded.model, loaded.tokenizer, max_new_tokens=256, suppress_tokens=suppress)
-    prompts = [r["prompt"] for r in prepared.rows["test"][:16]]
-    start = time.perf_counter()
-    generated = generator.generate(prompts)
-    wall = time.perf_counter() - start
-    gen_tokens = sum(g.tokens for g in generated)
-
-    device = (
-        torch.cuda.get_device_name(0)
-        if cuda
-        else "CPU (tiny shape: a check of the script, not a measurement)"
-    )
     steps_per_epoch = len(prepared.rows["train"]) * 8 // 32
+
+    results: dict[str, Any] = {
+        "environment": environment(cuda),
+        "shape": "tiny" if args.tiny else "qwen2.5-0.5b",
+    }
+    results["parts"] = {}
+    results["errors"] = {}
+
+    def save() -> None:
+        RESULTS_JSON.parent.mkdir(parents=True, exist_ok=True)
+        RESULTS_JSON.write_text(json.dumps(results, indent=2) + "\n")
+        if args.out:
+            args.out.mkdir(parents=True, exist_ok=True)
+            shutil.copy(RESULTS_JSON, args.out / "gpu.json")
+
+    def part(name: str, func: Any) -> None:
+        if args.only and name not in args.only:
+            return
+        print(f"--- {name}", file=sys.stderr, flush=True)
+        try:
+            results["parts"][name] = func()
+        except Exception as exc:
+            results["errors"][name] = f"{type(exc).__name__}: {exc}"
+            traceback.print_exc()
+        save()
+
+    # rlvr's default recipe keeps gradient checkpointing on (the reference's memory profile); without
+    # it, the policy pass shares each prompt (prefix_logps). 4-bit needs CUDA and bitsandbytes.
+    # Order: the 4-bit path first (it had never run on CUDA), the eval before the slowest configuration.
+    configs = {
+        "qlora": ["load_in_4bit=true", "gradient_checkpointing=true"],
+        "bf16": ["load_in_4bit=false", "gradient_checkpointing=false"],
+        "eval": None,
+        "bf16-gc": ["load_in_4bit=false", "gradient_checkpointing=true"],
+    }
+    if not cuda:
+        del configs["qlora"]
+    prompts = [r["prompt"] for r in prepared.rows["test"]]
+    for name, settings in configs.items():
+        if settings is None:
+            part(name, lambda: eval_generation(model, prompts, suppress, args, cuda))
+        else:
+            part(
+                name,
+                lambda n=name, s=settings: train(
+                    model, work / "data", work / n, s, args.steps, suppress, cuda
+                ),
+            )
+    results["steps_per_epoch_one_gpu"] = steps_per_epoch
+    save()
+    write_results(results, args, steps_per_epoch)
+
+
+LABELS = {
+    "bf16": "bf16 LoRA, no gradient checkpointing",
+    "bf16-gc": "bf16 LoRA, gradient checkpointing",
+    "qlora": "4-bit QLoRA, gradient checkpointing (reference recipe)",
+}
+
+
+def write_results(results: dict, args: Any, steps_per_epoch: int) -> None:
+    env = results["environment"]
     rows = [
-        "| setting | s / step | completion tokens / s | peak GPU memory | one epoch (projected) |",
-        "| --- | ---: | ---: | ---: | ---: |",
+        "| setting | s / step | completions / s | completion tokens / s | peak GPU memory | one epoch (projected) | each step (s) |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | --- |",
     ]
-    for name, r in results.items():
-        peak = f"{r['peak_gb']:.1f} GiB" if r["peak_gb"] is not None else "-"
-        rows.append(
-            f"| {name} | {r['s_per_step']:.2f} | {r['completion_tokens_per_s']:.0f} | {peak} | "
-            f"{r['s_per_step'] * steps_per_epoch / 3600:.1f} h |"
-        )
-    write_section(
-        f"GRPO at Qwen2.5-0.5B's shape ({'tiny check' if args.tiny else device})",
-        f"Device: {device}. Random weights; 8-shot prompts; 32 completions (4 prompts x 8) per step "
-        f"(per-device batch 16 x accumulation 2, the reference recipe's batch on one GPU); max_completion_length 256; "
-        f"one epoch = {steps_per_epoch} steps on one GPU.\n\n"
-        + "\n".join(rows)
-        + f"\n\nEvaluation generation (batch 16, 256 new tokens, shared prefix): {gen_tokens / wall:.0f} tokens/s, "
-        f"{len(prompts) / wall:.2f} problems/s.\n\nReproduce: `python benchmarks/bench_gpu.py --gsm8k DIR --tokenizer DIR`.",
+    for name, label in LABELS.items():
+        r = results["parts"].get(name)
+        if r:
+            peak = f"{r['peak_gpu_gib']:.1f} GiB" if r["peak_gpu_gib"] is not None else "-"
+            rows.append(
+                f"| {label} | {r['s_per_step']:.2f} | {r['completions_per_s']:.1f} | {r['completion_tokens_per_s']:.0f} | "
+                f"{peak} | {r['s_per_step'] * steps_per_epoch / 3600:.1f} h | {' · '.join(map(str, r['each_step_s']))} |"
+            )
+        elif name in results["errors"]:
+            rows.append(f"| {label} | failed: {results['errors'][name][:120]} | | | | | |")
+    body = (
+        f"Device: {env['device']}, CUDA {env['cuda']}; "
+        + ", ".join(f"{k} {v}" for k, v in env["versions"].items())
+        + ".\n\nRandom weights at Qwen2.5-0.5B's shape; 8-shot GSM8K prompts; 32 completions (4 prompts x 8) per step "
+        "(per-device batch 16 x accumulation 2, the reference recipe's batch on one GPU); max_completion_length 256 "
+        f"(random weights never stop, so every completion is 256 tokens); one epoch = {steps_per_epoch} steps on one GPU. "
+        "s/step excludes the first step.\n\n" + "\n".join(rows)
     )
+    ev = results["parts"].get("eval")
+    if ev:
+        r, s = ev["rlvr"], ev["same_batch"]
+        body += (
+            f"\n\nEvaluation generation (`rlvr eval`'s generator: greedy, shared prefix, batch {r['batch_size']}, "
+            f"{args.eval_tokens} new tokens): {r['problems']} test problems in {r['wall_s']} s, "
+            f"{r['problems_per_s']} problems/s, {r['tokens_per_s']:.0f} tokens/s, peak {r['peak_gpu_gib']} GiB; "
+            f"all 1,319 projected at {r['projected_s_for_all']:.0f} s. On the same {s['problems']} problems, plain "
+            f"`generate` took {s['plain_generate_s']} s ({s['plain_tokens_per_s']:.0f} tokens/s) and rlvr's generator "
+            f"{s['rlvr_s']} s ({s['rlvr_tokens_per_s']:.0f} tokens/s): **{s['speedup']}x**."
+        )
+    elif "eval" in results["errors"]:
+        body += f"\n\nEvaluation generation failed: {results['errors']['eval']}"
+    body += "\n\nFigures also in `benchmarks/results/gpu.json`. Reproduce: `python benchmarks/bench_gpu.py --gsm8k DIR --tokenizer DIR`."
+    write_section(f"GRPO at Qwen2.5-0.5B's shape ({'tiny check' if args.tiny else env['device']})", body)
+    if args.out:
+        shutil.copy(RESULTS_JSON.parent.parent / "RESULTS.md", args.out / "RESULTS.md")
 
 
 if __name__ == "__main__":
