@@ -110,8 +110,10 @@ def train(
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats()
     start = time.perf_counter()
-    run_training(loaded, force=True)
+    result = run_training(loaded, force=True)
     wall = time.perf_counter() - start
+    if result["exit_code"]:  # a SIGTERM (e.g. the caller's time limit) stopped it: nothing to report
+        raise RuntimeError(f"stopped at step {result['global_step']} ({result.get('interrupted_by')})")
     history = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
     timed = [h for h in history if "step_time" in h]
     measured = timed[1:] or timed  # the first step warms up kernels and allocators
