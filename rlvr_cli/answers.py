@@ -21,15 +21,19 @@ from __future__ import annotations
 import functools
 import math
 import re
-from typing import Any, NamedTuple
+from typing import Any
 
-ANSWER_MARKER = "####"
-ANSWER_PHRASE = "The final answer is"
-QUESTION_MARKER = "Question:"
-_QUESTION_LINE = "\n" + QUESTION_MARKER
-# A real answer line is a few dozen characters; longer lines are malformed. The cap also bounds the
-# work the regular expressions below can ever do.
-MAX_ANSWER_LINE = 256
+# One Answer type, answer-line finder and limits for every task; GSM8K fills `value` with the number.
+from rlvr_cli.tasks.base import (
+    ANSWER_MARKER,
+    MAX_ANSWER_LINE,
+    NO_ANSWER,
+    Answer,
+    completion_text,
+    find_answer_line,
+)
+
+__all__ = ["Answer", "completion_text", "extract_answer", "is_correct", "normalize_gold", "parse_number"]
 # The reference compares numbers within this absolute tolerance.
 TOLERANCE = 1e-3
 
@@ -43,43 +47,6 @@ _FORMAT = re.compile(r"[ \t]{0,4}The final answer is:?[ \t]{0,4}-?\$?-?[\d.]")
 _WELL_FORMED = re.compile(
     r"[ \t]{0,4}The final answer is:?[ \t]{0,4}(-)?\$?(-)?((?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?|\.\d+)\.?[ \t\r]{0,8}$"
 )
-
-
-class Answer(NamedTuple):
-    """What a completion answered. `value` is None when there is no single readable number.
-
-    A NamedTuple rather than a frozen dataclass: GRPO builds one per completion, and the frozen
-    dataclass's constructor (~0.5 µs) was a quarter of the whole parse.
-    """
-
-    value: float | None
-    text: str | None  # the number as written, normalised (no commas, no `$`), for reports
-    format_ok: bool  # the first answer line is `#### The final answer is N` with exactly one number
-
-
-NO_ANSWER = Answer(value=None, text=None, format_ok=False)
-
-
-def completion_text(completion: Any) -> str:
-    """The text of a completion in TRL's plain (str) or conversational (list of messages) form."""
-    if isinstance(completion, str):
-        return completion
-    if isinstance(completion, dict):
-        completion = [completion]
-    if isinstance(completion, list | tuple):
-        parts: list[str] = []
-        for message in completion:
-            content = message.get("content") if isinstance(message, dict) else message
-            if isinstance(content, str):
-                parts.append(content)
-            elif isinstance(content, list):  # multimodal form: [{"type": "text", "text": ...}]
-                parts.extend(
-                    p.get("text", "")
-                    for p in content
-                    if isinstance(p, dict) and isinstance(p.get("text"), str)
-                )
-        return "".join(parts)
-    return ""
 
 
 def _numbers(line: str) -> list[tuple[float, str]]:
@@ -110,18 +77,6 @@ def parse_number(text: Any) -> float | None:
     return _parse_number_text(text)
 
 
-def answer_line_end(text: str) -> int | None:
-    """Index just past the first answer line's newline, or None while that line is unfinished.
-
-    Generation uses this to stop right after the answer (see `rlvr_cli/stopping.py`).
-    """
-    start = text.find(ANSWER_MARKER)
-    if start < 0:
-        return None
-    newline = text.find("\n", start)
-    return None if newline < 0 else newline + 1
-
-
 def extract_answer(completion: Any) -> Answer:
     """Read the first answer line of a completion. Never raises."""
     text = completion_text(completion)
@@ -135,17 +90,13 @@ def extract_answer(completion: Any) -> Answer:
 # does not accumulate completions.
 @functools.lru_cache(maxsize=4096)
 def _extract(text: str) -> Answer:
-    start = text.find(ANSWER_MARKER)
-    if start < 0:
+    # The first `####` line that is an answer (a markdown heading `#### Step 1` is not), and none
+    # after a line that opens an invented question (`Question:`, `**Question 2:**`, ...): that
+    # answer belongs to the invented question.
+    found = find_answer_line(text)
+    if found is None:
         return NO_ANSWER
-    # An answer line after a line starting `Question:` belongs to an invented question. Only the
-    # text before the marker is searched: an invented tail after the answer costs nothing.
-    if text.startswith(QUESTION_MARKER) or text.find(_QUESTION_LINE, 0, start) >= 0:
-        return NO_ANSWER
-    line_start = start + len(ANSWER_MARKER)
-    line_end = text.find("\n", line_start, line_start + MAX_ANSWER_LINE + 1)
-    if line_end < 0:
-        line_end = len(text)
+    line_start, line_end = found
     if line_end - line_start > MAX_ANSWER_LINE:
         return NO_ANSWER
     line = text[line_start:line_end]

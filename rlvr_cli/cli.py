@@ -78,7 +78,7 @@ def prepare(
     source: Annotated[
         str,
         typer.Option(
-            help="Hub dataset id, a local GSM8K directory, or reasoning-gym[:DATASET] (offline generator)."
+            help="Hub dataset id, a local directory (train*/test* files), or reasoning-gym[:DATASET] (offline generator)."
         ),
     ] = "openai/gsm8k",
     output: Annotated[
@@ -94,13 +94,31 @@ def prepare(
     size: Annotated[
         int, typer.Option(help="reasoning-gym only: train problems to generate (test gets a tenth, >= 50).")
     ] = 2000,
+    task: Annotated[
+        str | None,
+        typer.Option(
+            help="How problems are prompted and scored: gsm8k (default), math, custom, or a plugin's task; "
+            "a reasoning-gym:NAME source implies its own."
+        ),
+    ] = None,
+    option: Annotated[
+        list[str] | None,
+        typer.Option(help="Task or generator option KEY=VALUE (repeatable), e.g. --option max_digits=2."),
+    ] = None,
+    compare: Annotated[
+        str | None, typer.Option(help="--task custom: how answers are compared: numeric, exact, math-verify.")
+    ] = None,
     json_out: JsonOpt = False,
 ) -> None:
-    """Build few-shot GSM8K train/val/test sets with gold final answers.
+    """Build few-shot train/val/test sets with gold answers for a verifiable task (GSM8K by default).
 
     Example: rlvr prepare --shots 8 --source ../shared/data/gsm8k
     """
-    from rlvr_cli.prepare import run_prepare, summary_table
+    from rlvr_cli.prepare import parse_options, run_prepare, summary_table
+
+    options = parse_options(option or [])
+    if compare is not None:
+        options["compare"] = compare
 
     tokenizer_model = _recipe(config, None).recipe.model_name_or_path if config else None
     prepared, state = run_prepare(
@@ -113,6 +131,8 @@ def prepare(
         force=force,
         size=size,
         tokenizer_model=tokenizer_model,
+        task_name=task,
+        options=options,
     )
     console.err.print(summary_table(prepared, output, state))
     if json_out:

@@ -26,7 +26,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from rlvr_cli.errors import UsageError
-from rlvr_cli.rewards import REWARDS, get_reward_funcs
+from rlvr_cli.rewards import REWARDS, check_reward_names
 
 ROLE_ARN = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]{1,512}$")
 # Bucket names: 3-63 chars of lowercase letters, digits, dots and hyphens; prefix optional.
@@ -217,6 +217,15 @@ class Recipe(_Strict):
     )
     epsilon: float = Field(0.2, gt=0, description="PPO-style clip range")
     num_iterations: int = Field(1, ge=1, description="optimisation passes per generated batch")
+    task: str | None = Field(
+        None,
+        description="verifiable task: gsm8k, reasoning-gym, math, custom, or one a package registers; "
+        "default: the task the prepared data was made for (manifest.json), else gsm8k",
+    )
+    task_options: dict[str, Any] = Field(
+        default_factory=dict,
+        description="the task's options (e.g. `{compare: exact}` for custom); default: as prepared",
+    )
     reward_funcs: list[str] = Field(
         default_factory=lambda: ["format", "correctness"],
         description=f"rewards by name ({', '.join(REWARDS)}) or custom ones as package.module:function",
@@ -301,7 +310,9 @@ class Recipe(_Strict):
     def _rewards(cls, v: list[str]) -> list[str]:
         if not v:
             raise ValueError(f"at least one reward is needed; valid rewards: {', '.join(REWARDS)}")
-        get_reward_funcs(v)  # unknown names and unimportable custom rewards fail here, listing the valid ones
+        # Names only: a custom reward's module may exist only where training runs (the image), so
+        # it is imported by `rlvr train`, not by validation (`train --remote` must not need it).
+        check_reward_names(v)
         return v
 
     @field_validator("mlflow_tracking_uri")

@@ -22,7 +22,7 @@ import math
 import random
 import re
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +30,7 @@ from rlvr_cli import __version__
 from rlvr_cli.answers import normalize_gold
 from rlvr_cli.errors import RlvrError, UsageError
 from rlvr_cli.fsutil import sha256_bytes, sha256_file
+from rlvr_cli.tasks.base import PROMPT_TAIL, Problem, SourceData, Task
 
 HUB_DEFAULT = "openai/gsm8k"
 GENERATOR = "reasoning-gym"
@@ -37,27 +38,8 @@ MAX_SHOTS = 32
 SPLITS = ("train", "val", "test")
 DATA_EXTENSIONS = (".jsonl", ".json", ".parquet")
 _CALCULATOR = re.compile(r"<<[^<>\n]{0,500}>>")
-PROMPT_TAIL = "Solution: Let's think step by step."
 
 Progress = Callable[[str, int, int], None]
-
-
-@dataclass
-class Problem:
-    id: str
-    question: str
-    answer: str  # the source's full solution text, ending `#### N`
-    final_answer: str
-
-
-@dataclass
-class SourceData:
-    name: str
-    kind: str  # hub | local | generator
-    train: list[Problem]
-    test: list[Problem]
-    skipped: dict[str, int] = field(default_factory=dict)
-    files: dict[str, str] = field(default_factory=dict)  # local source files -> sha256
 
 
 @dataclass
@@ -80,13 +62,6 @@ def exemplar_text(problem: Problem) -> str:
     steps = clean_solution(problem.answer)
     steps = steps[: steps.rfind("####")].strip() if "####" in steps else steps.strip()
     return f"Question: {problem.question.strip()}\n{PROMPT_TAIL} {steps}\n#### The final answer is {problem.final_answer}"
-
-
-def build_prompt(exemplars: list[Problem], question: str) -> str:
-    """`shots` solved examples, then the question, ending where the model starts its solution."""
-    blocks = [exemplar_text(e) for e in exemplars]
-    blocks.append(f"Question: {question.strip()}\n{PROMPT_TAIL}")
-    return "\n\n".join(blocks)
 
 
 # --- sources -----------------------------------------------------------------------------------------
@@ -294,8 +269,17 @@ def prepare(
     count_tokens: Callable[[list[str]], list[int]] | None = None,
     tokenizer_name: str | None = None,
     progress: Progress | None = None,
+    task: Task | None = None,
 ) -> Prepared:
-    """Build the three datasets and the manifest in memory (nothing is written here)."""
+    """Build the three datasets and the manifest in memory (nothing is written here).
+
+    `task` writes the exemplars and prompts (default GSM8K) and is recorded in the manifest, so
+    that train and eval score the data as it was meant to be scored.
+    """
+    if task is None:
+        from rlvr_cli.tasks import get_task
+
+        task = get_task()
     if not 0 <= shots <= MAX_SHOTS:
         raise UsageError(f"--shots {shots}: must be between 0 and {MAX_SHOTS}")
     if not 0 < val_fraction < 1:
@@ -307,21 +291,22 @@ def prepare(
     total = sum(len(v) for v in splits.values())
     done = 0
     # Every prompt shares the same exemplar prefix: build it once.
-    prefix = "".join(exemplar_text(e) + "\n\n" for e in exemplars)
+    prefix = "".join(task.exemplar_text(e) + "\n\n" for e in exemplars)
     rows: dict[str, list[dict[str, Any]]] = {}
     for split, problems in splits.items():
         out = []
         for p in problems:
-            prompt = f"{prefix}Question: {p.question.strip()}\n{PROMPT_TAIL}"
-            out.append(
-                {
-                    "id": p.id,
-                    "question": p.question,
-                    "answer": p.answer,
-                    "final_answer": p.final_answer,
-                    "prompt": prompt,
-                }
-            )
+            row = {
+                "id": p.id,
+                "question": p.question,
+                "answer": p.answer,
+                "final_answer": p.final_answer,
+                "prompt": prefix + task.prompt_text(p),
+            }
+            if p.metadata is not None:
+                # One JSON string per row: Arrow (datasets) needs one type per column.
+                row["metadata"] = json.dumps(p.metadata, ensure_ascii=False, sort_keys=True)
+            out.append(row)
             done += 1
             if progress and done % 500 == 0:
                 progress("building prompts", done, total)
@@ -347,6 +332,7 @@ def prepare(
     manifest = {
         "rlvr_version": __version__,
         "source": {"name": source.name, "kind": source.kind, "files": source.files},
+        "task": task.describe(),
         "shots": shots,
         "seed": seed,
         "val_fraction": val_fraction,

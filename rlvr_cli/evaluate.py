@@ -69,9 +69,16 @@ class Generator(Protocol):
 # --- data ----------------------------------------------------------------------------------------------
 
 
-def load_problems(spec: str, shots: int | None) -> tuple[list[dict[str, Any]], str]:
-    """Test problems from a prepared file or directory, or from a source (prompts built here)."""
-    from rlvr_cli.data import load_source, prepare, read_manifest
+def load_problems(
+    spec: str, shots: int | None, task_name: str | None = None, options: dict[str, Any] | None = None
+) -> tuple[list[dict[str, Any]], str, Any]:
+    """Test problems, where they came from, and the task that scores them.
+
+    From a prepared file or directory the task is the one its manifest names (GSM8K for sets
+    prepared before tasks existed); from a source, prompts are built here for `task_name`.
+    """
+    from rlvr_cli.data import prepare, read_manifest
+    from rlvr_cli.tasks import get_task, task_for_source, task_from_manifest
 
     path = Path(spec)
     if path.is_file():
@@ -83,25 +90,29 @@ def load_problems(spec: str, shots: int | None) -> tuple[list[dict[str, Any]], s
             str(path / "test" / "dataset.json"),
         )
     elif path.exists() or "/" in spec or spec.startswith("reasoning-gym"):
-        source = load_source(
-            spec
-        )  # a GSM8K directory, a Hub id, or the generator: prompts built with --shots
-        prepared = prepare(source, shots=8 if shots is None else shots, val_fraction=0.1, seed=42)
-        return prepared.rows["test"], f"{spec} (test, {8 if shots is None else shots} shots)"
+        name, task_options = task_for_source(spec, task_name, dict(options or {}))
+        task = get_task(name, task_options)
+        source = task.load(spec, size=2000, seed=42, strict=False)
+        n = 8 if shots is None else shots
+        prepared = prepare(source, shots=n, val_fraction=0.1, seed=42, task=task)
+        return prepared.rows["test"], f"{spec} (test, {n} shots)", task
     else:
         raise UsageError(
             f"--data {spec}: not found; give a prepared directory (rlvr prepare), a dataset.json, or a source"
         )
+    task = task_from_manifest(manifest)
     if shots is not None and manifest and manifest.get("shots") != shots:
-        source = load_source(manifest["source"]["name"], seed=manifest["seed"])
-        prepared = prepare(source, shots=shots, val_fraction=manifest["val_fraction"], seed=manifest["seed"])
+        source = task.load(manifest["source"]["name"], size=2000, seed=manifest["seed"], strict=False)
+        prepared = prepare(
+            source, shots=shots, val_fraction=manifest["val_fraction"], seed=manifest["seed"], task=task
+        )
         console.notice(f"prompts rebuilt with {shots} shots (prepared with {manifest.get('shots')})")
-        return prepared.rows["test"], f"{manifest['source']['name']} (test, {shots} shots)"
+        return prepared.rows["test"], f"{manifest['source']['name']} (test, {shots} shots)", task
     if shots is not None and not manifest:
         raise UsageError(
             f"--shots {shots}: {where} has no manifest.json naming its source; prepare it again with --shots {shots}"
         )
-    return rows, where
+    return rows, where, task
 
 
 def _read_prepared(path: Path) -> list[dict[str, Any]]:
@@ -200,7 +211,12 @@ class HFGenerator:
     name = "transformers"
 
     def __init__(
-        self, model: Any, tokenizer: Any, max_new_tokens: int, suppress_tokens: list[int] | None = None
+        self,
+        model: Any,
+        tokenizer: Any,
+        max_new_tokens: int,
+        suppress_tokens: list[int] | None = None,
+        stop_rule: Any = None,
     ):
         from rlvr_cli.stopping import TokenText
 
@@ -211,6 +227,7 @@ class HFGenerator:
         self.max_new_tokens = max_new_tokens
         self.suppress_tokens = suppress_tokens  # token ids never generated (benchmarks/bench_gpu.py)
         self.stop = TokenText(tokenizer)  # the answer-line stop reads each token's text
+        self.stop_rule = stop_rule  # the task's (default: after the first answer line)
 
     def generate(self, prompts: list[str]) -> list[Generation]:
         from rlvr_cli.generation import greedy_generate
@@ -224,6 +241,7 @@ class HFGenerator:
             pad_id=self.tokenizer.pad_token_id,
             token_text=self.stop,
             suppress_tokens=self.suppress_tokens,
+            stop_rule=self.stop_rule,
         )
         return [
             Generation(
@@ -236,7 +254,7 @@ class HFGenerator:
 
 
 def evaluate(
-    generator: Generator, rows: list[dict[str, Any]], batch_size: int, label: str
+    generator: Generator, rows: list[dict[str, Any]], batch_size: int, label: str, task: Any = None
 ) -> tuple[list[Sample], float, bool]:
     """Generate and score every row; returns samples in input order, wall seconds, interrupted."""
     # Similar lengths together: less padding per batch. Scores are mapped back to input order.
@@ -254,16 +272,16 @@ def evaluate(
         TimeRemainingColumn(),
         console=console.err,
     ) as bar:
-        task = bar.add_task("eval", total=len(rows), status="")
+        bar_task = bar.add_task("eval", total=len(rows), status="")
         try:
             for i in range(0, len(order), batch_size):
                 batch = order[i : i + batch_size]
                 for index, gen in zip(
                     batch, generator.generate([rows[j]["prompt"] for j in batch]), strict=True
                 ):
-                    done[index] = score(rows[index], gen.text, gen.tokens, gen.cut)
+                    done[index] = score(rows[index], gen.text, gen.tokens, gen.cut, task)
                 correct = sum(s.correct for s in done.values())
-                bar.update(task, completed=len(done), status=f"acc {correct / len(done):.3f}")
+                bar.update(bar_task, completed=len(done), status=f"acc {correct / len(done):.3f}")
         except KeyboardInterrupt:
             interrupted = True
     return [done[i] for i in sorted(done)], time.perf_counter() - start, interrupted
@@ -272,8 +290,10 @@ def evaluate(
 # --- reporting ----------------------------------------------------------------------------------------
 
 
-def results_table(results: list[dict[str, Any]], comparison: dict[str, Any] | None) -> Table:
-    table = Table(title="GSM8K evaluation", title_justify="left")
+def results_table(
+    results: list[dict[str, Any]], comparison: dict[str, Any] | None, title: str = "GSM8K"
+) -> Table:
+    table = Table(title=f"{title} evaluation", title_justify="left")
     for column, justify in (
         ("model", "left"),
         ("n", "right"),
@@ -374,7 +394,7 @@ def run_eval(request: EvalRequest) -> dict[str, Any]:
                 f"--checkpoint {checkpoint}: not a model or adapter directory (no adapter_config.json or config.json)"
             )
 
-    rows, where = load_problems(request.data, request.shots)
+    rows, where, task = load_problems(request.data, request.shots)
     if request.limit:
         rows = rows[: request.limit]
     console.info(f"evaluating on {len(rows)} problems from {where}")
@@ -391,7 +411,7 @@ def run_eval(request: EvalRequest) -> dict[str, Any]:
     for index, (spec, is_checkpoint) in enumerate(specs):
         loaded = load_model(spec, is_checkpoint=is_checkpoint)
         loaded_first = loaded_first or loaded
-        samples, wall, interrupted = _run_one(loaded, rows, request)
+        samples, wall, interrupted = _run_one(loaded, rows, request, task)
         results.append({"label": loaded.label, "summary": summarize(samples, wall)})
         all_samples.append(samples)
         if interrupted:
@@ -408,7 +428,7 @@ def run_eval(request: EvalRequest) -> dict[str, Any]:
                 )
             base = load_model(loaded.base, is_checkpoint=False)
             base.label = f"base: {loaded.base}"
-            samples, wall, interrupted = _run_one(base, rows[: len(samples)], request)
+            samples, wall, interrupted = _run_one(base, rows[: len(samples)], request, task)
             results.append({"label": base.label, "summary": summarize(samples, wall)})
             all_samples.append(samples)
             if interrupted:
@@ -417,6 +437,7 @@ def run_eval(request: EvalRequest) -> dict[str, Any]:
     comparison = compare(all_samples[1], all_samples[0]) if len(all_samples) == 2 else None
     summary: dict[str, Any] = {
         "data": where,
+        "task": task.describe(),
         "max_new_tokens": request.max_new_tokens,
         "batch_size": request.batch_size,
         "generator": HFGenerator.name,
@@ -424,7 +445,7 @@ def run_eval(request: EvalRequest) -> dict[str, Any]:
         "results": results,
         "comparison": comparison,
     }
-    console.err.print(results_table(results, comparison))
+    console.err.print(results_table(results, comparison, task.title))
     if interrupted:
         console.warn(
             f"interrupted: the results above cover the {results[-1]['summary']['n']} problems finished"
@@ -440,11 +461,11 @@ def run_eval(request: EvalRequest) -> dict[str, Any]:
 
 
 def _run_one(
-    loaded: LoadedModel, rows: list[dict[str, Any]], request: EvalRequest
+    loaded: LoadedModel, rows: list[dict[str, Any]], request: EvalRequest, task: Any
 ) -> tuple[list[Sample], float, bool]:
-    generator = HFGenerator(loaded.model, loaded.tokenizer, request.max_new_tokens)
+    generator = HFGenerator(loaded.model, loaded.tokenizer, request.max_new_tokens, stop_rule=task.stop_rule)
     samples, wall, interrupted = evaluate(
-        generator, rows, request.batch_size, Path(loaded.label).name or loaded.label
+        generator, rows, request.batch_size, Path(loaded.label).name or loaded.label, task
     )
     # Free the model before loading the next one.
     del generator

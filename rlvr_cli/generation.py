@@ -130,6 +130,7 @@ def greedy_generate(
     pad_id: int,
     token_text: Any = None,
     suppress_tokens: list[int] | None = None,
+    stop_rule: Any = None,
 ) -> list[tuple[list[int], bool]]:
     """Greedy decoding for evaluation: shared prefix run once, finished rows dropped from the batch.
 
@@ -143,7 +144,9 @@ def greedy_generate(
     """
     from transformers import DynamicCache
 
-    from rlvr_cli.stopping import StopState
+    from rlvr_cli.tasks.base import StopRule
+
+    stop_rule = stop_rule or StopRule  # the task's: ends a row after its answer line
 
     device = model.device if hasattr(model, "device") else next(model.parameters()).device
     width = max(len(r) for r in rows)
@@ -177,7 +180,7 @@ def greedy_generate(
         next_position = positions[:, -1] + 1
         completions: list[list[int]] = [[] for _ in rows]
         ended = [False] * len(rows)
-        states = [StopState() for _ in rows]
+        states = [stop_rule() for _ in rows]
         suppressed = torch.tensor(suppress_tokens, device=device) if suppress_tokens else None
         for step in range(max_new_tokens):
             if suppressed is not None:

@@ -9,8 +9,24 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from rlvr_cli import console
-from rlvr_cli.data import Prepared, existing_differs, load_source, prepare, write_prepared
-from rlvr_cli.errors import RlvrError
+from rlvr_cli.data import Prepared, existing_differs, prepare, write_prepared
+from rlvr_cli.errors import RlvrError, UsageError
+
+
+def parse_options(items: list[str]) -> dict[str, Any]:
+    """`--option KEY=VALUE` pairs; values typed as YAML reads them (`2` an int, `true` a bool)."""
+    import yaml
+
+    options: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise UsageError(f"--option {item}: expected KEY=VALUE, e.g. --option max_digits=2")
+        try:
+            options[key.strip()] = yaml.safe_load(value) if value.strip() else ""
+        except yaml.YAMLError:
+            options[key.strip()] = value
+    return options
 
 
 def _token_counter(model_name: str) -> Any:
@@ -43,8 +59,14 @@ def run_prepare(
     force: bool,
     size: int,
     tokenizer_model: str | None,
+    task_name: str | None = None,
+    options: dict[str, Any] | None = None,
 ) -> tuple[Prepared, str]:
     """Returns the prepared data and what happened on disk: written | unchanged."""
+    from rlvr_cli.tasks import get_task, task_for_source
+
+    name, task_options = task_for_source(source, task_name, dict(options or {}))
+    chosen = get_task(name, task_options)  # unknown task or option: fails before any loading
     with Progress(
         TextColumn("{task.description}"),
         BarColumn(),
@@ -54,7 +76,7 @@ def run_prepare(
         transient=True,
     ) as bar:
         task = bar.add_task(f"loading {source}", total=None)
-        data = load_source(source, strict=strict, size=size, seed=seed)
+        data = chosen.load(source, size=size, seed=seed, strict=strict)
         counter = _token_counter(tokenizer_model) if tokenizer_model else None
 
         def progress(stage: str, done: int, total: int) -> None:
@@ -68,6 +90,7 @@ def run_prepare(
             count_tokens=counter,
             tokenizer_name=tokenizer_model if counter else None,
             progress=progress,
+            task=chosen,
         )
         changed = existing_differs(output, prepared.payloads)
         if changed and not force:
@@ -84,10 +107,13 @@ def run_prepare(
 
 def summary_table(prepared: Prepared, output: Path, state: str) -> Table:
     m = prepared.manifest
-    table = Table(title=f"GSM8K prepared ({state}): {output}", title_justify="left")
+    from rlvr_cli.tasks import task_from_manifest
+
+    title = task_from_manifest(m).title
+    table = Table(title=f"{title} prepared ({state}): {output}", title_justify="left")
     table.add_column("split")
     table.add_column("rows", justify="right")
-    table.add_column("skipped (no ####)", justify="right")
+    table.add_column("skipped (no readable answer)", justify="right")
     table.add_column("file")
     table.add_column("sha256", overflow="ellipsis", max_width=16)
     for split in ("train", "val", "test"):

@@ -79,12 +79,23 @@ def import_reward(path: str) -> RewardFunc:
     return func
 
 
-def get_reward_funcs(names: Sequence[str]) -> list[RewardFunc]:
-    """Look rewards up by name, or import `module:function`; an unknown name lists the valid ones."""
+def check_reward_names(names: Sequence[str]) -> None:
+    """Refuse a name that is neither a task reward nor `module:function`, listing the valid ones."""
     unknown = [n for n in names if n not in REWARDS and ":" not in n]
     if unknown:
         raise ValueError(
             f"unknown reward {', '.join(map(repr, unknown))}; valid rewards: {', '.join(REWARDS)} "
             "(or a custom one as package.module:function)"
         )
-    return [REWARDS[n] if n in REWARDS else import_reward(n) for n in names]
+
+
+def get_reward_funcs(names: Sequence[str], task: Any = None) -> list[RewardFunc]:
+    """The reward functions by name: the task's own (GSM8K's by default), or imported `module:function`."""
+    check_reward_names(names)
+    offered = task.rewards() if task is not None else REWARDS
+    missing = [n for n in names if ":" not in n and n not in offered]
+    if missing:
+        raise ValueError(
+            f"task {task.name} offers no reward {', '.join(map(repr, missing))}; it offers {', '.join(offered)}"
+        )
+    return [offered[n] if ":" not in n else import_reward(n) for n in names]

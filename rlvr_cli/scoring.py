@@ -30,15 +30,24 @@ class Sample:
         return asdict(self)
 
 
-def score(row: dict[str, Any], completion: str, tokens: int, cut: bool) -> Sample:
-    answer = extract_answer(completion)
+def score(row: dict[str, Any], completion: str, tokens: int, cut: bool, task: Any = None) -> Sample:
+    """One evaluated problem, read and checked by `task` (GSM8K's reading when None): the same
+    reading and check the correctness reward uses in training."""
+    if task is None:
+        answer = extract_answer(completion)
+        correct = is_correct(answer.value, parse_number(row["final_answer"]))
+    else:
+        from rlvr_cli.tasks.base import _metadata
+
+        answer = task.read(completion)
+        correct = bool(task.check(answer, str(row["final_answer"]), _metadata(row.get("metadata"))))
     return Sample(
         id=str(row.get("id", "")),
         question=row.get("question", ""),
         gold=str(row["final_answer"]),
         completion=completion,
         extracted=answer.text,
-        correct=is_correct(answer.value, parse_number(row["final_answer"])),
+        correct=correct,
         format_ok=answer.format_ok,
         completion_tokens=tokens,
         cut=cut,

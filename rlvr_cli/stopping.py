@@ -19,17 +19,16 @@ into `model.generate` by `generate_with`. vLLM takes plain stop strings instead 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
 from transformers import LogitsProcessor, LogitsProcessorList
 
-from rlvr_cli.answers import ANSWER_MARKER, QUESTION_MARKER
+from rlvr_cli.tasks.base import STOP_STRINGS, StopRule
 
-# vLLM cannot stop on "the newline after ####", only on fixed strings: the blank line that ends a
-# solution in the few-shot layout, or an invented question.
-VLLM_STOP = ["\n\n", "\n" + QUESTION_MARKER]
+# vLLM stops on fixed strings: an invented question (see rlvr_cli.tasks.base.STOP_STRINGS).
+VLLM_STOP = STOP_STRINGS
 
 
 class TokenText:
@@ -47,54 +46,25 @@ class TokenText:
         return piece
 
 
-class StopState:
-    """One completion's text so far, and whether it has reached its end."""
-
-    __slots__ = ("marker_at", "stopped", "text")
-
-    def __init__(self) -> None:
-        self.text = ""
-        self.marker_at = -1  # index of the first `####`, -1 while there is none
-        self.stopped = False
-
-    def feed(self, piece: str) -> bool:
-        """Append a token's text; True once the answer line is complete or a question is invented."""
-        if self.stopped:
-            return True
-        start = len(self.text)
-        self.text += piece
-        if self.marker_at < 0:
-            # Re-scan a few characters before the new piece: a marker can span two tokens.
-            found = self.text.find(ANSWER_MARKER, max(0, start - len(ANSWER_MARKER)))
-            if found >= 0:
-                self.marker_at = found
-                start = found + len(ANSWER_MARKER)
-        if self.marker_at >= 0 and self.text.find("\n", max(start, self.marker_at)) >= 0:
-            self.stopped = True
-        else:
-            window = self.text[max(0, start - len(QUESTION_MARKER) - 1) :]
-            self.stopped = ("\n" + QUESTION_MARKER) in window or self.text.startswith(QUESTION_MARKER)
-        return self.stopped
-
-
 class AnswerStop(LogitsProcessor):
     """Force EOS once a completion's answer line is finished or it starts inventing a question.
 
     Call `reset()` before each `generate` call: the processor keeps the text of each row so far.
     """
 
-    def __init__(self, tokenizer: Any, eos_token_id: int):
+    def __init__(self, tokenizer: Any, eos_token_id: int, rule: Callable[[], StopRule] = StopRule):
         self.token_text = TokenText(tokenizer)
         self.eos_token_id = eos_token_id
+        self.rule = rule  # the task's stop rule, one per row
         self.reset()
 
     def reset(self) -> None:
-        self._states: list[StopState] | None = None
+        self._states: list[StopRule] | None = None
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
         if self._states is None or len(self._states) != input_ids.shape[0]:
             # First step of a generate call: nothing generated yet.
-            self._states = [StopState() for _ in range(input_ids.shape[0])]
+            self._states = [self.rule() for _ in range(input_ids.shape[0])]
             return scores
         rows = [
             row

@@ -22,6 +22,7 @@ from rlvr_cli.fsutil import sha256_file, write_text
 from rlvr_cli.runs import RECIPE_FILE, check_output_dir, read_run, recipe_fingerprint, write_run
 
 REQUIRED_COLUMNS = ("prompt", "final_answer")
+REQUIRED_KEEP = ("id", "question", "prompt", "final_answer")
 METRICS_FILE = "metrics.jsonl"  # every logged step, one JSON object per line
 
 
@@ -47,7 +48,26 @@ def read_dataset(path: Path, what: str) -> list[dict[str, Any]]:
         raise RlvrError(
             f"{path}: rows lack {', '.join(missing)}; GRPO needs 'prompt' and 'final_answer' columns (`rlvr prepare` writes them)"
         )
-    return [{k: r.get(k) for k in ("id", "question", "prompt", "final_answer")} for r in rows]
+    # `metadata` (a JSON string) carries what a task's checker needs beyond the gold text.
+    keep = (
+        ("id", "question", "prompt", "final_answer", "metadata") if "metadata" in rows[0] else REQUIRED_KEEP
+    )
+    return [{k: r.get(k) for k in keep} for r in rows]
+
+
+def resolve_task(recipe: Recipe, train_path: Path) -> Any:
+    """The task to train: the recipe's `task`, else the one the prepared data names, else GSM8K."""
+    from rlvr_cli.data import read_manifest
+    from rlvr_cli.tasks import get_task
+
+    prepared = (read_manifest(train_path.parent.parent) or {}).get("task") or {}
+    name = recipe.task or prepared.get("name") or "gsm8k"
+    if recipe.task and prepared.get("name") and prepared["name"] != recipe.task:
+        raise UsageError(
+            f"the recipe's task is {recipe.task} but {train_path} was prepared for {prepared['name']}; "
+            f"prepare the data with --task {recipe.task}, or drop `task` from the recipe"
+        )
+    return get_task(name, recipe.task_options or prepared.get("options") or {})
 
 
 def check_prompt_lengths(prompts: list[str], tokenizer: Any, recipe: Recipe, context: int | None) -> int:
@@ -84,7 +104,7 @@ def _lora_config(recipe: Recipe) -> Any:
     )
 
 
-def _grpo_config(recipe: Recipe, env: Any, checkpoint_dir: Path) -> Any:
+def _grpo_config(recipe: Recipe, env: Any, checkpoint_dir: Path, stop_strings: list[str]) -> Any:
     from trl import GRPOConfig
 
     # rlvr logs to MLflow itself (tracking.py); other integrations go to transformers unchanged.
@@ -129,19 +149,17 @@ def _grpo_config(recipe: Recipe, env: Any, checkpoint_dir: Path) -> Any:
             reward_weights=recipe.weights,
             mask_truncated_completions=recipe.mask_truncated_completions,
             use_vllm=recipe.use_vllm,
-            generation_kwargs=_generation_kwargs(recipe),
+            generation_kwargs=_generation_kwargs(recipe, stop_strings),
             log_completions=False,
         )
     except ValueError as exc:  # TRL's own consistency checks
         raise UsageError(f"recipe rejected by TRL: {str(exc).splitlines()[0]}") from None
 
 
-def _generation_kwargs(recipe: Recipe) -> dict[str, Any] | None:
-    from rlvr_cli.stopping import VLLM_STOP
-
+def _generation_kwargs(recipe: Recipe, stop_strings: list[str]) -> dict[str, Any] | None:
     kwargs = dict(recipe.generation_kwargs or {})
     if recipe.use_vllm and recipe.stop_at_answer:
-        kwargs["stop"] = [*kwargs.get("stop", []), *VLLM_STOP]
+        kwargs["stop"] = [*kwargs.get("stop", []), *stop_strings]
     return kwargs or None
 
 
@@ -190,6 +208,7 @@ def run_training(
     eval_rows = (
         read_dataset(Path(recipe.test_dataset_path), "evaluation") if recipe.eval_strategy != "no" else None
     )
+    task = resolve_task(recipe, train_path)
     resume_from = check_output_dir(output, checkpoint_dir, recipe, resume=resume, force=force)
     previous = read_run(output) if resume else None
 
@@ -235,7 +254,10 @@ def run_training(
     # --- rewards -----------------------------------------------------------------------------------------
     from rlvr_cli.rewards import get_reward_funcs
 
-    reward_funcs = get_reward_funcs(recipe.reward_funcs)
+    try:
+        reward_funcs = get_reward_funcs(recipe.reward_funcs, task)
+    except ValueError as exc:  # a custom reward that cannot be imported here
+        raise UsageError(f"reward_funcs: {exc}") from None
 
     # --- tracking ------------------------------------------------------------------------------------------
     from rlvr_cli.tracking import NullTracker, flatten, make_tracker
@@ -271,13 +293,15 @@ def run_training(
     trainer = RlvrGRPOTrainer(
         model=model,
         reward_funcs=reward_funcs,
-        args=_grpo_config(recipe, env, checkpoint_dir),
+        args=_grpo_config(recipe, env, checkpoint_dir, task.stop_strings),
         train_dataset=train_dataset,
         eval_dataset=eval_dataset,
         processing_class=tokenizer,
         peft_config=_lora_config(recipe) if recipe.use_peft else None,
         callbacks=[ProgressDisplay(), tracking, stopper, timer],
-        answer_stop=AnswerStop(tokenizer, tokenizer.eos_token_id) if recipe.stop_at_answer else None,
+        answer_stop=AnswerStop(tokenizer, tokenizer.eos_token_id, task.stop_rule)
+        if recipe.stop_at_answer
+        else None,
         share_prefix=recipe.share_prompt_prefix,
     )
     trainer.remove_callback(PrinterCallback)  # it prints log dicts on stdout, which is for data
@@ -288,6 +312,7 @@ def run_training(
         "status": "running",
         "recipe": recipe.model_dump(mode="json"),
         "recipe_fingerprint": recipe_fingerprint(recipe),
+        "task": task.describe(),
         "model": {"name": resolved.name, "kind": resolved.kind, "path": resolved.path},
         "data": _data_record(train_path),
         "environment": env.as_dict(),
@@ -358,7 +383,7 @@ def run_training(
         write_text(output / METRICS_FILE, "".join(json.dumps(h) + "\n" for h in history))
         from rlvr_cli.plots import reward_curves
 
-        plot = reward_curves(history, output / "reward_curves.png", f"GRPO on {resolved.name}")
+        plot = reward_curves(history, output / "reward_curves.png", f"GRPO on {resolved.name}: {task.title}")
         if merge:
             run["merged"] = str(merge_adapter(output, resolved, recipe))
         run.update(status="completed", reward_curves=str(plot) if plot else None)
@@ -394,7 +419,9 @@ def _data_record(train_path: Path) -> dict[str, Any]:
     return {
         "train_dataset_path": str(train_path),
         "train_sha256": sha256_file(train_path),
-        "prepare_manifest": {k: manifest.get(k) for k in ("source", "shots", "seed", "counts", "files")}
+        "prepare_manifest": {
+            k: manifest.get(k) for k in ("source", "task", "shots", "seed", "counts", "files")
+        }
         if manifest
         else None,
     }

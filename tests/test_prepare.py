@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from rlvr_cli.data import build_prompt, clean_solution, load_source, prepare
+from rlvr_cli.data import clean_solution, load_source, prepare
 
 
 def rows(path: Path) -> list[dict]:
@@ -50,17 +50,25 @@ def test_gold_answers_keep_sign_and_decimals_and_drop_commas(prepared: Path):
 
 
 def test_prompt_layout_follows_the_reference(gsm8k_fixture: Path):
+    """The prompt `prepare` writes: exemplars in the reference layout, then the question."""
     source = load_source(str(gsm8k_fixture))
-    prompt = build_prompt(source.train[:2], "What is 1 + 1?")
-    blocks = prompt.split("\n\n")
+    prepared = prepare(source, shots=2, val_fraction=0.1, seed=42)
+    exemplars = {p.id: p for p in source.train}
+    row = prepared.rows["test"][0]
+    blocks = row["prompt"].split("\n\n")
     assert len(blocks) == 3
-    assert blocks[0].startswith("Question: Tom has 2 apples")
-    assert (
-        "\nSolution: Let's think step by step. Tom has 2 + 3 = 5 apples.\n#### The final answer is 5"
-        in blocks[0]
-    )
-    assert blocks[-1] == "Question: What is 1 + 1?\nSolution: Let's think step by step."
-    assert "<<" not in prompt
+    for block, exemplar_id in zip(blocks, prepared.manifest["exemplar_ids"], strict=False):
+        exemplar = exemplars[exemplar_id]
+        steps = exemplar.answer[: exemplar.answer.rfind("####")].strip()
+        import re
+
+        steps = re.sub(r"<<[^<>]*>>", "", steps)
+        assert block == (
+            f"Question: {exemplar.question.strip()}\nSolution: Let's think step by step. {steps}\n"
+            f"#### The final answer is {exemplar.final_answer}"
+        )
+    assert blocks[-1] == f"Question: {row['question'].strip()}\nSolution: Let's think step by step."
+    assert "<<" not in row["prompt"]
 
 
 def test_calculator_annotations_are_removed():

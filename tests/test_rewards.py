@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rlvr_cli.answers import answer_line_end, extract_answer, normalize_gold, parse_number
+from rlvr_cli.answers import extract_answer, normalize_gold, parse_number
 from rlvr_cli.rewards import REWARDS, correctness_reward, format_reward, get_reward_funcs
 
 from .conftest import SHARED_GSM8K
@@ -145,7 +145,3 @@ def test_gold_answers_of_the_whole_gsm8k_are_read():
     assert all(rewards(f"#### The final answer is {g}", g) == (0.5, 1.0) for g in golds)
 
 
-def test_answer_line_end_marks_where_generation_may_stop():
-    assert answer_line_end("steps\n#### The final answer is 4") is None
-    text = "steps\n#### The final answer is 4\nQuestion:"
-    assert text[: answer_line_end(text)] == "steps\n#### The final answer is 4\n"

@@ -1,0 +1,65 @@
+"""Problems from a user's local files: a directory with `train*` and `test*` files (JSON lines,
+a JSON array, or parquet), read row by row with `file:line` in every error."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from rlvr_cli.errors import RlvrError, UsageError
+from rlvr_cli.tasks.base import Problem, SourceData
+
+# (split, index, row) -> a Problem, or None when the gold answer cannot be read (skipped, counted)
+MakeProblem = Callable[[str, int, dict[str, Any]], Problem | None]
+
+
+def load_dir(source: str, make: MakeProblem, needs: str, strict: bool, *, kind: str = "local") -> SourceData:
+    """Read `train*` and `test*` files under `source`; `needs` names the required columns in errors."""
+    from rlvr_cli.data import _find_split_file, _rows_from_file
+    from rlvr_cli.fsutil import sha256_file
+
+    path = Path(source).expanduser()
+    if not path.is_dir():
+        raise UsageError(
+            f"{source}: not a directory; give a directory holding train.jsonl and test.jsonl with {needs}"
+        )
+    files = {split: _find_split_file(path, split) for split in ("train", "test")}
+    missing = [s for s, f in files.items() if f is None]
+    if missing:
+        raise UsageError(
+            f"{path}: no {' or '.join(missing)} file (expected names like train.jsonl and test.jsonl; .json and .parquet work too)"
+        )
+    data = SourceData(name=str(path), kind=kind, train=[], test=[])
+    for split, file in files.items():
+        assert file is not None
+        problems, skipped = [], 0
+        for index, (pos, row) in enumerate(_rows_from_file(file)):
+            where = f"{file}:{pos}"
+            if not isinstance(row, dict):
+                raise RlvrError(f"{where}: expected an object with {needs}")
+            try:
+                problem = make(split, index, row)
+            except KeyError as exc:
+                raise RlvrError(f"{where}: missing column {exc.args[0]!r}; rows need {needs}") from None
+            if problem is None:
+                if strict:
+                    raise RlvrError(
+                        f"{where}: the gold answer cannot be read by this task's comparison; drop --strict to skip such rows"
+                    )
+                skipped += 1
+                continue
+            problems.append(problem)
+        setattr(data, split, problems)
+        data.skipped[split] = skipped
+        data.files[str(file)] = sha256_file(file)
+    return data
+
+
+def text_field(row: dict[str, Any], *names: str) -> str:
+    """The first of `names` present in `row` as a non-empty string; KeyError naming the first."""
+    for name in names:
+        value = row.get(name)
+        if isinstance(value, str | int | float) and not isinstance(value, bool) and str(value).strip():
+            return str(value)
+    raise KeyError(" or ".join(names))

@@ -1,0 +1,117 @@
+"""reasoning-gym: any of its 100+ procedural datasets, checked by the dataset's own verifier.
+
+    rlvr prepare --source reasoning-gym:chain_sum --option min_digits=1 --option max_digits=2
+
+Options are the dataset's generator settings (its config dataclass: `min_digits`, `max_terms`,
+...); an unknown one is refused with the closest valid name. Train and test problems come from
+different seeds. Correctness is `dataset.score_answer(answer, entry) == 1.0` on the first answer
+line's text, so string answers (sorted words, counts, ...) work, not only numbers.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from rlvr_cli.errors import RlvrError, UsageError
+from rlvr_cli.tasks.base import ANSWER_MARKER, Answer, Problem, SourceData, Task
+
+INSTALL = "pip install 'rlvr[train]' (reasoning-gym)"
+
+
+def _reasoning_gym() -> Any:
+    try:
+        import reasoning_gym
+    except ImportError:
+        raise RlvrError(f"the reasoning-gym task needs the reasoning-gym package: {INSTALL}") from None
+    return reasoning_gym
+
+
+def config_fields(dataset: str) -> dict[str, Any]:
+    """The generator options of a reasoning-gym dataset: field name -> default."""
+    import dataclasses
+
+    from reasoning_gym.factory import DATASETS
+
+    if dataset not in DATASETS:
+        import difflib
+
+        close = difflib.get_close_matches(dataset, list(DATASETS), n=3)
+        hint = f"did you mean {', '.join(close)}?" if close else "see reasoning_gym.factory.DATASETS"
+        raise UsageError(f"reasoning-gym has no dataset {dataset!r}; {hint}")
+    config_cls = DATASETS[dataset][1]
+    return {
+        f.name: (f.default if f.default is not dataclasses.MISSING else None)
+        for f in dataclasses.fields(config_cls)
+        if f.name not in ("seed", "size")
+    }
+
+
+class ReasoningGymTask(Task):
+    name = "reasoning-gym"
+    title = "reasoning-gym"
+    description = "any reasoning-gym dataset, scored by its own verifier"
+
+    def __init__(self, options: dict[str, Any] | None = None):
+        options = dict(options or {})
+        dataset = options.get("dataset")
+        if not dataset:
+            raise UsageError("the reasoning-gym task needs a dataset: --source reasoning-gym:NAME")
+        _reasoning_gym()
+        self.options_help = {
+            "dataset": "reasoning-gym dataset name",
+            **{k: f"generator option (default {v!r})" for k, v in config_fields(dataset).items()},
+        }
+        super().__init__(options)
+        self.dataset_name = dataset
+        self.generator_options = {k: v for k, v in options.items() if k != "dataset"}
+        self._scorer: Any = None
+        self.title = f"reasoning-gym:{dataset}"
+
+    def _create(self, size: int, seed: int) -> Any:
+        try:
+            return _reasoning_gym().create_dataset(
+                self.dataset_name, size=size, seed=seed, **self.generator_options
+            )
+        except (TypeError, ValueError, AssertionError) as exc:
+            raise UsageError(f"reasoning-gym:{self.dataset_name}: bad options ({exc})") from None
+
+    def load(self, source: str, *, size: int, seed: int, strict: bool) -> SourceData:
+        test_size = max(50, size // 10)
+        name = f"reasoning-gym:{self.dataset_name}"
+        data = SourceData(name=name, kind="generator", train=[], test=[])
+        # Different seeds per split, so that test problems are not copies of train problems.
+        for split, n, split_seed in (("train", size, seed), ("test", test_size, seed + 1_000_003)):
+            problems = []
+            for i, item in enumerate(self._create(n, split_seed)):
+                metadata = item.get("metadata") or {}
+                cot = metadata.get("answer_cot")
+                steps = cot if isinstance(cot, str) else ""
+                if ANSWER_MARKER in steps:  # the exemplar adds its own answer line
+                    steps = steps[: steps.rfind(ANSWER_MARKER)].strip()
+                entry = {"question": item["question"], "answer": item["answer"], "metadata": metadata}
+                problems.append(
+                    Problem(
+                        id=f"{split}-{i}",
+                        question=item["question"],
+                        answer=steps,
+                        final_answer=str(item["answer"]),
+                        # JSON-safe (tuples become lists): what score_answer reads besides the answer
+                        metadata=json.loads(json.dumps(entry, default=str)),
+                    )
+                )
+            setattr(data, split, problems)
+            data.skipped[split] = 0
+        return data
+
+    def check(self, answer: Answer, gold: str, metadata: dict[str, Any] | None) -> bool | None:
+        if answer.text is None:
+            return False
+        if self._scorer is None:
+            self._scorer = self._create(size=10, seed=0)  # any instance: score_answer reads the entry
+        entry = metadata or {"answer": gold, "metadata": {}}
+        entry.setdefault("answer", gold)
+        try:
+            return float(self._scorer.score_answer(answer.text, entry)) >= 1.0
+        except Exception:  # a verifier must never crash training; an unreadable answer is wrong
+            return False
