@@ -59,7 +59,10 @@ class RemoteConfig(_Strict):
     image_uri: str | None = Field(
         None, description="training image built from container/ (`make push` prints it)"
     )
-    instance_type: str = Field("ml.p4d.24xlarge", description="SageMaker instance type")
+    instance_type: str = Field(
+        "ml.p4d.24xlarge",
+        description="SageMaker instance type, checked against SageMaker's list (prices: `rlvr train --remote`)",
+    )
     instance_count: int = Field(1, ge=1, le=64, description="number of instances")
     volume_size_gb: int = Field(100, ge=1, le=16384, description="EBS volume per instance, GB")
     max_runtime_seconds: int = Field(
