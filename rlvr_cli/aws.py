@@ -62,6 +62,42 @@ def client(service: str, *, profile: str | None = None, region: str | None = Non
         ) from None
 
 
+def configured_region(*, profile: str | None = None, region: str | None = None) -> str | None:
+    """The region a client would use (`region`, else botocore's chain: AWS_DEFAULT_REGION, the
+    profile), found without calling AWS; None when nothing sets one."""
+    import botocore.exceptions
+    import botocore.session
+
+    if region:
+        return region
+    try:
+        return botocore.session.Session(profile=profile).get_config_variable("region")
+    except botocore.exceptions.ProfileNotFound:
+        raise RlvrError(
+            f"AWS profile {profile!r} not found; check ~/.aws/config or drop --profile", ExitCode.USAGE
+        ) from None
+
+
+def bucket_region(s3: Any, bucket: str) -> str:
+    """The region of `bucket` (HeadBucket's x-amz-bucket-region header, which S3 also sends with a
+    redirect or an access-denied answer)."""
+    import botocore.exceptions
+
+    try:
+        response = s3.head_bucket(Bucket=bucket)
+    except botocore.exceptions.ClientError as exc:
+        response = exc.response
+        headers = response.get("ResponseMetadata", {}).get("HTTPHeaders", {})
+        if "x-amz-bucket-region" not in headers:
+            code = str(response.get("Error", {}).get("Code", ""))
+            if code in ("404", "NoSuchBucket", "NotFound"):
+                raise RlvrError(
+                    f"bucket {bucket} does not exist; create it or fix the S3 URIs in remote:"
+                ) from None
+            raise
+    return response["ResponseMetadata"]["HTTPHeaders"]["x-amz-bucket-region"]
+
+
 @contextlib.contextmanager
 def aws_errors(what: str) -> Iterator[None]:
     """Translate botocore failures during `what` into RlvrError lines."""

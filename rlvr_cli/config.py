@@ -33,6 +33,14 @@ ROLE_ARN = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]{1,512}$")
 S3_URI = re.compile(r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/[^\s]*)?$")
 MLFLOW_ARN = re.compile(r"^arn:aws[a-z-]*:sagemaker:[a-z0-9-]+:\d{12}:mlflow-tracking-server/[\w-]+$")
 REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d$")
+SUBNET = re.compile(r"^subnet-[0-9a-f]{8,17}$")
+SECURITY_GROUP = re.compile(r"^sg-[0-9a-f]{8,17}$")
+# KMS key id (UUID or multi-Region mrk-...), key or alias ARN, or alias/NAME.
+KMS_KEY = re.compile(
+    r"^(arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:(key|alias)/[A-Za-z0-9/_-]+|alias/[A-Za-z0-9/_-]+"
+    r"|[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}|mrk-[0-9a-f]{32})$"
+)
+TRAINING_PLAN_ARN = re.compile(r"^arn:aws[a-z-]*:sagemaker:[a-z0-9-]+:\d{12}:training-plan/[A-Za-z0-9-]+$")
 # 28 days: SageMaker's ceiling for MaxRuntimeInSeconds.
 MAX_RUNTIME_CEILING = 28 * 24 * 3600
 
@@ -51,7 +59,10 @@ class RemoteConfig(_Strict):
     image_uri: str | None = Field(
         None, description="training image built from container/ (`make push` prints it)"
     )
-    instance_type: str = Field("ml.p4d.24xlarge", description="SageMaker instance type")
+    instance_type: str = Field(
+        "ml.p4d.24xlarge",
+        description="SageMaker instance type, checked against SageMaker's list (prices: `rlvr train --remote`)",
+    )
     instance_count: int = Field(1, ge=1, le=64, description="number of instances")
     volume_size_gb: int = Field(100, ge=1, le=16384, description="EBS volume per instance, GB")
     max_runtime_seconds: int = Field(
@@ -87,6 +98,50 @@ class RemoteConfig(_Strict):
         description="Secrets Manager secret (name or ARN) holding a Hugging Face token, read inside the container",
     )
     tags: dict[str, str] = Field(default_factory=dict, description="tags on the training job")
+    # --- network, encryption, scheduling (CreateTrainingJob members of the same names) ------------
+    subnets: list[str] = Field(
+        default_factory=list,
+        max_length=16,
+        description="VPC subnet ids (subnet-...) for the job's instances; needs security_group_ids",
+    )
+    security_group_ids: list[str] = Field(
+        default_factory=list, max_length=5, description="VPC security group ids (sg-...); needs subnets"
+    )
+    volume_kms_key_id: str | None = Field(
+        None,
+        description="KMS key (id, ARN or alias) for the instances' EBS volumes; not for instances with "
+        "local NVMe storage (g5, g6, p4d, p5, ...), which encrypt it themselves",
+    )
+    output_kms_key_id: str | None = Field(
+        None, description="KMS key (id, ARN or alias) that encrypts the job's output in S3"
+    )
+    enable_network_isolation: bool = Field(
+        False,
+        description="no network from the container: the model must be in the image (a path), and "
+        "hf_token_secret, the Hub and MLflow servers are out of reach",
+    )
+    encrypt_inter_container_traffic: bool = Field(
+        False, description="encrypt traffic between instances (instance_count > 1); slower"
+    )
+    keep_alive_seconds: int | None = Field(
+        None,
+        ge=0,
+        le=21600,
+        description="warm pool: keep the instances this long after the job for a matching next job; "
+        "billed at the instance price while kept",
+    )
+    max_pending_seconds: int | None = Field(
+        None,
+        ge=1800,
+        le=28 * 24 * 3600,
+        description="stop the job if it waits longer than this for capacity (GPU instances)",
+    )
+    max_retry_attempts: int | None = Field(
+        None, ge=1, le=30, description="retry the job this many times after an InternalServerError"
+    )
+    training_plan_arn: str | None = Field(
+        None, description="SageMaker training plan (reserved capacity) to run on"
+    )
 
     @field_validator("role_arn")
     @classmethod
@@ -132,6 +187,50 @@ class RemoteConfig(_Strict):
         if bad:
             raise ValueError(f"invalid environment variable name(s): {', '.join(bad)}")
         return v
+
+    @field_validator("subnets")
+    @classmethod
+    def _subnets(cls, v: list[str]) -> list[str]:
+        bad = [x for x in v if not SUBNET.match(x)]
+        if bad:
+            raise ValueError(f"not subnet ids (subnet-0123abcd...): {', '.join(bad)}")
+        return v
+
+    @field_validator("security_group_ids")
+    @classmethod
+    def _security_groups(cls, v: list[str]) -> list[str]:
+        bad = [x for x in v if not SECURITY_GROUP.match(x)]
+        if bad:
+            raise ValueError(f"not security group ids (sg-0123abcd...): {', '.join(bad)}")
+        return v
+
+    @field_validator("volume_kms_key_id", "output_kms_key_id")
+    @classmethod
+    def _kms(cls, v: str | None) -> str | None:
+        if v is not None and not KMS_KEY.match(v):
+            raise ValueError(
+                "must be a KMS key id, key ARN, alias/NAME or alias ARN "
+                "(e.g. arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab)"
+            )
+        return v
+
+    @field_validator("training_plan_arn")
+    @classmethod
+    def _plan(cls, v: str | None) -> str | None:
+        if v is not None and not TRAINING_PLAN_ARN.match(v):
+            raise ValueError("must look like arn:aws:sagemaker:REGION:ACCOUNT:training-plan/NAME")
+        return v
+
+    @model_validator(mode="after")
+    def _vpc(self) -> RemoteConfig:
+        if bool(self.subnets) != bool(self.security_group_ids):
+            given, missing = (
+                ("subnets", "security_group_ids") if self.subnets else ("security_group_ids", "subnets")
+            )
+            raise ValueError(
+                f"a VPC needs both subnets and security_group_ids: {given} is set, add {missing}"
+            )
+        return self
 
     @model_validator(mode="after")
     def _spot(self) -> RemoteConfig:

@@ -80,16 +80,34 @@ def submit(
             f"--job-name {name}: 1-63 letters, digits and hyphens, starting with a letter or digit"
         )
     name = name or job_name(recipe)
-    request = build_request(recipe, name=name, data_uri=data_uri)
+    request = build_request(recipe, name=name, data_uri=data_uri)  # refuses what AWS would refuse
     estimate = estimate_cost(recipe)
+    from rlvr_cli.aws import configured_region
+    from rlvr_cli.request_checks import region_problems, setting_warnings
+
+    region = _region(recipe, region)
+    job_region = configured_region(profile=profile, region=region)
+    if job_region:  # the image's region is in its URI: no call needed
+        _refuse(region_problems(request, job_region))
+    for line in setting_warnings(recipe):
+        console.warn(line)
     if dry_run:
         console.print_json({"request": request, "estimate": estimate} if json_out else request)
         _print_estimate(estimate)
+        console.notice(
+            "dry run: bucket regions are checked on submit (they need S3 calls)"
+            + ("" if job_region else "; no region is set, so the image's region was not checked either")
+        )
         return ExitCode.OK
-    region = _region(recipe, region)
-    from rlvr_cli.aws import aws_errors, client
+    from rlvr_cli.aws import aws_errors, bucket_region, client
+    from rlvr_cli.request_checks import request_buckets
 
     sm = client("sagemaker", profile=profile, region=region)
+    job_region = sm.meta.region_name
+    s3 = client("s3", profile=profile, region=job_region)
+    with aws_errors("checking the buckets' regions"):
+        buckets = {bucket: bucket_region(s3, bucket) for bucket in request_buckets(request)}
+    _refuse(region_problems(request, job_region, buckets))
     with aws_errors(f"submitting {name}"):
         response = sm.create_training_job(**request)
     jobstate.record_job(name, region or sm.meta.region_name, profile)
@@ -103,6 +121,11 @@ def submit(
     return ExitCode.OK
 
 
+def _refuse(problems: list[str]) -> None:
+    if problems:
+        raise UsageError("\n".join(problems))  # one `error:` line each
+
+
 def _print_estimate(estimate: dict[str, Any]) -> None:
     if estimate["max_cost_on_demand_usd"] is None:
         console.info(f"cost: {estimate['note']}")
@@ -112,10 +135,17 @@ def _print_estimate(estimate: dict[str, Any]) -> None:
         if estimate["max_cost_spot_usd"] is not None
         else ""
     )
-    console.info(
+    warm = (
+        f"; warm pool up to ${estimate['max_warm_pool_cost_usd']:,.2f} more for {estimate['keep_alive_hours']} h "
+        "after the job"
+        if estimate.get("max_warm_pool_cost_usd")
+        else ""
+    )
+    console.err.print(  # one line, however narrow the terminal: scripts and people grep it
         f"cost: {estimate['instance_count']} x {estimate['instance_type']} at ~${estimate['price_per_instance_hour_usd']}/h, "
-        f"at most ${estimate['max_cost_on_demand_usd']:,.2f} on demand for {estimate['max_runtime_hours']} h{spot} "
-        f"({estimate['note']})"
+        f"at most ${estimate['max_cost_on_demand_usd']:,.2f} on demand for {estimate['max_runtime_hours']} h{spot}{warm} "
+        f"({escape(estimate['note'])})",
+        soft_wrap=True,
     )
 
 

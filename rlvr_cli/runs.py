@@ -42,8 +42,15 @@ RESUMABLE_KEYS = {
 }
 
 
+# Where the data lives is not what a recipe trains (rlvr_run.json records the data's checksums).
+# Leaving the paths out of the fingerprint makes a SageMaker job's rlvr:recipe tag equal the
+# fingerprint of the recipe its container resolves, with /opt/ml paths.
+LOCATION_KEYS = {"train_dataset_path", "test_dataset_path"}
+
+
 def recipe_fingerprint(recipe: Recipe) -> str:
-    data = {k: v for k, v in recipe.model_dump(mode="json").items() if k not in RESUMABLE_KEYS}
+    ignored = RESUMABLE_KEYS | LOCATION_KEYS
+    data = {k: v for k, v in recipe.model_dump(mode="json").items() if k not in ignored}
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
 

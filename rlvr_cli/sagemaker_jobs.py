@@ -1,10 +1,10 @@
 """SageMaker training jobs: the CreateTrainingJob request built from a recipe, states, costs.
 
 The request is plain data built by `build_request`: `--dry-run` prints exactly what
-`create_training_job` receives. The recipe travels as hyperparameters (one per key, JSON-encoded,
-as SageMaker wants strings); the container entry (`rlvr_cli/sagemaker_entry.py`) decodes them.
-Nothing secret goes into hyperparameters, tags or printed output: recipes hold no secrets, and
-secret-looking environment variables are refused in favour of Secrets Manager.
+`create_training_job` receives. The recipe travels as hyperparameters (every key, explicit nulls
+included, JSON-encoded, as SageMaker wants strings); the container entry
+(`rlvr_cli/sagemaker_entry.py`) decodes them into the same recipe. Before anything is printed or
+sent, `rlvr_cli.request_checks` refuses what AWS would refuse and anything that looks like a secret.
 """
 
 from __future__ import annotations
@@ -24,11 +24,10 @@ LOG_GROUP = "/aws/sagemaker/TrainingJobs"
 CHECKPOINT_LOCAL_PATH = "/opt/ml/checkpoints"
 # Keys the container sets itself: paths inside /opt/ml, and the SageMaker section.
 CONTAINER_KEYS = {"remote", "train_dataset_path", "test_dataset_path", "output_dir", "checkpoint_dir"}
-SECRET_NAME = re.compile(
-    r"(TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL|PRIVATE|_KEY$|^AWS_ACCESS|^AWS_SESSION)", re.I
-)
-# Approximate on-demand SageMaker training prices, USD per instance-hour, us-east-1 (2025 list
-# prices). Used for the --dry-run estimate only; check the SageMaker pricing page for your region.
+# On-demand SageMaker training list prices, USD per instance-hour, us-east-1, as written down from
+# the AWS SageMaker pricing page in 2025 and not re-checked since: approximate, for the --dry-run
+# estimate only. Other regions cost more or less; the pricing page has the current numbers.
+PRICE_SOURCE = "list price, us-east-1, as of 2025, source: AWS SageMaker pricing page; approximate"
 PRICES = {
     "ml.p4d.24xlarge": 37.69,
     "ml.p4de.24xlarge": 47.11,
@@ -78,26 +77,29 @@ def job_name(recipe: Recipe, now: datetime | None = None) -> str:
 
 
 def hyperparameters(recipe: Recipe) -> dict[str, str]:
+    """Every recipe key the container does not set itself, JSON-encoded. An explicit null is sent
+    as `null`: left out, the container would fall back to the key's default (for
+    `lora_modules_to_save`, [lm_head, embed_tokens]) and train another recipe."""
     data = recipe.model_dump(mode="json", exclude=CONTAINER_KEYS)
-    out = {key: json.dumps(value) for key, value in data.items() if value is not None}
-    too_long = [k for k, v in out.items() if len(v) > 2500]
-    if too_long:
-        raise UsageError(
-            f"recipe values too long for SageMaker hyperparameters (2,500 chars): {', '.join(too_long)}"
-        )
-    return out
+    return {key: json.dumps(value) for key, value in data.items()}
 
 
-def check_environment(environment: dict[str, str]) -> None:
-    secret = [k for k in environment if SECRET_NAME.search(k)]
-    if secret:
-        raise UsageError(
-            f"remote.environment: {', '.join(secret)} look like secrets, which DescribeTrainingJob would show to anyone "
-            "with read access; store them in Secrets Manager and set remote.hf_token_secret (Hugging Face) instead"
-        )
+def mlflow_arn(recipe: Recipe) -> str | None:
+    """The SageMaker managed MLflow server the job reports to, if any."""
+    from rlvr_cli.config import MLFLOW_ARN
+
+    if "mlflow" not in recipe.report_to:
+        return None
+    for uri in (recipe.mlflow_tracking_uri, recipe.remote.environment.get("MLFLOW_TRACKING_URI")):
+        if uri and MLFLOW_ARN.match(uri):
+            return uri
+    return None
 
 
 def build_request(recipe: Recipe, *, name: str, data_uri: str) -> dict[str, Any]:
+    """The CreateTrainingJob parameters; a UsageError listing every problem if AWS or rlvr would
+    refuse them (rlvr_cli.request_checks)."""
+    from rlvr_cli.request_checks import refusals
     from rlvr_cli.runs import recipe_fingerprint
 
     remote = recipe.remote
@@ -108,7 +110,6 @@ def build_request(recipe: Recipe, *, name: str, data_uri: str) -> dict[str, Any]
         missing.append("remote.s3_prefix (or remote.s3_output)")
     if missing:
         raise UsageError(f"a SageMaker job needs {', '.join(missing)}: set them in the recipe or with --set")
-    check_environment(remote.environment)
     environment = dict(remote.environment)
     if remote.hf_token_secret:
         environment["RLVR_HF_TOKEN_SECRET"] = remote.hf_token_secret  # a secret's name, not its value
@@ -147,6 +148,7 @@ def build_request(recipe: Recipe, *, name: str, data_uri: str) -> dict[str, Any]
         "EnableManagedSpotTraining": remote.use_spot,
         "Tags": [
             {"Key": "rlvr:version", "Value": __version__},
+            # Equal to the fingerprint in the job's rlvr_run.json: it ignores the keys the container sets.
             {"Key": "rlvr:recipe", "Value": recipe_fingerprint(recipe)},
             *({"Key": k, "Value": v} for k, v in remote.tags.items()),
         ],
@@ -159,7 +161,42 @@ def build_request(recipe: Recipe, *, name: str, data_uri: str) -> dict[str, Any]
         request["StoppingCondition"]["MaxWaitTimeInSeconds"] = (
             remote.max_wait_seconds or remote.max_runtime_seconds
         )
+    _power_user_settings(request, recipe)
+    problems = refusals(request, recipe)
+    if problems:
+        raise UsageError("\n".join(problems))
     return request
+
+
+def _power_user_settings(request: dict[str, Any], recipe: Recipe) -> None:
+    """The optional `remote:` keys, each into the CreateTrainingJob member of the same meaning."""
+    remote = recipe.remote
+    resource, stopping = request["ResourceConfig"], request["StoppingCondition"]
+    if remote.volume_kms_key_id:
+        resource["VolumeKmsKeyId"] = remote.volume_kms_key_id
+    if remote.keep_alive_seconds is not None:
+        resource["KeepAlivePeriodInSeconds"] = remote.keep_alive_seconds
+    if remote.training_plan_arn:
+        resource["TrainingPlanArn"] = remote.training_plan_arn
+    if remote.output_kms_key_id:
+        request["OutputDataConfig"]["KmsKeyId"] = remote.output_kms_key_id
+    if remote.max_pending_seconds is not None:
+        stopping["MaxPendingTimeInSeconds"] = remote.max_pending_seconds
+    if remote.max_retry_attempts is not None:
+        request["RetryStrategy"] = {"MaximumRetryAttempts": remote.max_retry_attempts}
+    if remote.subnets:  # the recipe has both or neither (config.RemoteConfig._vpc)
+        request["VpcConfig"] = {"Subnets": remote.subnets, "SecurityGroupIds": remote.security_group_ids}
+    if remote.enable_network_isolation:
+        request["EnableNetworkIsolation"] = True
+    if remote.encrypt_inter_container_traffic:
+        request["EnableInterContainerTrafficEncryption"] = True
+    arn = mlflow_arn(recipe)
+    if arn:  # SageMaker's own MLflow integration, beside the tracking URI the trainer uses
+        request["MlflowConfig"] = {
+            "MlflowResourceArn": arn,
+            "MlflowExperimentName": recipe.mlflow_experiment_name,
+            **({"MlflowRunName": recipe.run_name} if recipe.run_name else {}),
+        }
 
 
 def estimate_cost(recipe: Recipe) -> dict[str, Any]:
@@ -167,6 +204,10 @@ def estimate_cost(recipe: Recipe) -> dict[str, Any]:
     price = PRICES.get(remote.instance_type)
     hours = remote.max_runtime_seconds / 3600
     on_demand = price * remote.instance_count * hours if price is not None else None
+    # A warm pool bills its instances after the job for up to keep_alive_seconds (less if a
+    # matching job takes it over): an upper bound.
+    keep_alive_hours = (remote.keep_alive_seconds or 0) / 3600
+    warm_pool = price * remote.instance_count * keep_alive_hours if price is not None else None
     return {
         "instance_type": remote.instance_type,
         "instance_count": remote.instance_count,
@@ -175,9 +216,12 @@ def estimate_cost(recipe: Recipe) -> dict[str, Any]:
         "max_cost_on_demand_usd": round(on_demand, 2) if on_demand is not None else None,
         # Spot bills only running time, at a discount, never above on-demand: the same ceiling.
         "max_cost_spot_usd": round(on_demand, 2) if on_demand is not None and remote.use_spot else None,
-        "note": "approximate us-east-1 list prices; the job usually ends well before max runtime"
+        "keep_alive_hours": round(keep_alive_hours, 3),
+        "max_warm_pool_cost_usd": round(warm_pool, 2) if warm_pool is not None and keep_alive_hours else None,
+        "price_source": PRICE_SOURCE,
+        "note": f"{PRICE_SOURCE}; the job usually ends well before max runtime"
         if price is not None
-        else f"no price known for {remote.instance_type}",
+        else f"no price known for {remote.instance_type}; see the AWS SageMaker pricing page",
     }
 
 

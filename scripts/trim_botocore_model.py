@@ -2,7 +2,8 @@
 
 botocore parses its whole SageMaker model (~400 KB gzipped, ~3,000 shapes) to create a client,
 about a third of `rlvr status`'s start-up. rlvr calls three operations; this keeps those and the
-shapes they reach. botocore finds the file through its documented data path (AWS_DATA_PATH /
+shapes they reach, with every constraint (required, min, max, pattern, enum), which
+`rlvr_cli/service_model.py` checks requests against; only documentation is dropped. botocore finds the file through its documented data path (AWS_DATA_PATH /
 `data_path`), and takes endpoint rules and everything else from its own data.
 
     python scripts/trim_botocore_model.py     # after upgrading botocore; tests/test_aws_model.py checks it

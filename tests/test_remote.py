@@ -150,7 +150,7 @@ def test_dry_run_prints_the_request_and_calls_nothing(cli, recipe: Path, aws: st
     assert boto("sagemaker").list_training_jobs()["TrainingJobSummaries"] == []
 
 
-def test_submit_sends_exactly_the_dry_run_request(cli, recipe: Path, aws: str):
+def test_submit_sends_exactly_the_dry_run_request(cli, recipe: Path, bucket: str):
     dry = cli("train", "--remote", "--dry-run", "--config", recipe, "--job-name", "rlvr-job-1").json()
     submitted = cli("train", "--remote", "--config", recipe, "--job-name", "rlvr-job-1")
     assert submitted.code == 0, submitted.err
@@ -219,7 +219,9 @@ def test_secrets_never_go_into_the_request(cli, recipe: Path, aws: str):
     result = cli(
         "train", "--remote", "--dry-run", "--config", recipe, "--set", "remote.environment.HF_TOKEN=hf_abc"
     )
-    assert result.code == 2 and "look like secrets" in result.err and "hf_abc" not in result.out + result.err
+    assert (
+        result.code == 2 and "looks like a secret" in result.err and "hf_abc" not in result.out + result.err
+    )
     ok = cli(
         "train", "--remote", "--dry-run", "--config", recipe, "--set", "remote.hf_token_secret=rlvr/hf-token"
     )
@@ -259,7 +261,7 @@ def test_submit_uses_the_last_upload_when_the_recipe_has_no_prefix(
     ("status", "code"),
     [("Completed", 0), ("InProgress", 3), ("Stopping", 3), ("Failed", 4), ("Stopped", 5)],
 )
-def test_status_exit_codes_follow_the_job_state(cli, recipe: Path, aws: str, status: str, code: int):
+def test_status_exit_codes_follow_the_job_state(cli, recipe: Path, bucket: str, status: str, code: int):
     assert cli("train", "--remote", "--config", recipe, "--job-name", "rlvr-s").code == 0
     job = sagemaker_job("rlvr-s")
     job.training_job_status = status
@@ -307,7 +309,7 @@ def put_logs(job: str, events_by_host: dict[str, list[tuple[int, str]]]) -> None
         )
 
 
-def test_logs_merge_instances_in_time_order(cli, recipe: Path, aws: str):
+def test_logs_merge_instances_in_time_order(cli, recipe: Path, bucket: str):
     assert cli("train", "--remote", "--config", recipe, "--job-name", "rlvr-logs").code == 0
     base = int(time.time() * 1000)
     put_logs(
@@ -327,7 +329,7 @@ def test_logs_merge_instances_in_time_order(cli, recipe: Path, aws: str):
 
 
 def test_logs_follow_until_the_job_ends_without_duplicates(
-    cli, recipe: Path, aws: str, monkeypatch: pytest.MonkeyPatch
+    cli, recipe: Path, bucket: str, monkeypatch: pytest.MonkeyPatch
 ):
     monkeypatch.setenv("RLVR_POLL_SECONDS", "0.2")
     assert cli("train", "--remote", "--config", recipe, "--job-name", "rlvr-follow").code == 0
@@ -351,7 +353,7 @@ def test_logs_follow_until_the_job_ends_without_duplicates(
     assert [line.rsplit(" ", 1)[1] for line in result.out.splitlines()] == ["first", "second", "last"]
 
 
-def test_logs_before_any_stream_exists(cli, recipe: Path, aws: str):
+def test_logs_before_any_stream_exists(cli, recipe: Path, bucket: str):
     assert cli("train", "--remote", "--config", recipe, "--job-name", "rlvr-quiet").code == 0
     result = cli("logs", "rlvr-quiet", "--no-follow")
     assert result.code == 0 and result.out == "" and "no log lines yet" in result.err
@@ -390,7 +392,7 @@ def test_stop_asks_sagemaker_to_stop_the_job(cli, monkeypatch: pytest.MonkeyPatc
     stubber.assert_no_pending_responses()
 
 
-def test_stop_refuses_a_finished_job(cli, recipe: Path, aws: str):
+def test_stop_refuses_a_finished_job(cli, recipe: Path, bucket: str):
     assert cli("train", "--remote", "--config", recipe, "--job-name", "rlvr-done").code == 0
     result = cli("stop")
     assert result.code == 1 and "is Completed: only an InProgress job can be stopped" in result.err

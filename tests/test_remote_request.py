@@ -1,0 +1,504 @@
+"""`rlvr train --remote`, the request side: the job trains the recipe, and what AWS (or common sense)
+would refuse is refused before any call. AWS is the local moto server; the container entry runs on
+the host against a temporary /opt/ml tree."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import typing
+from pathlib import Path
+
+import pytest
+import yaml
+
+from .conftest import REPO
+
+ACCOUNT, REGION = "123456789012", "us-east-1"
+ROLE = f"arn:aws:iam::{ACCOUNT}:role/SageMakerRole"
+IMAGE = f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/rlvr-train:abc123"
+MLFLOW = f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:mlflow-tracking-server/rlvr"
+REFERENCE = REPO / "configs" / "qwen2.5-0.5b-grpo.yaml"
+REMOTE = {"role_arn": ROLE, "image_uri": IMAGE, "s3_prefix": "s3://rlvr-test/rlvr"}
+
+
+def boto(service: str, region: str = REGION):
+    import boto3
+
+    return boto3.client(service, region_name=region)
+
+
+@pytest.fixture
+def bucket(aws: str) -> str:
+    boto("s3").create_bucket(Bucket="rlvr-test")
+    return "rlvr-test"
+
+
+def write_recipe(path: Path, data: dict[str, typing.Any], **remote: typing.Any) -> Path:
+    data = {**data, "remote": {**data.get("remote", {}), **REMOTE, **remote}}
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+@pytest.fixture
+def reference(tmp_path: Path) -> Path:
+    return write_recipe(tmp_path / "reference.yaml", yaml.safe_load(REFERENCE.read_text()))
+
+
+def sets(overrides: typing.Iterable[str]) -> list[str]:
+    return [arg for item in overrides for arg in ("--set", item)]
+
+
+def dry_run(cli, recipe: Path, *overrides: str):
+    return cli(
+        "train",
+        "--remote",
+        "--dry-run",
+        "--config",
+        recipe,
+        "--job-name",
+        "rlvr-dry",
+        "--json",
+        *sets(overrides),
+    )
+
+
+def errors(result) -> list[str]:
+    return [line for line in result.err.splitlines() if line.startswith("error:")]
+
+
+def no_job_submitted() -> bool:
+    return boto("sagemaker").list_training_jobs()["TrainingJobSummaries"] == []
+
+
+# --- item 1: the job trains the recipe ------------------------------------------------------------------
+
+
+def nulls_recipe() -> dict[str, typing.Any]:
+    """The reference recipe with every key that may be null set to null, where the defaults are not."""
+    from rlvr_cli.config import Recipe
+    from rlvr_cli.sagemaker_jobs import CONTAINER_KEYS
+
+    data = yaml.safe_load(REFERENCE.read_text())
+    for name, info in Recipe.model_fields.items():
+        if name not in CONTAINER_KEYS and type(None) in typing.get_args(info.annotation):
+            data[name] = None
+    return data
+
+
+def run_entry(root: Path, cwd: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "RLVR_SM_ROOT": str(root), "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(REPO)}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    return subprocess.run(
+        [sys.executable, str(REPO / "container" / "train")],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=cwd,
+        timeout=300,
+    )
+
+
+@pytest.mark.parametrize("which", ["reference", "nulls"])
+def test_the_container_resolves_exactly_the_submitted_recipe(cli, tmp_path: Path, bucket: str, which: str):
+    from rlvr_cli.config import load_recipe
+    from rlvr_cli.runs import recipe_fingerprint
+    from rlvr_cli.sagemaker_jobs import CONTAINER_KEYS
+
+    data = yaml.safe_load(REFERENCE.read_text()) if which == "reference" else nulls_recipe()
+    path = write_recipe(tmp_path / f"{which}.yaml", data)
+    local = load_recipe(path).recipe
+    if which == "nulls":  # the case that used to fall back to the defaults in the container
+        assert local.lora_modules_to_save is None and local.gradient_checkpointing_kwargs is None
+    submitted = cli("train", "--remote", "--config", path, "--job-name", f"rlvr-{which}")
+    assert submitted.code == 0, submitted.err
+
+    # What SageMaker stored is what the container gets, as /opt/ml/input/config/hyperparameters.json.
+    job = boto("sagemaker").describe_training_job(TrainingJobName=f"rlvr-{which}")
+    tags = {
+        t["Key"]: t["Value"] for t in boto("sagemaker").list_tags(ResourceArn=job["TrainingJobArn"])["Tags"]
+    }
+    root = tmp_path / "opt_ml"
+    (root / "input" / "config").mkdir(parents=True)
+    (root / "input" / "config" / "hyperparameters.json").write_text(json.dumps(job["HyperParameters"]))
+    (root / "input" / "data" / "val").mkdir(parents=True)
+    (root / "input" / "data" / "val" / "dataset.json").write_text("")
+    # No train channel: the entry resolves and writes the recipe, then stops before loading a model.
+    result = run_entry(root, tmp_path)
+    assert result.returncode == 1 and "train set not found" in (root / "output" / "failure").read_text()
+    resolved = load_recipe(root / "output" / "data" / "recipe.yaml").recipe
+
+    sent = local.model_dump(mode="json", exclude=CONTAINER_KEYS)
+    received = resolved.model_dump(mode="json", exclude=CONTAINER_KEYS)
+    assert set(sent) == set(received) and len(sent) > 50
+    for key in sent:
+        assert received[key] == sent[key], key
+    assert tags["rlvr:recipe"] == recipe_fingerprint(resolved) == recipe_fingerprint(local)
+
+
+def test_explicit_nulls_are_sent_as_null(cli, reference: Path, aws: str):
+    request = dry_run(cli, reference, "lora_modules_to_save=null", "tf32=null").json()["request"]
+    assert request["HyperParameters"]["lora_modules_to_save"] == "null"
+    assert request["HyperParameters"]["tf32"] == "null"
+    assert request["HyperParameters"]["tokenizer_name_or_path"] == "null"
+
+
+# --- item 4: dry-run refuses what AWS would refuse --------------------------------------------------------
+
+
+def test_dry_run_accepts_the_reference_recipe(cli, reference: Path, aws: str):
+    result = dry_run(cli, reference)
+    assert result.code == 0, result.err
+    assert "bucket regions are checked on submit" in result.err
+    assert no_job_submitted()
+
+
+@pytest.mark.parametrize(
+    ("overrides", "expected"),
+    [
+        (
+            ["remote.instance_type=ml.p4d.24xlarg"],
+            ["remote.instance_type (ResourceConfig.InstanceType): 'ml.p4d.24xlarg' is not one of "
+             "SageMaker's values; did you mean ml.p4d.24xlarge"],
+        ),
+        (
+            ["remote.instance_type=ml.p9.huge"],  # passes the recipe's own check (ml.FAMILY.SIZE)
+            ["remote.instance_type (ResourceConfig.InstanceType): 'ml.p9.huge' is not one of SageMaker's values"],
+        ),
+        (
+            ["remote.environment.LONG=" + "x" * 513],
+            ["remote.environment.LONG (Environment.LONG): is 513 characters; SageMaker allows at most 512"],
+        ),
+        (
+            ["remote.tags.bad!tag=1"],
+            ["remote.tags.bad!tag (Tags[3].Key): does not match SageMaker's pattern"],
+        ),
+        (
+            ["remote.tags.team=" + "v" * 257],
+            ["remote.tags.team (Tags[3].Value): is 257 characters; SageMaker allows at most 256"],
+        ),
+        (
+            ["remote.tags.aws:owner=me"],
+            ["remote.tags.aws:owner (Tags[3].Key): the prefix aws: is reserved for AWS"],
+        ),
+        (
+            ["remote.tags.AWS:owner=me"],
+            ["remote.tags.AWS:owner (Tags[3].Key): the prefix aws: is reserved for AWS"],
+        ),
+        (
+            ["remote.tags.rlvr:recipe=mine"],
+            ["remote.tags.rlvr:recipe (Tags[3].Key): the tag key appears twice; rlvr sets it"],
+        ),
+        (
+            ["remote.s3_output=s3://rlvr-test/" + "p" * 1010],
+            ["remote.s3_output (OutputDataConfig.S3OutputPath): is 1025 characters; SageMaker allows at most 1024"],
+        ),
+        (
+            ["remote.instance_type=ml.p4d.24xlarg", "remote.tags.aws:x=1"],
+            ["remote.tags.aws:x (Tags[3].Key): the prefix aws: is reserved",
+             "remote.instance_type (ResourceConfig.InstanceType): 'ml.p4d.24xlarg'"],
+        ),
+    ],
+)  # fmt: skip
+def test_dry_run_refuses_what_aws_would_refuse(cli, reference: Path, aws: str, overrides, expected):
+    result = dry_run(cli, reference, *overrides)
+    assert result.code == 2 and result.out == ""
+    lines = errors(result)
+    assert len(lines) == len(expected), result.err  # one line per problem
+    for want in expected:
+        assert any(want in line for line in lines), (want, result.err)
+    assert "Traceback" not in result.err
+    assert no_job_submitted()
+
+
+def test_limits_count_what_rlvr_adds(cli, tmp_path: Path, aws: str):
+    data = yaml.safe_load(REFERENCE.read_text())
+    # 48 tags of the user's + rlvr:version + rlvr:recipe = 50: accepted; one more is refused.
+    fits = write_recipe(tmp_path / "fits.yaml", data, tags={f"t{i}": "v" for i in range(48)})
+    assert dry_run(cli, fits).code == 0
+    over = write_recipe(tmp_path / "over.yaml", data, tags={f"t{i}": "v" for i in range(49)})
+    result = dry_run(cli, over)
+    assert result.code == 2
+    assert errors(result) == [
+        "error: remote.tags (Tags): has 51 entries; SageMaker allows at most 50 "
+        "(rlvr adds 2: rlvr:version, rlvr:recipe)"
+    ]
+    # 100 variables are SageMaker's limit; with hf_token_secret rlvr adds RLVR_HF_TOKEN_SECRET.
+    env = {f"VAR_{i}": "1" for i in range(100)}
+    assert dry_run(cli, write_recipe(tmp_path / "env.yaml", data, environment=env)).code == 0
+    result = dry_run(
+        cli, write_recipe(tmp_path / "env2.yaml", data, environment=env, hf_token_secret="rlvr/hf")
+    )
+    assert errors(result) == [
+        "error: remote.environment (Environment): has 101 entries; SageMaker allows at most 100 "
+        "(rlvr adds 1: RLVR_HF_TOKEN_SECRET)"
+    ]
+
+
+def test_unicode_tags_follow_aws_character_set(cli, reference: Path, aws: str):
+    assert dry_run(cli, reference, "remote.tags.équipe=Überwachung 42").code == 0
+    assert dry_run(cli, reference, "remote.tags.team=a;b").code == 2
+
+
+def test_the_validator_walks_the_service_model():
+    from rlvr_cli.service_model import validate
+
+    problems = {
+        (p.path, p.message)
+        for p in validate(
+            "CreateTrainingJob",
+            {
+                "TrainingJobName": "a_b",
+                "OutputDataConfig": {},
+                "ResourceConfig": {"InstanceType": "ml.g5.xlarge", "InstanceCount": "1", "Oops": 1},
+                "VpcConfig": {"Subnets": [], "SecurityGroupIds": ["sg-1"] * 6},
+                "RetryStrategy": {"MaximumRetryAttempts": 31},
+                "EnableNetworkIsolation": "yes",
+            },
+        )
+    }
+    assert problems == {
+        (("TrainingJobName",), "does not match SageMaker's pattern [a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}"),
+        (("RoleArn",), "is required"),
+        (("OutputDataConfig", "S3OutputPath"), "is required"),
+        (("ResourceConfig", "InstanceCount"), "expected an integer, got str"),
+        (("ResourceConfig", "Oops"), "is not a member of ResourceConfig"),
+        (("VpcConfig", "Subnets"), "has 0 entries; SageMaker needs at least 1"),
+        (("VpcConfig", "SecurityGroupIds"), "has 6 entries; SageMaker allows at most 5"),
+        (("RetryStrategy", "MaximumRetryAttempts"), "is 31; SageMaker allows at most 30"),
+        (("EnableNetworkIsolation",), "expected true or false, got str"),
+    }
+
+
+def test_every_pattern_of_the_request_is_checked():
+    """No pattern reachable from CreateTrainingJob is skipped as untranslatable Java regex."""
+    from rlvr_cli.service_model import python_pattern, service_model
+
+    model = service_model()
+    patterns = {s["pattern"] for s in model["shapes"].values() if "pattern" in s}
+    assert len(patterns) > 20
+    assert [p for p in patterns if python_pattern(p, "x") is None] == []
+    tag = model["shapes"]["TagKey"]["pattern"]
+    assert python_pattern(tag, "Équipe 42").fullmatch("Équipe 42")
+    assert not python_pattern(tag, "a;b").fullmatch("a;b")
+    assert not python_pattern(tag, "x\x00").fullmatch("x\x00")
+
+
+# --- item 5: secrets ---------------------------------------------------------------------------------------
+
+HF = "hf_" + "AbCdEfGhIjKlMnOpQrStUvWxYz01234567"
+AKIA = "AKIA" + "ABCDEFGHIJKLMNOP"
+GHP = "ghp_" + "a" * 36
+PAT = "github_pat_" + "B" * 30
+
+
+@pytest.mark.parametrize(
+    ("override", "secret", "where"),
+    [
+        ("remote.environment.HF_TOKEN=x", None, "remote.environment.HF_TOKEN (Environment.HF_TOKEN): the name looks like a secret (the word TOKEN)"),
+        ("remote.environment.GITHUB_TOKEN=x", None, "the word TOKEN"),
+        ("remote.environment.WANDB_API_KEY=x", None, "the word API_KEY"),
+        ("remote.environment.DB_PASSWORD=x", None, "the word PASSWORD"),
+        ("remote.tags.apiToken=x", None, "remote.tags.apiToken (Tags[3].Key): the tag key looks like a secret (the word TOKEN)"),
+        ("remote.tags.hf-token=x", None, "the word TOKEN"),
+        (f"remote.environment.HUB={HF}", HF, "remote.environment.HUB (Environment.HUB): holds a Hugging Face token"),
+        (f"remote.environment.X={AKIA}", AKIA, "holds an AWS access key id"),
+        (f"remote.tags.owner={GHP}", GHP, "remote.tags.owner (Tags[3].Value): holds a GitHub token"),
+        (f"remote.environment.X={PAT}", PAT, "holds a GitHub token"),
+        ("mlflow_tracking_uri=https://alice:s3cr3t-pw@mlflow.example.com", "s3cr3t-pw",
+         "mlflow_tracking_uri (HyperParameters.mlflow_tracking_uri): holds a URL with a password"),
+        ("remote.environment.DB=postgresql://u:pw-xyz@db:5432/x", "pw-xyz", "holds a URL with a password"),
+        (f"run_name=run-{HF}", HF, "run_name (HyperParameters.run_name): holds a Hugging Face token"),
+    ],
+)  # fmt: skip
+def test_secrets_are_refused_without_echoing_them(cli, reference: Path, aws: str, override, secret, where):
+    result = dry_run(cli, reference, override)
+    assert result.code == 2 and result.out == ""
+    assert any(where in line for line in errors(result)), result.err
+    assert "not shown" in result.err or secret is None
+    if secret:
+        assert secret not in result.err
+    assert no_job_submitted()
+
+
+@pytest.mark.parametrize(
+    "override",
+    [
+        "remote.environment.TOKENIZERS_PARALLELISM=false",
+        "remote.environment.HF_HUB_ENABLE_HF_TRANSFER=1",
+        "remote.tags.tokenizer=qwen",
+        "remote.hf_token_secret=rlvr/hf-token",  # a secret's name, which rlvr sends as RLVR_HF_TOKEN_SECRET
+        f"mlflow_tracking_uri={MLFLOW}",
+        "mlflow_tracking_uri=https://mlflow.example.com:5000",
+    ],
+)
+def test_names_with_token_inside_a_word_are_fine(cli, reference: Path, aws: str, override: str):
+    result = dry_run(cli, reference, override)
+    assert result.code == 0, result.err
+
+
+# --- item 10: spot without checkpoints, regions ---------------------------------------------------------------
+
+
+def test_spot_without_a_checkpoint_location_is_refused(cli, tmp_path: Path, aws: str):
+    data = yaml.safe_load(REFERENCE.read_text())
+    path = tmp_path / "spot.yaml"
+    data["remote"] = {
+        "role_arn": ROLE,
+        "image_uri": IMAGE,
+        "s3_data": "s3://rlvr-test/data",
+        "s3_output": "s3://rlvr-test/out",
+        "use_spot": True,
+    }
+    path.write_text(yaml.safe_dump(data))
+    result = dry_run(cli, path)
+    assert result.code == 2
+    assert errors(result) == [
+        "error: remote.use_spot: spot training without a checkpoint location starts over after every "
+        "interruption; set remote.s3_checkpoints or remote.s3_prefix"
+    ]
+    fixed = dry_run(cli, path, "remote.s3_checkpoints=s3://rlvr-test/ckpt")
+    assert fixed.code == 0, fixed.err
+    assert fixed.json()["request"]["CheckpointConfig"]["S3Uri"] == "s3://rlvr-test/ckpt/rlvr-dry"
+    no_saves = dry_run(cli, path, "remote.s3_checkpoints=s3://rlvr-test/ckpt", "save_strategy=no")
+    assert no_saves.code == 2 and "save_strategy 'no' saves no checkpoint" in no_saves.err
+
+
+def test_an_image_in_another_region_is_refused_before_any_call(cli, reference: Path, bucket: str):
+    image = f"{ACCOUNT}.dkr.ecr.eu-west-1.amazonaws.com/rlvr-train:abc123"
+    for extra in ([], ["--dry-run"]):
+        result = cli("train", "--remote", *extra, "--config", reference, "--set", f"remote.image_uri={image}")
+        assert result.code == 2
+        assert errors(result) == [
+            "error: remote.image_uri: the image is in eu-west-1, the job in us-east-1; push the image to "
+            "us-east-1 (make push with AWS_REGION=us-east-1) or run the job in eu-west-1 (--region)"
+        ]
+    assert no_job_submitted()
+
+
+def test_a_bucket_in_another_region_is_refused_on_submit(cli, reference: Path, bucket: str):
+    boto("s3", "eu-west-1").create_bucket(
+        Bucket="rlvr-eu", CreateBucketConfiguration={"LocationConstraint": "eu-west-1"}
+    )
+    output = ["--set", "remote.s3_output=s3://rlvr-eu/out"]
+    dry = cli("train", "--remote", "--dry-run", "--config", reference, *output)
+    assert dry.code == 0 and "bucket regions are checked on submit" in dry.err  # no S3 call in a dry run
+    result = cli("train", "--remote", "--config", reference, *output)
+    assert result.code == 2
+    assert errors(result) == [
+        "error: remote.s3_output: bucket rlvr-eu is in eu-west-1, the job in us-east-1; use a bucket in "
+        "us-east-1 or run the job in eu-west-1 (--region)"
+    ]
+    missing = cli(
+        "train", "--remote", "--config", reference, "--set", "remote.s3_output=s3://no-such-bucket/out"
+    )
+    assert missing.code == 1 and "bucket no-such-bucket does not exist" in missing.err
+    assert no_job_submitted()
+    assert cli("train", "--remote", "--config", reference, "--job-name", "rlvr-ok").code == 0
+
+
+# --- power-user settings ------------------------------------------------------------------------------------
+
+
+POWER = [
+    "remote.instance_type=ml.p3.2xlarge",  # no local NVMe: a volume KMS key is allowed
+    "remote.instance_count=2",
+    "remote.subnets=[subnet-0123abcd, subnet-4567ef01]",
+    "remote.security_group_ids=[sg-0123abcd]",
+    "remote.volume_kms_key_id=arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab",
+    "remote.output_kms_key_id=alias/rlvr-output",
+    "remote.enable_network_isolation=true",
+    "remote.encrypt_inter_container_traffic=true",
+    "remote.keep_alive_seconds=1800",
+    "remote.max_pending_seconds=7200",
+    "remote.max_retry_attempts=3",
+    f"remote.training_plan_arn=arn:aws:sagemaker:{REGION}:{ACCOUNT}:training-plan/rlvr-plan",
+]
+
+
+def test_power_user_settings_reach_the_request(cli, reference: Path, bucket: str):
+    dry = dry_run(cli, reference, *POWER)
+    assert dry.code == 0, dry.err
+    request = dry.json()["request"]
+    assert request["VpcConfig"] == {
+        "Subnets": ["subnet-0123abcd", "subnet-4567ef01"],
+        "SecurityGroupIds": ["sg-0123abcd"],
+    }
+    assert request["ResourceConfig"] == {
+        "InstanceType": "ml.p3.2xlarge",
+        "InstanceCount": 2,
+        "VolumeSizeInGB": 100,
+        "VolumeKmsKeyId": "arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab",
+        "KeepAlivePeriodInSeconds": 1800,
+        "TrainingPlanArn": f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:training-plan/rlvr-plan",
+    }
+    assert request["OutputDataConfig"]["KmsKeyId"] == "alias/rlvr-output"
+    assert request["StoppingCondition"] == {"MaxRuntimeInSeconds": 86400, "MaxPendingTimeInSeconds": 7200}
+    assert request["RetryStrategy"] == {"MaximumRetryAttempts": 3}
+    assert (
+        request["EnableNetworkIsolation"] is True and request["EnableInterContainerTrafficEncryption"] is True
+    )
+    assert "cannot download Qwen/Qwen2.5-0.5B from the Hub" in dry.err  # network isolation's consequence
+
+    # The warm pool's cost: keep_alive x price x count, as an upper bound, in the cost line.
+    estimate = dry.json()["estimate"]
+    assert estimate["max_warm_pool_cost_usd"] == pytest.approx(0.5 * 3.825 * 2, abs=0.01)
+    assert "warm pool up to $3.83" in dry.err and "as of 2025" in dry.err
+
+    submitted = cli("train", "--remote", "--config", reference, "--job-name", "rlvr-power", *sets(POWER))
+    assert submitted.code == 0, submitted.err
+    job = boto("sagemaker").describe_training_job(TrainingJobName="rlvr-power")
+    assert job["ResourceConfig"] == request["ResourceConfig"]
+    assert job["VpcConfig"] == request["VpcConfig"]
+    assert job["StoppingCondition"] == request["StoppingCondition"]
+    assert job["OutputDataConfig"]["KmsKeyId"] == "alias/rlvr-output"
+    assert job["EnableNetworkIsolation"] is True and job["EnableInterContainerTrafficEncryption"] is True
+
+
+def test_a_managed_mlflow_arn_goes_into_mlflow_config(cli, reference: Path, aws: str):
+    request = dry_run(cli, reference, f"mlflow_tracking_uri={MLFLOW}", "run_name=exp-1").json()["request"]
+    assert request["MlflowConfig"] == {
+        "MlflowResourceArn": MLFLOW,
+        "MlflowExperimentName": "rlvr",
+        "MlflowRunName": "exp-1",
+    }
+    assert json.loads(request["HyperParameters"]["mlflow_tracking_uri"]) == MLFLOW
+    no_mlflow = dry_run(cli, reference, f"mlflow_tracking_uri={MLFLOW}", "report_to=none").json()["request"]
+    assert "MlflowConfig" not in no_mlflow
+    assert "MlflowConfig" not in dry_run(cli, reference).json()["request"]
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["remote.subnets=[subnet-0123abcd]"], "remote: a VPC needs both subnets and security_group_ids: subnets is set, add security_group_ids"),
+        (["remote.security_group_ids=[sg-0123abcd]"], "a VPC needs both subnets and security_group_ids: security_group_ids is set, add subnets"),
+        (["remote.subnets=[subnet-xyz]", "remote.security_group_ids=[sg-0123abcd]"], "--set remote.subnets: not subnet ids (subnet-0123abcd...): subnet-xyz"),
+        (["remote.keep_alive_seconds=21601"], "--set remote.keep_alive_seconds: Input should be less than or equal to 21600"),
+        (["remote.max_pending_seconds=60"], "--set remote.max_pending_seconds: Input should be greater than or equal to 1800"),
+        (["remote.max_retry_attempts=31"], "--set remote.max_retry_attempts: Input should be less than or equal to 30"),
+        (["remote.volume_kms_key_id=my key"], "--set remote.volume_kms_key_id: must be a KMS key id"),
+        (["remote.training_plan_arn=plan-1"], "--set remote.training_plan_arn: must look like arn:aws:sagemaker:REGION:ACCOUNT:training-plan/NAME"),
+        (["remote.enable_network_isolation=maybe"], "--set remote.enable_network_isolation: Input should be a valid boolean"),
+    ],
+)  # fmt: skip
+def test_power_user_settings_are_checked_in_the_recipe(cli, reference: Path, overrides, message: str):
+    result = cli("validate", reference, *sets(overrides))
+    assert result.code == 2
+    lines = errors(result)
+    assert len(lines) == 1 and message in lines[0], result.err
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["remote.volume_kms_key_id=alias/ebs"], "remote.volume_kms_key_id: ml.p4d.24xlarge has local NVMe storage"),
+        (["remote.enable_network_isolation=true", "remote.hf_token_secret=rlvr/hf"], "remote.hf_token_secret: with enable_network_isolation the container cannot reach Secrets Manager"),
+        (["remote.enable_network_isolation=true", f"mlflow_tracking_uri={MLFLOW}"], "the container cannot reach the MLflow server"),
+    ],
+)  # fmt: skip
+def test_settings_that_cannot_work_are_refused(cli, reference: Path, aws: str, overrides, message: str):
+    result = dry_run(cli, reference, *overrides)
+    assert result.code == 2 and any(message in line for line in errors(result)), result.err
