@@ -126,7 +126,6 @@ def fetch_checkpoint(
     profile: str | None,
     region: str | None,
     job: str | None = None,
-    cache: Path | None = None,
 ) -> FetchedCheckpoint:
     """Download (or reuse) and unpack a model.tar.gz; returns the local checkpoint directory."""
     bucket, key = parse_s3_uri(uri)
@@ -143,7 +142,7 @@ def fetch_checkpoint(
                 "check with `aws s3 ls` and --region/--profile"
             )
         identity = hashlib.sha256(f"{uri}\n{obj.etag}\n{obj.size}".encode()).hexdigest()[:16]
-        entry = (cache or cache_root()) / f"{bucket}-{identity}"
+        entry = cache_root() / f"{bucket}-{identity}"
         fetched = FetchedCheckpoint(path=entry / "model", s3_uri=uri, label=job or uri, job=job)
         if fetched.path.is_dir():  # renamed into place only when complete
             check_checkpoint_dir(fetched.path, uri)
