@@ -243,9 +243,17 @@ def _path_overrides(overrides: list[str] | None, data: Path | None, output: Path
 @app.command("eval")
 def eval_(
     checkpoint: Annotated[
-        list[Path] | None,
+        list[str] | None,
         typer.Option(
-            help="Trained output dir (LoRA adapter or merged model). Twice: compare two checkpoints."
+            metavar="DIR|S3_URI",
+            help="Trained output dir (LoRA adapter or merged model), or s3://.../model.tar.gz. Twice: compare two.",
+        ),
+    ] = None,
+    job: Annotated[
+        str | None,
+        typer.Option(
+            metavar="[NAME]",
+            help="Evaluate a completed SageMaker job's model (fetched from S3 once); no NAME: the latest job.",
         ),
     ] = None,
     model: Annotated[
@@ -269,16 +277,22 @@ def eval_(
     track: Annotated[
         bool, typer.Option(help="Log results to MLflow (the checkpoint's run when known).")
     ] = True,
+    profile: ProfileOpt = None,
+    region: RegionOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Measure GSM8K accuracy: greedy, batched, stopped after the answer line.
 
     Example: rlvr eval --checkpoint outputs/smoke-cpu --limit 50 --baseline
+    (a SageMaker job's model: rlvr eval --job --baseline)
     """
     from rlvr_cli.evaluate import EvalRequest, run_eval
 
     request = EvalRequest(
         checkpoints=list(checkpoint or []),
+        job=job,
+        profile=profile,
+        region=region,
         model=model,
         baseline=baseline,
         data=data,
@@ -365,10 +379,26 @@ def stop(
     raise typer.Exit(int(stop_job(job, profile=profile, region=region, json_out=json_out)))
 
 
+def _optional_job_name(args: list[str]) -> list[str]:
+    """`rlvr eval --job` with no name means the latest job. Typer options cannot have an optional
+    value, so a bare `--job` (last, or followed by another option) gets the latest-job marker."""
+    if not args or args[0] != "eval":
+        return args
+    from rlvr_cli.jobstate import LATEST_JOB
+
+    out = []
+    for i, arg in enumerate(args):
+        out.append(arg)
+        if arg == "--job" and (i + 1 == len(args) or args[i + 1].startswith("-")):
+            out.append(LATEST_JOB)  # job names start with a letter or digit, never "-"
+    return out
+
+
 def run(argv: list[str] | None = None) -> int:
     """Run the CLI and return its exit code; expected errors become one line each on stderr."""
     try:
-        result = app(args=argv, prog_name="rlvr", standalone_mode=False)
+        args = _optional_job_name(list(sys.argv[1:] if argv is None else argv))
+        result = app(args=args, prog_name="rlvr", standalone_mode=False)
         return int(result) if isinstance(result, int) else 0
     except RlvrError as exc:
         for line in exc.message.splitlines() or [exc.__class__.__name__]:

@@ -2,6 +2,7 @@
 
     rlvr eval --checkpoint outputs/smoke-cpu --limit 50 --baseline
     rlvr eval --model smollm2-135m --data data --limit 100 --output eval-results/base
+    rlvr eval --job --baseline          # the model of the latest SageMaker job (rlvr_cli.artifacts)
 
 What makes it honest, against the reference's evaluation (../shared/GUIDE.md):
 - the test split, never train; base and tuned models on the same problems in the same run;
@@ -41,7 +42,10 @@ from rlvr_cli.scoring import Sample, compare, score, summarize
 
 @dataclass
 class EvalRequest:
-    checkpoints: list[Path] = field(default_factory=list)
+    checkpoints: list[str | Path] = field(default_factory=list)  # directories or s3://.../model.tar.gz
+    job: str | None = None  # a SageMaker job whose model to evaluate; jobstate.LATEST_JOB for the latest
+    profile: str | None = None  # AWS, for --job and S3 checkpoints
+    region: str | None = None
     model: str | None = None
     baseline: bool = False
     data: str = "data"
@@ -378,15 +382,23 @@ def run_eval(request: EvalRequest) -> dict[str, Any]:
         raise UsageError(f"--limit {request.limit}: must be at least 1")
     if request.batch_size < 1 or request.max_new_tokens < 1:
         raise UsageError("--batch-size and --max-new-tokens must be at least 1")
-    if not request.checkpoints and not request.model:
-        raise UsageError("nothing to evaluate: pass --checkpoint DIR (a trained output) or --model NAME")
-    if len(request.checkpoints) > 2 or (request.model and len(request.checkpoints) > 1):
-        raise UsageError("compare at most two models: two --checkpoint, or --checkpoint with --baseline")
-    if request.baseline and len(request.checkpoints) == 2:
+    count = len(request.checkpoints) + (request.job is not None)
+    if not count and not request.model:
+        raise UsageError(
+            "nothing to evaluate: pass --checkpoint DIR (a trained output), --job (a SageMaker job) or --model NAME"
+        )
+    if count > 2 or (request.model and count > 1):
+        raise UsageError(
+            "compare at most two models: two --checkpoint (or --job and a --checkpoint), or one with --baseline"
+        )
+    if request.baseline and count == 2:
         raise UsageError(
             "--baseline compares a checkpoint with its base; with two --checkpoint drop --baseline"
         )
     for checkpoint in request.checkpoints:  # fail on a bad path before loading anything heavy
+        if _is_s3(checkpoint):
+            continue
+        checkpoint = Path(checkpoint)
         if not checkpoint.is_dir():
             raise UsageError(f"--checkpoint {checkpoint}: directory not found")
         if not (checkpoint / "adapter_config.json").is_file() and not (checkpoint / "config.json").is_file():
@@ -397,22 +409,42 @@ def run_eval(request: EvalRequest) -> dict[str, Any]:
     rows, where, task = load_problems(request.data, request.shots)
     if request.limit:
         rows = rows[: request.limit]
+    # Models on S3 (a job's model.tar.gz) are fetched into the cache, then evaluated like local ones.
+    from rlvr_cli.artifacts import FetchedCheckpoint, resolve_remote
+
+    checkpoints: list[str] = []
+    fetched: dict[str, FetchedCheckpoint] = {}
+    for item in resolve_remote(
+        [str(c) for c in request.checkpoints], request.job, profile=request.profile, region=request.region
+    ):
+        if isinstance(item, FetchedCheckpoint):
+            fetched[str(item.path)] = item
+            item = str(item.path)
+        checkpoints.append(item)
     console.info(f"evaluating on {len(rows)} problems from {where}")
 
     from rlvr_cli.train import quiet_libraries
 
     quiet_libraries()
     # What to evaluate, in report order: the model of interest first, then the one it is compared with.
-    specs: list[tuple[str, bool]] = [(str(c), True) for c in request.checkpoints]
+    specs: list[tuple[str, bool]] = [(c, True) for c in checkpoints]
     if request.model:
         specs.insert(0, (request.model, False))
     results, all_samples, loaded_first = [], [], None
     interrupted = False
     for index, (spec, is_checkpoint) in enumerate(specs):
         loaded = load_model(spec, is_checkpoint=is_checkpoint)
+        source = fetched.get(spec)
+        if source is not None:
+            loaded.label = source.label  # the job or S3 URI, not the cache path
+            if request.track:
+                loaded.run = _without_container_mlflow(loaded.run)
         loaded_first = loaded_first or loaded
         samples, wall, interrupted = _run_one(loaded, rows, request, task)
-        results.append({"label": loaded.label, "summary": summarize(samples, wall)})
+        result: dict[str, Any] = {"label": loaded.label, "summary": summarize(samples, wall)}
+        if source is not None:
+            result["checkpoint"] = source.as_dict()
+        results.append(result)
         all_samples.append(samples)
         if interrupted:
             break
@@ -458,6 +490,30 @@ def run_eval(request: EvalRequest) -> dict[str, Any]:
     summary["mlflow"] = _track(request, loaded_first, summary, request.output)
     summary["exit_code"] = int(ExitCode.INTERRUPTED if interrupted else ExitCode.OK)
     return summary
+
+
+def _is_s3(checkpoint: str | Path) -> bool:
+    return str(checkpoint).startswith("s3://")
+
+
+def _without_container_mlflow(run: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The run manifest of a SageMaker job's model, minus an MLflow run that is not reachable from here.
+
+    A job with no tracking server logs to an embedded store on its own disk (sqlite or file): its
+    results go to a new run here. A server (http, a SageMaker MLflow ARN) is kept: the evaluation is
+    logged to the job's run there."""
+    mlflow_info = (run or {}).get("mlflow") or {}
+    uri = str(mlflow_info.get("tracking_uri") or "")
+    if (
+        run is None
+        or not mlflow_info.get("run_id")
+        or (uri and not uri.startswith(("sqlite:", "file:", "/")))
+    ):
+        return run
+    console.notice(
+        f"the job logged to MLflow inside its container ({uri or 'embedded store'}); results go to a new run here"
+    )
+    return {**run, "mlflow": None}
 
 
 def _run_one(

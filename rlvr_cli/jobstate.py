@@ -1,5 +1,5 @@
-"""The small local record of submitted jobs and uploads, so `status`, `logs` and `stop` default to
-the latest job and `train --remote` to the last uploaded data.
+"""The small local record of submitted jobs and uploads, so `status`, `logs`, `stop` and
+`eval --job` default to the latest job and `train --remote` to the last uploaded data.
 
 Stored in `$RLVR_STATE_DIR/state.json`, default `$XDG_CONFIG_HOME/rlvr/` (`~/.config/rlvr/`).
 """
@@ -15,6 +15,8 @@ from rlvr_cli.errors import ExitCode, RlvrError
 from rlvr_cli.fsutil import write_json
 
 MAX_JOBS = 50
+# `rlvr eval --job` without a name: the latest job. Not a valid job name, so it cannot clash with one.
+LATEST_JOB = "@latest"
 
 
 def state_path() -> Path:
@@ -60,6 +62,8 @@ def last_data_uri() -> str | None:
 def resolve_job(name: str | None) -> dict[str, Any]:
     """The named job (with its region if recorded) or the latest submitted from here."""
     jobs = load().get("jobs", [])
+    if name == LATEST_JOB:
+        name = None
     if name:
         known = next((j for j in reversed(jobs) if j.get("name") == name), None)
         return known or {"name": name, "region": None, "profile": None}

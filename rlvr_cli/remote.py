@@ -21,8 +21,10 @@ from rlvr_cli.errors import ExitCode, RlvrError, UsageError
 if TYPE_CHECKING:  # `rlvr status` must start fast: no pydantic import on its path
     from rlvr_cli.config import LoadedRecipe, Recipe
 
-# How often `logs` (following) and `train --remote --wait` poll; tests make it short.
-POLL_SECONDS = float(os.environ.get("RLVR_POLL_SECONDS", "10"))
+# How often `logs` (following) and `train --remote --wait` poll: $RLVR_POLL_SECONDS, read per command.
+POLL_SECONDS = 10.0
+# After a job ends, how long `logs` waits at most for lines that are still arriving.
+LATE_LOG_SECONDS = 120.0
 
 
 def _region(recipe: Recipe | None, region: str | None) -> str | None:
@@ -45,10 +47,13 @@ def upload_data(
     result = upload_dataset(data, uri, force=force, profile=profile, region=_region(recipe, region))
     jobstate.record_upload(result["s3_uri"])
     table = Table(title=f"upload to {result['s3_uri']}", title_justify="left")
-    for column in ("file", "action", "bytes", "sha256"):
+    for column in ("file", "action", "bytes", "sha256", "S3 checked by"):
         table.add_column(column, justify="right" if column == "bytes" else "left")
     for item in result["files"]:
-        table.add_row(item["file"], item["action"], f"{item['bytes']:,}", item["sha256"][:12])
+        checks = [c.removeprefix("Checksum") for c in item["verified"] or [] if c != "size"]
+        table.add_row(
+            item["file"], item["action"], f"{item['bytes']:,}", item["sha256"][:12], ", ".join(checks)
+        )
     console.err.print(table)
     console.info(f"next: rlvr train --remote --config RECIPE   (data: {result['s3_uri']})")
     return result
@@ -218,7 +223,7 @@ def _render_status(view: dict[str, Any]) -> None:
     hint = {
         "InProgress": f"rlvr logs {view['job_name']}",
         "Stopping": f"rlvr status {view['job_name']}",
-        "Completed": f"aws s3 cp {view['model_artifacts']} . && rlvr eval --checkpoint DIR --baseline",
+        "Completed": f"rlvr eval --job {view['job_name']} --baseline",
         "Failed": f"rlvr logs {view['job_name']} --no-follow --tail 100",
         "Stopped": f"rlvr logs {view['job_name']} --no-follow --tail 50",
     }.get(view["status"] or "")
@@ -240,10 +245,8 @@ def show_logs(
     tail: int | None,
     profile: str | None,
     region: str | None,
-    poll_seconds: float = POLL_SECONDS,
+    poll_seconds: float | None = None,
 ) -> ExitCode:
-    import sys
-
     from rlvr_cli.aws import aws_errors, client
     from rlvr_cli.cloudwatch import JobLogReader
     from rlvr_cli.cloudwatch import tail as take_tail
@@ -251,6 +254,7 @@ def show_logs(
 
     if tail is not None and tail < 0:
         raise UsageError(f"--tail {tail}: must be 0 or more")
+    poll = poll_seconds if poll_seconds is not None else _env_seconds("RLVR_POLL_SECONDS", POLL_SECONDS)
     name, sm = _job_client(job, profile, region)
     known = jobstate.resolve_job(job)
     logs = client("logs", profile=profile or known.get("profile"), region=region or known.get("region"))
@@ -261,25 +265,59 @@ def show_logs(
             console.err.print(f"[red]not found:[/red] no training job named {escape(name)}")
             return ExitCode.NOT_FOUND
         backlog = reader.poll()
-        for event in take_tail(backlog, tail):
-            sys.stdout.write(event.render() + "\n")
-        sys.stdout.flush()
+        _write_events(take_tail(backlog, tail))
         status = described["TrainingJobStatus"]
         if not backlog and not follow:
             console.info(f"no log lines yet for {name} ({status})")
-        while follow and status in ("InProgress", "Stopping"):
-            time.sleep(poll_seconds)
-            for event in reader.poll():
-                sys.stdout.write(event.render() + "\n")
-            sys.stdout.flush()
+        if not follow:
+            return ExitCode.OK
+        while status in ("InProgress", "Stopping"):
+            time.sleep(poll)
+            _write_events(reader.poll())
             status = (describe(sm, name) or {}).get("TrainingJobStatus", status)
-        if follow:
-            # Lines written just before the job ended can arrive after the status changed.
-            for event in reader.poll():
-                sys.stdout.write(event.render() + "\n")
-            sys.stdout.flush()
-            console.info(f"{name}: {status}")
-    return exit_code(status) if follow else ExitCode.OK
+        console.info(f"{name} is {status}; reading its last log lines")
+        _read_late_lines(reader, min(poll, 5.0))
+        console.info(f"{name}: {status}")
+    return exit_code(status)
+
+
+def _env_seconds(name: str, default: float) -> float:
+    # Read when called, not at import, so a test (or a user) can set it for one command.
+    try:
+        return float(os.environ.get(name, default))
+    except ValueError:
+        raise UsageError(f"{name}={os.environ[name]!r}: must be a number of seconds") from None
+
+
+def _read_late_lines(reader: Any, poll: float) -> None:
+    """Read the lines that reach CloudWatch after the job's status changed.
+
+    A failed job's traceback is often among them: the status flips when the container exits, and
+    its last lines are shipped afterwards. Keep polling until no new line has come for
+    RLVR_LOG_SETTLE_SECONDS (default three polls: 15 s), but not longer than RLVR_LATE_LOG_SECONDS
+    (default 120 s).
+    """
+    settle = _env_seconds("RLVR_LOG_SETTLE_SECONDS", 3 * poll)
+    deadline = time.monotonic() + _env_seconds("RLVR_LATE_LOG_SECONDS", LATE_LOG_SECONDS)
+    last_line = time.monotonic()
+    while True:
+        if _write_events(reader.poll()):
+            last_line = time.monotonic()
+        now = time.monotonic()
+        if now - last_line >= settle or now >= deadline:
+            return
+        time.sleep(min(poll, max(0.0, deadline - now)))
+
+
+def _write_events(events: Any) -> int:
+    import sys
+
+    count = 0
+    for event in events:
+        sys.stdout.write(event.render() + "\n")
+        count += 1
+    sys.stdout.flush()
+    return count
 
 
 def stop_job(job: str | None, *, profile: str | None, region: str | None, json_out: bool) -> ExitCode:

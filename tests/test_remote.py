@@ -53,6 +53,39 @@ def sagemaker_job(name: str):
     return sagemaker_backends[ACCOUNT][REGION].training_jobs[name]
 
 
+def _moto_auth(endpoint: str, initial_free_requests: str) -> None:
+    import urllib.request
+
+    request = urllib.request.Request(
+        f"{endpoint}/moto-api/reset-auth",
+        data=initial_free_requests.encode(),
+        method="POST",
+        headers={"Content-Type": "text/plain"},
+    )
+    urllib.request.urlopen(request).read()
+
+
+@contextlib.contextmanager
+def limited_credentials(endpoint: str, monkeypatch: pytest.MonkeyPatch, statements: list[dict]):
+    """Run as an IAM user with only `statements`: moto then checks every request against them and
+    answers AccessDenied as AWS does. Auth is off again afterwards (the server is shared)."""
+    iam = boto("iam")
+    iam.create_user(UserName="limited")
+    iam.put_user_policy(
+        UserName="limited",
+        PolicyName="limited",
+        PolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": statements}),
+    )
+    key = iam.create_access_key(UserName="limited")["AccessKey"]
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", key["AccessKeyId"])
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", key["SecretAccessKey"])
+    _moto_auth(endpoint, "0")
+    try:
+        yield
+    finally:
+        _moto_auth(endpoint, "inf")
+
+
 # --- upload -----------------------------------------------------------------------------------------
 
 
@@ -78,7 +111,8 @@ def test_upload_skips_identical_refuses_different_and_forces(cli, prepared: Path
     assert [f["action"] for f in again.json()["files"]] == ["skipped"] * 4
     (prepared / "test" / "dataset.json").write_text('{"prompt": "changed", "final_answer": "1"}\n')
     refused = cli("upload", "--data", prepared, "--s3", uri)
-    assert refused.code == 1 and "exists with different content; pass --force" in refused.err
+    assert refused.code == 1 and "exists with different content (size: S3 has" in refused.err
+    assert "pass --force to replace it" in refused.err
     forced = cli("upload", "--data", prepared, "--s3", uri, "--force", "--json")
     assert [f["action"] for f in forced.json()["files"]] == ["skipped", "skipped", "replaced", "skipped"]
 
@@ -92,6 +126,123 @@ def test_upload_large_file_goes_multipart_and_verifies(cli, prepared: Path, buck
     head = boto("s3").head_object(Bucket=bucket, Key="big/train/dataset.json")
     assert head["ContentLength"] == big.stat().st_size
     assert head["Metadata"]["sha256"] == hashlib.sha256(big.read_bytes()).hexdigest()
+    # Read back and compared by S3's own record: its SHA-256 of the three 8 MiB parts' SHA-256s.
+    train = result.json()["files"][0]
+    assert "ChecksumSHA256 (composite of 3 parts)" in train["verified"]
+    assert "ETag (MD5 of 3 parts)" in train["verified"]
+
+    again = cli("upload", "--data", prepared, "--s3", f"s3://{bucket}/big", "--json")
+    assert [f["action"] for f in again.json()["files"]] == ["skipped"] * 4
+    assert "ChecksumSHA256 (composite of 3 parts)" in again.json()["files"][0]["verified"]
+
+    # Someone replaces the object: same size, same metadata, one byte changed in the last part.
+    changed = bytearray(big.read_bytes())
+    changed[-2] = ord("!")
+    other = Path("other.json")
+    other.write_bytes(bytes(changed))
+    from boto3.s3.transfer import S3Transfer, TransferConfig
+
+    S3Transfer(boto("s3"), TransferConfig(multipart_threshold=16 * 1024 * 1024)).upload_file(
+        str(other),
+        bucket,
+        "big/train/dataset.json",
+        extra_args={"ChecksumAlgorithm": "SHA256", "Metadata": {"sha256": train["sha256"]}},
+    )
+    refused = cli("upload", "--data", prepared, "--s3", f"s3://{bucket}/big")
+    assert refused.code == 1, refused.err
+    assert "big/train/dataset.json exists with different content (ChecksumSHA256" in refused.err
+
+
+def test_upload_compares_the_bytes_on_s3_not_only_the_metadata(cli, prepared: Path, bucket: str):
+    rel = "test/dataset.json"
+    local = (prepared / rel).read_bytes()
+    s3 = boto("s3")
+    # The metadata claims the local file's SHA-256, but the bytes (same length) are another file's.
+    s3.put_object(
+        Bucket=bucket,
+        Key=f"d/{rel}",
+        Body=local[::-1],
+        Metadata={"sha256": hashlib.sha256(local).hexdigest()},
+    )
+    refused = cli("upload", "--data", prepared, "--s3", f"s3://{bucket}/d")
+    assert refused.code == 1
+    assert f"s3://{bucket}/d/{rel} exists with different content" in refused.err
+    assert "Traceback" not in refused.err
+    assert s3.get_object(Bucket=bucket, Key=f"d/{rel}")["Body"].read() == local[::-1]  # nothing replaced
+
+    # The same bytes put there by another tool, without rlvr's metadata: identical, so skipped.
+    s3.put_object(Bucket=bucket, Key=f"d/{rel}", Body=local)
+    result = cli("upload", "--data", prepared, "--s3", f"s3://{bucket}/d", "--json")
+    assert result.code == 0, result.err
+    item = next(f for f in result.json()["files"] if f["file"].endswith(rel))
+    assert item["action"] == "skipped"
+    assert item["verified"][0] == "size" and "ETag (MD5)" in item["verified"]
+
+
+def test_s3_checksums_are_read_as_aws_reports_them(bucket: str, tmp_path: Path):
+    """moto leaves out ChecksumType and the "-N" suffix on HeadObject; AWS sends them. Both read right."""
+    import zlib
+
+    from boto3.s3.transfer import S3Transfer, TransferConfig
+
+    from rlvr_cli.s3objects import from_head, head, verify_file
+
+    s3 = boto("s3")
+    path = tmp_path / "blob"
+    path.write_bytes(bytes(range(256)) * (70 * 1024))  # 17.5 MiB: 8 + 8 + 1.5 MiB parts
+    S3Transfer(s3, TransferConfig(multipart_threshold=8 * 1024 * 1024)).upload_file(
+        str(path), bucket, "blob", extra_args={"ChecksumAlgorithm": "SHA256"}
+    )
+    moto_view = head(s3, bucket, "blob")
+    assert moto_view.parts == 3 and verify_file(s3, moto_view, path).matches
+    response = s3.head_object(Bucket=bucket, Key="blob", ChecksumMode="ENABLED")
+
+    composite = from_head(
+        bucket,
+        "blob",
+        {**response, "ChecksumSHA256": response["ChecksumSHA256"] + "-3", "ChecksumType": "COMPOSITE"},
+    )
+    assert composite.checksums["SHA256"] == response["ChecksumSHA256"]
+    assert verify_file(s3, composite, path).checked == [
+        "size",
+        "ChecksumSHA256 (composite of 3 parts)",
+        "ETag (MD5 of 3 parts)",
+    ]
+
+    crc = base64.b64encode(zlib.crc32(path.read_bytes()).to_bytes(4, "big")).decode()
+    full = {k: v for k, v in response.items() if k != "ChecksumSHA256"}
+    full.update(ChecksumCRC32=crc, ChecksumType="FULL_OBJECT", ServerSideEncryption="aws:kms")
+    verification = verify_file(s3, from_head(bucket, "blob", full), path)
+    assert verification.checked == ["size", "ChecksumCRC32"]  # under SSE-KMS the ETag is no MD5
+
+    other = tmp_path / "other"
+    other.write_bytes(path.read_bytes()[:-1] + b"!")
+    assert verify_file(s3, composite, other).mismatch == ("ChecksumSHA256 (composite of 3 parts) differs")
+
+
+@pytest.mark.parametrize("size", [1024, 20 * 1024 * 1024], ids=["PutObject", "multipart"])
+def test_upload_denied_is_one_line(
+    cli, prepared: Path, bucket: str, aws: str, monkeypatch: pytest.MonkeyPatch, size: int
+):
+    train = prepared / "train" / "dataset.json"
+    line = train.read_text().splitlines()[0] + "\n"
+    train.write_text(line * (size // len(line) + 1))
+    statements = [
+        {
+            "Effect": "Allow",
+            "Action": "s3:*",
+            "Resource": [f"arn:aws:s3:::{bucket}", f"arn:aws:s3:::{bucket}/*"],
+        },
+        {"Effect": "Deny", "Action": "s3:PutObject", "Resource": f"arn:aws:s3:::{bucket}/*"},
+    ]
+    with limited_credentials(aws, monkeypatch, statements):
+        result = cli("upload", "--data", prepared, "--s3", f"s3://{bucket}/denied")
+    assert result.code == 1
+    assert "Traceback" not in result.err
+    lines = [line for line in result.err.splitlines() if line.strip()]
+    assert len(lines) == 1, result.err
+    assert lines[0].startswith("error: uploading ") and "access denied" in lines[0]
+    assert boto("s3").list_objects_v2(Bucket=bucket, Prefix="denied/")["KeyCount"] == 0
 
 
 @pytest.mark.parametrize(
@@ -278,6 +429,8 @@ def test_status_exit_codes_follow_the_job_state(cli, recipe: Path, bucket: str, 
         assert view["model_artifacts"].endswith("/output/model.tar.gz")
     human = cli("status", "rlvr-s")
     assert human.code == code and "next:" in human.err
+    if status == "Completed":  # the next step is evaluating the job's model
+        assert human.err.strip().splitlines()[-1] == "next: rlvr eval --job rlvr-s --baseline"
 
 
 def test_status_of_an_unknown_job(cli, aws: str):
@@ -351,6 +504,63 @@ def test_logs_follow_until_the_job_ends_without_duplicates(
     thread.join()
     assert result.code == 4  # the job's final state decides the exit code
     assert [line.rsplit(" ", 1)[1] for line in result.out.splitlines()] == ["first", "second", "last"]
+
+
+def test_logs_follow_reads_the_lines_that_arrive_after_the_job_ended(
+    cli, recipe: Path, bucket: str, monkeypatch: pytest.MonkeyPatch
+):
+    monkeypatch.setenv("RLVR_POLL_SECONDS", "0.1")
+    monkeypatch.setenv("RLVR_LOG_SETTLE_SECONDS", "2")  # wider than the gaps below on a busy machine
+    assert cli("train", "--remote", "--config", recipe, "--job-name", "rlvr-late").code == 0
+    job = sagemaker_job("rlvr-late")
+    job.training_job_status = "InProgress"
+    base = int(time.time() * 1000)
+    put_logs("rlvr-late", {"algo-1": [(base, "step 1")]})
+
+    def fail():
+        time.sleep(0.5)
+        job.training_job_status = "Failed"  # the container exited; its last lines are still on the way
+        time.sleep(0.6)
+        put_logs("rlvr-late", {"algo-1": [(base + 10, "Traceback (most recent call last):")]})
+        time.sleep(0.6)
+        put_logs("rlvr-late", {"algo-1": [(base + 20, "RuntimeError: CUDA out of memory")]})
+
+    thread = threading.Thread(target=fail)
+    thread.start()
+    result = cli("logs", "rlvr-late")
+    thread.join()
+    assert result.code == 4, result.err
+    messages = [line.split(" ", 2)[2] for line in result.out.splitlines()]
+    assert messages == ["step 1", "Traceback (most recent call last):", "RuntimeError: CUDA out of memory"]
+    assert "rlvr-late: Failed" in result.err
+
+
+def test_logs_follow_stops_waiting_for_late_lines_in_bounded_time(
+    cli, recipe: Path, bucket: str, monkeypatch: pytest.MonkeyPatch
+):
+    monkeypatch.setenv("RLVR_POLL_SECONDS", "0.1")
+    monkeypatch.setenv("RLVR_LATE_LOG_SECONDS", "1")
+    assert cli("train", "--remote", "--config", recipe, "--job-name", "rlvr-chatty").code == 0  # Completed
+    base = int(time.time() * 1000)
+    done = threading.Event()
+
+    def chatter():
+        n = 0
+        while not done.is_set():  # a stream that never falls quiet
+            put_logs("rlvr-chatty", {"algo-1": [(base + n, f"line {n}")]})
+            n += 1
+            time.sleep(0.05)
+
+    thread = threading.Thread(target=chatter)
+    thread.start()
+    start = time.monotonic()
+    try:
+        result = cli("logs", "rlvr-chatty")
+    finally:
+        done.set()
+        thread.join()
+    assert result.code == 0 and time.monotonic() - start < 6
+    assert result.out.count("\n") >= 2
 
 
 def test_logs_before_any_stream_exists(cli, recipe: Path, bucket: str):

@@ -143,5 +143,3 @@ def test_gold_answers_of_the_whole_gsm8k_are_read():
     assert all(parse_number(g) is not None for g in golds)
     # The reference's own format, written with each gold answer, is rewarded in full.
     assert all(rewards(f"#### The final answer is {g}", g) == (0.5, 1.0) for g in golds)
-
-

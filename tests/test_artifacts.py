@@ -1,0 +1,343 @@
+"""From a finished SageMaker job to its evaluation: `rlvr eval --job` and `--checkpoint s3://...`.
+
+The job and its model.tar.gz live in the local moto server. Most tests stop once the archive is
+downloaded, checked and unpacked; one evaluates the fetched checkpoint with the tiny model.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from rlvr_cli import jobstate
+
+from .test_remote import IMAGE, REGION, ROLE, boto, limited_credentials, sagemaker_job
+
+BUCKET = "rlvr-test"
+OUTPUT = f"s3://{BUCKET}/rlvr/output"
+RUN = {"status": "completed", "model": {"name": "Qwen/Qwen2.5-0.5B", "kind": "hub"}, "mlflow": {}}
+ADAPTER = {"base_model_name_or_path": "Qwen/Qwen2.5-0.5B", "peft_type": "LORA", "r": 16}
+
+
+@pytest.fixture
+def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("RLVR_CACHE_DIR", str(tmp_path / "cache"))
+    return tmp_path / "cache" / "checkpoints"
+
+
+@pytest.fixture
+def s3(aws: str):
+    client = boto("s3")
+    client.create_bucket(Bucket=BUCKET)
+    return client
+
+
+def tar_gz(files: dict[str, bytes], extra: list[tuple[tarfile.TarInfo, bytes | None]] = ()) -> bytes:
+    """A model.tar.gz as SageMaker writes it: the contents of /opt/ml/model at the top."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+        for info, data in extra:
+            tar.addfile(info, io.BytesIO(data) if data is not None else None)
+    return buffer.getvalue()
+
+
+def checkpoint_files(weights: bytes = b"\0" * 64) -> dict[str, bytes]:
+    return {
+        "adapter_config.json": json.dumps(ADAPTER).encode(),
+        "adapter_model.safetensors": weights,
+        "rlvr_run.json": json.dumps(RUN).encode(),
+    }
+
+
+def submit_job(name: str, status: str = "Completed", failure: str | None = None) -> str:
+    """A training job in moto, recorded as submitted from here; returns its model.tar.gz key."""
+    boto("sagemaker").create_training_job(
+        TrainingJobName=name,
+        AlgorithmSpecification={"TrainingImage": IMAGE, "TrainingInputMode": "File"},
+        RoleArn=ROLE,
+        OutputDataConfig={"S3OutputPath": OUTPUT},
+        ResourceConfig={"InstanceType": "ml.g5.xlarge", "InstanceCount": 1, "VolumeSizeInGB": 50},
+        StoppingCondition={"MaxRuntimeInSeconds": 3600},
+    )
+    job = sagemaker_job(name)
+    job.training_job_status = status
+    job.failure_reason = failure
+    jobstate.record_job(name, REGION, None)
+    return f"rlvr/output/{name}/output/model.tar.gz"
+
+
+def fetch(job: str | None = jobstate.LATEST_JOB, checkpoints: list[str] = ()):
+    from rlvr_cli.artifacts import resolve_remote
+
+    return resolve_remote(list(checkpoints), job, profile=None, region=None)
+
+
+def outside_files(root: Path, cache: Path) -> list[Path]:
+    return [p for p in root.rglob("*") if p.is_file() and cache not in p.parents]
+
+
+# --- fetching a job's model --------------------------------------------------------------------------
+
+
+def test_the_latest_jobs_model_is_downloaded_verified_and_unpacked_once(s3, cache: Path):
+    key = submit_job("rlvr-done")
+    archive = tar_gz(checkpoint_files())
+    s3.put_object(Bucket=BUCKET, Key=key, Body=archive, ChecksumAlgorithm="SHA256")
+    # The model artifact SageMaker reports is where the job's model.tar.gz lies.
+    described = boto("sagemaker").describe_training_job(TrainingJobName="rlvr-done")
+    assert described["ModelArtifacts"]["S3ModelArtifacts"] == f"s3://{BUCKET}/{key}"
+
+    [fetched] = fetch()
+    assert fetched.job == "rlvr-done" and fetched.label == "rlvr-done" and not fetched.reused
+    assert fetched.s3_uri == f"s3://{BUCKET}/{key}"
+    assert fetched.verified == ["size", "ChecksumSHA256", "ETag (MD5)"]
+    assert cache in fetched.path.parents
+    assert json.loads((fetched.path / "rlvr_run.json").read_bytes()) == RUN
+    assert (fetched.path / "adapter_model.safetensors").read_bytes() == b"\0" * 64
+    entry = fetched.path.parent
+    assert (entry / "model.tar.gz").read_bytes() == archive
+    assert json.loads((entry / "source.json").read_text())["s3_uri"] == f"s3://{BUCKET}/{key}"
+    assert sorted(p.name for p in entry.iterdir()) == ["model", "model.tar.gz", "source.json"]  # no temp left
+
+    # A second run finds the complete checkpoint in the cache: nothing downloaded or unpacked.
+    stamp = (entry / "model.tar.gz").stat().st_mtime_ns, (entry / "model").stat().st_ino
+    [again] = fetch("rlvr-done")
+    assert again.reused and again.path == fetched.path
+    assert ((entry / "model.tar.gz").stat().st_mtime_ns, (entry / "model").stat().st_ino) == stamp
+
+    # A complete download whose unpacking was lost is unpacked again, not downloaded again.
+    import shutil
+
+    shutil.rmtree(entry / "model")
+    [third] = fetch("rlvr-done")
+    assert not third.reused and (third.path / "rlvr_run.json").is_file()
+    assert (entry / "model.tar.gz").stat().st_mtime_ns == stamp[0]
+
+
+def test_a_multipart_artifact_is_checked_part_by_part(s3, cache: Path, tmp_path: Path):
+    from boto3.s3.transfer import S3Transfer, TransferConfig
+
+    key = submit_job("rlvr-big")
+    weights = os.urandom(18 * 1024 * 1024)  # incompressible: the archive is three 8 MiB parts
+    local = tmp_path / "model.tar.gz"
+    local.write_bytes(tar_gz(checkpoint_files(weights)))
+    S3Transfer(s3, TransferConfig(multipart_threshold=8 * 1024 * 1024)).upload_file(
+        str(local), BUCKET, key, extra_args={"ChecksumAlgorithm": "SHA256"}
+    )
+    [fetched] = fetch()
+    assert fetched.verified == ["size", "ChecksumSHA256 (composite of 3 parts)", "ETag (MD5 of 3 parts)"]
+    assert (fetched.path / "adapter_model.safetensors").read_bytes() == weights
+
+
+def test_an_object_that_changes_during_the_download_is_not_cached(
+    s3, cache: Path, monkeypatch: pytest.MonkeyPatch
+):
+    import rlvr_cli.artifacts
+
+    key = submit_job("rlvr-race")
+    s3.put_object(Bucket=BUCKET, Key=key, Body=tar_gz(checkpoint_files(b"a" * 64)))
+    real_head = rlvr_cli.artifacts.head
+
+    def head_then_overwritten(client, bucket, name):
+        record = real_head(client, bucket, name)
+        # Another writer replaces the object (same size) between rlvr's HeadObject and its download.
+        s3.put_object(Bucket=BUCKET, Key=key, Body=tar_gz(checkpoint_files(b"b" * 64)))
+        return record
+
+    monkeypatch.setattr(rlvr_cli.artifacts, "head", head_then_overwritten)
+    from rlvr_cli.errors import RlvrError
+
+    with pytest.raises(
+        RlvrError, match=r"the download does not match the object on S3 .*; it may have changed"
+    ):
+        fetch()
+    assert not any(p.is_file() for p in cache.rglob("*"))  # no archive, no temp file, no model
+
+
+# --- errors, one line each ---------------------------------------------------------------------------
+
+
+def one_error_line(result, code: int) -> str:
+    assert result.code == code, result.err
+    assert "Traceback" not in result.err
+    errors = [line for line in result.err.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, result.err
+    return errors[0]
+
+
+@pytest.mark.parametrize(
+    ("status", "code", "expected"),
+    [
+        ("InProgress", 3, "job rlvr-x is InProgress, not Completed (rlvr status exits 3); wait for it"),
+        (
+            "Failed",
+            4,
+            "job rlvr-x is Failed (AlgorithmError: CUDA out of memory), not Completed (rlvr status exits 4); "
+            "see why: rlvr logs rlvr-x --no-follow --tail 100",
+        ),
+        ("Stopped", 5, "job rlvr-x is Stopped, not Completed (rlvr status exits 5)"),
+    ],
+)
+def test_eval_of_a_job_that_did_not_complete(cli, s3, cache, prepared: Path, status, code, expected):
+    submit_job("rlvr-x", status, "AlgorithmError: CUDA out of memory" if status == "Failed" else None)
+    line = one_error_line(cli("eval", "--job", "--data", prepared), code)
+    assert expected in line
+    assert not cache.exists()
+
+
+def test_eval_of_an_unknown_job(cli, s3, prepared: Path):
+    line = one_error_line(cli("eval", "--data", prepared, "--job", "rlvr-nope"), 6)
+    assert "job rlvr-nope: no such training job in us-east-1" in line
+
+
+def test_eval_of_a_job_whose_model_is_missing(cli, s3, cache, prepared: Path):
+    key = submit_job("rlvr-empty")
+    line = one_error_line(cli("eval", "--data", prepared, "--job"), 1)
+    assert f"s3://{BUCKET}/{key}: job rlvr-empty completed but its model is not on S3" in line
+
+
+def test_eval_without_access_to_the_model(
+    cli, s3, cache, prepared: Path, aws: str, monkeypatch: pytest.MonkeyPatch
+):
+    key = submit_job("rlvr-private")
+    s3.put_object(Bucket=BUCKET, Key=key, Body=tar_gz(checkpoint_files()))
+    statements = [
+        {"Effect": "Allow", "Action": "sagemaker:DescribeTrainingJob", "Resource": "*"},
+        {"Effect": "Allow", "Action": "s3:ListBucket", "Resource": f"arn:aws:s3:::{BUCKET}"},
+    ]  # no s3:GetObject
+    with limited_credentials(aws, monkeypatch, statements):
+        result = cli("eval", "--job", "rlvr-private", "--data", prepared)
+    line = one_error_line(result, 1)
+    assert f"s3://{BUCKET}/{key}: access denied" in line
+    assert not cache.exists()
+
+
+def test_eval_of_an_archive_that_is_not_an_rlvr_checkpoint(cli, s3, cache: Path, prepared: Path):
+    key = "elsewhere/model.tar.gz"
+    s3.put_object(Bucket=BUCKET, Key=key, Body=tar_gz({"config.json": b"{}", "model.safetensors": b"x"}))
+    line = one_error_line(cli("eval", "--checkpoint", f"s3://{BUCKET}/{key}", "--data", prepared), 1)
+    assert "not an rlvr checkpoint (no rlvr_run.json at the top of the archive)" in line
+    assert not list(cache.glob("*/model"))
+
+    s3.put_object(Bucket=BUCKET, Key="junk/model.tar.gz", Body=b"not a tar file at all")
+    line = one_error_line(
+        cli("eval", "--checkpoint", f"s3://{BUCKET}/junk/model.tar.gz", "--data", prepared), 1
+    )
+    assert "not a readable tar.gz archive" in line
+
+
+def test_eval_checkpoint_needs_an_object_not_a_prefix(cli, s3, prepared: Path):
+    line = one_error_line(cli("eval", "--checkpoint", f"s3://{BUCKET}/rlvr/output/", "--data", prepared), 2)
+    assert "name the model archive" in line
+
+
+def _member(name: str, kind: bytes = tarfile.REGTYPE, link: str = "") -> tuple[tarfile.TarInfo, bytes | None]:
+    info = tarfile.TarInfo(name)
+    info.type = kind
+    info.linkname = link
+    data = b"owned\n" if kind == tarfile.REGTYPE else None
+    info.size = len(data) if data else 0
+    return info, data
+
+
+@pytest.mark.parametrize(
+    ("members", "problem"),
+    [
+        ([_member("/tmp/rlvr-evil-absolute")], "has an absolute path"),
+        ([_member("../../rlvr-evil-dotdot")], "has '..' in its path"),
+        ([_member("evil", tarfile.SYMTYPE, "/etc/passwd")], "links to the absolute path '/etc/passwd'"),
+        ([_member("evil", tarfile.SYMTYPE, "../../outside")], "links outside the archive"),
+        ([_member("evil", tarfile.LNKTYPE, "../outside")], "links outside the archive"),
+        (  # a link that stays inside, then a file written through it: where it lands depends on the link
+            [_member("sub", tarfile.SYMTYPE, "."), _member("sub/rlvr_run.json")],
+            "lies under the link 'sub'",
+        ),
+        ([_member("fifo", tarfile.FIFOTYPE)], "is a device file or FIFO"),
+    ],
+)
+def test_unsafe_archives_are_refused_before_anything_is_written(
+    cli, s3, cache: Path, prepared: Path, tmp_path: Path, members, problem
+):
+    s3.put_object(Bucket=BUCKET, Key="bad/model.tar.gz", Body=tar_gz(checkpoint_files(), members))
+    before = outside_files(tmp_path, cache)
+    line = one_error_line(
+        cli("eval", "--checkpoint", f"s3://{BUCKET}/bad/model.tar.gz", "--data", prepared), 1
+    )
+    assert "unsafe archive, refused: member" in line and problem in line and "nothing was extracted" in line
+    assert outside_files(tmp_path, cache) == before
+    assert not Path("/tmp/rlvr-evil-absolute").exists()
+    [entry] = cache.iterdir()
+    assert sorted(p.name for p in entry.iterdir()) == ["model.tar.gz"]  # verified download, nothing unpacked
+
+
+def test_a_link_inside_the_archive_is_kept(s3, cache: Path):
+    members = [_member("tokenizer.json"), _member("tokenizer-link.json", tarfile.SYMTYPE, "tokenizer.json")]
+    s3.put_object(Bucket=BUCKET, Key="ok/model.tar.gz", Body=tar_gz(checkpoint_files(), members))
+    [fetched] = fetch(None, [f"s3://{BUCKET}/ok/model.tar.gz"])
+    assert fetched.label == f"s3://{BUCKET}/ok/model.tar.gz" and fetched.job is None
+    assert (fetched.path / "tokenizer-link.json").read_text() == "owned\n"
+
+
+# --- the whole flow ---------------------------------------------------------------------------------------
+
+
+def test_eval_job_evaluates_the_fetched_checkpoint_against_its_base(
+    cli, s3, prepared: Path, tiny_model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """`rlvr eval --job --baseline`: the tiny model stands in for the trained one; its manifest
+    names the base, evaluated on the same problems."""
+    monkeypatch.setenv("RLVR_CACHE_DIR", str(tmp_path / "cache"))
+    files = {p.name: p.read_bytes() for p in tiny_model_dir.iterdir() if p.is_file()}
+    files["rlvr_run.json"] = json.dumps(
+        {**RUN, "model": {"name": str(tiny_model_dir), "kind": "local"}}
+    ).encode()
+    key = submit_job("rlvr-tiny")
+    s3.put_object(Bucket=BUCKET, Key=key, Body=tar_gz(files))
+    result = cli(
+        "eval", "--job", "--baseline", "--data", prepared, "--limit", "2", "--max-new-tokens", "4",
+        "--no-track", "--json",
+    )  # fmt: skip
+    assert result.code == 0, result.err
+    summary = result.json()
+    assert [r["label"] for r in summary["results"]] == ["rlvr-tiny", f"base: {tiny_model_dir}"]
+    assert summary["results"][0]["checkpoint"]["s3_uri"] == f"s3://{BUCKET}/{key}"
+    assert summary["results"][0]["checkpoint"]["job"] == "rlvr-tiny"
+    assert summary["comparison"]["n"] == 2
+    assert "job rlvr-tiny: model at" in result.err
+
+
+def test_the_fetching_modules_import_no_ml_library():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\nimport rlvr_cli.artifacts, rlvr_cli.s3objects, rlvr_cli.upload, rlvr_cli.remote\n"
+        "heavy = [m for m in ('torch', 'transformers', 'trl', 'peft', 'mlflow', 'pydantic') if m in sys.modules]\n"
+        "assert not heavy, heavy\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+
+
+def test_a_jobs_mlflow_store_inside_its_container_is_not_reused():
+    from rlvr_cli.evaluate import _without_container_mlflow
+
+    inside = {"tracking_uri": "sqlite:////opt/ml/output/data/mlruns/mlflow.db", "run_id": "abc"}
+    server = {
+        "tracking_uri": "arn:aws:sagemaker:us-east-1:123456789012:mlflow-tracking-server/rlvr",
+        "run_id": "abc",
+    }
+    assert _without_container_mlflow({**RUN, "mlflow": inside})["mlflow"] is None
+    assert (
+        _without_container_mlflow({**RUN, "mlflow": server})["mlflow"] == server
+    )  # eval joins the job's run
+    assert _without_container_mlflow({**RUN, "mlflow": {"run_id": None}})["mlflow"] == {"run_id": None}
