@@ -103,10 +103,14 @@ class _Run:
     def run(self) -> Outcome:
         previous = {sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
         try:
-            for local_rank in range(self.layout.procs_per_node):
-                if self.stop_signal is not None:
-                    break  # stopped while starting: the ranks not started yet have nothing to save
-                self._start(local_rank)
+            try:
+                for local_rank in range(self.layout.procs_per_node):
+                    if self.stop_signal is not None:
+                        break  # stopped while starting: the ranks not started yet have nothing to save
+                    self._start(local_rank)
+            except BaseException:  # a rank could not be started: leave no orphans behind
+                self._signal_all(signal.SIGKILL)
+                raise
             return self._wait()
         finally:
             for sig, handler in previous.items():
@@ -198,6 +202,6 @@ class _Run:
         if self.failure is not None:
             _, code, message = self.failure
             return Outcome(code if code > 0 else 128 - code, message, exits)
-        if self.stop_signal is not None or any(c == int(ExitCode.INTERRUPTED) for c in exits.values()):
-            return Outcome(int(ExitCode.INTERRUPTED), None, exits)
-        return Outcome(0, None, exits)
+        if exits and all(code == 0 for code in exits.values()):
+            return Outcome(0, None, exits)  # done, even if a stop came as the last step ended
+        return Outcome(int(ExitCode.INTERRUPTED), None, exits)  # stopped; checkpoint saved
