@@ -14,7 +14,7 @@ import re
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
-from rlvr_cli import __version__
+from rlvr_cli import __version__, metrics_line
 from rlvr_cli.errors import ExitCode, UsageError
 
 if TYPE_CHECKING:  # status/logs use this module and must not import pydantic
@@ -52,13 +52,9 @@ STATUS_CODES = {
     "Failed": ExitCode.FAILED,
     "Stopped": ExitCode.STOPPED,
 }
-# Lines the trainer logs (trainer.ProgressDisplay) that SageMaker turns into metrics.
-METRIC_DEFINITIONS = [
-    {"Name": "reward", "Regex": r"reward ([0-9.eE+-]+)"},
-    {"Name": "accuracy", "Regex": r"acc ([0-9.eE+-]+)"},
-    {"Name": "format_rate", "Regex": r"format ([0-9.eE+-]+)"},
-    {"Name": "kl", "Regex": r"kl ([0-9.eE+-]+)"},
-]
+# SageMaker reads training metrics from the trainer's `rlvr-metrics {json}` lines; the regexes live
+# beside the code that prints them.
+METRIC_DEFINITIONS = metrics_line.METRIC_DEFINITIONS
 
 
 def slug(text: str) -> str:

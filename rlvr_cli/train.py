@@ -279,6 +279,7 @@ def run_training(
     # --- trainer -------------------------------------------------------------------------------------------
     from rlvr_cli.stopping import AnswerStop
     from rlvr_cli.trainer import (
+        MetricsLine,
         ProgressDisplay,
         RlvrGRPOTrainer,
         StepTimer,
@@ -298,7 +299,7 @@ def run_training(
         eval_dataset=eval_dataset,
         processing_class=tokenizer,
         peft_config=_lora_config(recipe) if recipe.use_peft else None,
-        callbacks=[ProgressDisplay(), tracking, stopper, timer],
+        callbacks=[ProgressDisplay(), MetricsLine(), tracking, stopper, timer],
         answer_stop=AnswerStop(tokenizer, tokenizer.eos_token_id, task.stop_rule)
         if recipe.stop_at_answer
         else None,

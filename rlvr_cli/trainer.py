@@ -7,13 +7,19 @@ The subclass overrides three methods, each calling the original where rlvr's ver
   prompt once instead of once per completion (`rlvr_cli.prefix_logps`).
 - `_calculate_rewards`: logs accuracy, format rate and the share of completions cut at
   max_completion_length, and keeps a small sample of completions for the tracker.
+
+A fourth, `_save_checkpoint`, only reads `RLVR_TEST_SAVE_DELAY_S` (tests only): every checkpoint
+save takes that many seconds longer, standing in for a large model written to slow storage; the
+container tests check that a stop on several ranks waits for such a save.
 """
 
 from __future__ import annotations
 
 import contextlib
 import math
+import os
 import signal
+import sys
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -31,6 +37,7 @@ from transformers import TrainerCallback
 from trl import GRPOTrainer
 
 from rlvr_cli import console
+from rlvr_cli.metrics_line import metrics_line
 from rlvr_cli.prefix_logps import shared_prefix_logps
 from rlvr_cli.rewards import correctness_reward, format_reward
 from rlvr_cli.stopping import AnswerStop, generate_with
@@ -125,6 +132,12 @@ class RlvrGRPOTrainer(GRPOTrainer):
         self.completion_sample = sample
         return rewards
 
+    def _save_checkpoint(self, model: Any, trial: Any) -> None:
+        delay = float(os.environ.get("RLVR_TEST_SAVE_DELAY_S") or 0)
+        if delay:  # before the save, so that a rank killed meanwhile leaves no complete checkpoint
+            time.sleep(delay)
+        super()._save_checkpoint(model, trial)
+
 
 def _text(completion: Any) -> str:
     from rlvr_cli.answers import completion_text
@@ -170,7 +183,9 @@ class ProgressDisplay(TrainerCallback):
         status = format_log(logs)
         if status:
             self.progress.update(self.task, status=status)
-            self.progress.console.print(f"step {state.global_step:>5}  {status}", highlight=False)
+            self.progress.console.print(
+                f"step {state.global_step:>5}  {status}", highlight=False, soft_wrap=True
+            )
 
     def on_train_end(self, args, state, control, **kwargs):  # type: ignore[no-untyped-def]
         if self.progress is not None:
@@ -195,6 +210,22 @@ def format_log(logs: dict[str, Any]) -> str:
         if isinstance(value, int | float):
             parts.append(f"{label} {fmt.format(value)}")
     return "  ".join(parts)
+
+
+class MetricsLine(TrainerCallback):
+    """`rlvr-metrics {json}` per training log on stderr, where logs are read by machines rather than
+    people (stderr not a terminal: CloudWatch, a pipe, a file); SageMaker's metric regexes read it."""
+
+    def __init__(self, stream: Any = None) -> None:
+        self.stream = stream or sys.stderr
+
+    def on_log(self, args, state, control, logs=None, **kwargs):  # type: ignore[no-untyped-def]
+        if not state.is_world_process_zero or not logs or self.stream.isatty():
+            return
+        line = metrics_line(state.global_step, logs)
+        if line:  # written whole and unwrapped, never through Rich
+            self.stream.write(line + "\n")
+            self.stream.flush()
 
 
 class TrackingCallback(TrainerCallback):

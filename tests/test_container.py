@@ -1,21 +1,29 @@
-"""The training container: its entry runs on the host against a temporary /opt/ml tree, and the
-Dockerfile is linted (no Docker engine here to build it)."""
+"""The training container: its entry runs on the host against a temporary /opt/ml tree (CPU
+processes stand in for GPUs and for hosts), and the Dockerfile is linted (no Docker engine here)."""
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
+import signal
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
 from .conftest import REPO
 
+SINGLE_HOST = {"current_host": "algo-1", "hosts": ["algo-1"], "network_interface_name": "eth0"}
 
-def opt_ml(root: Path, prepared: Path, hyperparameters: dict[str, object]) -> Path:
+
+def opt_ml(
+    root: Path, prepared: Path, hyperparameters: dict[str, object], resource: dict[str, object] | None = None
+) -> Path:
     (root / "input" / "config").mkdir(parents=True)
     for channel in ("train", "val"):
         shutil.copytree(prepared / channel, root / "input" / "data" / channel)
@@ -23,23 +31,43 @@ def opt_ml(root: Path, prepared: Path, hyperparameters: dict[str, object]) -> Pa
     (root / "input" / "config" / "hyperparameters.json").write_text(
         json.dumps({k: json.dumps(v) for k, v in hyperparameters.items()})
     )
-    (root / "input" / "config" / "resourceconfig.json").write_text(
-        json.dumps({"current_host": "algo-1", "hosts": ["algo-1"], "network_interface_name": "eth0"})
-    )
+    (root / "input" / "config" / "resourceconfig.json").write_text(json.dumps(resource or SINGLE_HOST))
     return root
 
 
-def run_entry(root: Path, cwd: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "RLVR_SM_ROOT": str(root), "HF_HUB_OFFLINE": "1"}
+def entry_env(root: Path, **extra: str) -> dict[str, str]:
+    # PYTHONPATH: the ranks import the test rewards (tests.rewards_for_tests) from their own cwd.
+    env = {**os.environ, "RLVR_SM_ROOT": str(root), "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(REPO)}
     env.pop("MLFLOW_TRACKING_URI", None)
+    return {**env, **extra}
+
+
+def run_entry(root: Path, cwd: Path, **extra: str) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, str(REPO / "container" / "train")],
         capture_output=True,
         text=True,
-        env=env,
+        env=entry_env(root, **extra),
         cwd=cwd,
         timeout=900,
     )
+
+
+def start_entry(root: Path, cwd: Path, **extra: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, str(REPO / "container" / "train")],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=entry_env(root, **extra),
+        cwd=cwd,
+    )
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 @pytest.fixture
@@ -70,8 +98,10 @@ def hyperparameters(tiny_model_dir: Path) -> dict[str, object]:
 
 
 def test_entry_follows_the_training_container_contract(tmp_path: Path, prepared: Path, hyperparameters):
+    # With an evaluation at step 2, whose line SageMaker's metric regexes must not pick up.
+    hyperparameters = {**hyperparameters, "eval_strategy": "steps", "eval_steps": 2}
     root = opt_ml(tmp_path / "opt_ml", prepared, hyperparameters)
-    result = run_entry(root, tmp_path)
+    result = run_entry(root, tmp_path, COLUMNS="80")
     assert result.returncode == 0, result.stderr[-3000:]
     model = root / "model"
     for name in (
@@ -90,6 +120,25 @@ def test_entry_follows_the_training_container_contract(tmp_path: Path, prepared:
     assert not (root / "output" / "failure").exists()
     # MLflow's embedded store lands in /opt/ml/output/data, which SageMaker uploads with the job.
     assert (root / "output" / "data" / "mlruns" / "mlflow.db").is_file()
+
+    # SageMaker's metrics: the job's regexes, applied line by line to the log as CloudWatch holds it,
+    # find each training step's values in the trainer's `rlvr-metrics` lines, and nothing else.
+    from rlvr_cli.metrics_line import METRICS, PREFIX
+    from rlvr_cli.sagemaker_jobs import METRIC_DEFINITIONS
+
+    lines = result.stderr.splitlines()
+    logged = [json.loads(line[len(PREFIX) :]) for line in lines if line.startswith(PREFIX)]
+    assert [entry["step"] for entry in logged] == [1, 2]
+    assert any(len(line) > 80 for line in lines if line.startswith(PREFIX))  # one line, never wrapped
+    assert any("eval reward" in line for line in lines)  # the evaluation ran and was logged for people
+    found = {}
+    for definition in METRIC_DEFINITIONS:
+        key = METRICS[definition["Name"]]
+        matches = [m for line in lines if (m := re.search(definition["Regex"], line))]
+        assert all(m.string.startswith(PREFIX) for m in matches), definition
+        assert [float(m.group(1)) for m in matches] == [entry[key] for entry in logged if key in entry]
+        found[definition["Name"]] = len(matches)
+    assert found["reward"] == found["loss"] == found["accuracy"] == 2, found
 
 
 def test_entry_resumes_from_checkpoints_after_a_spot_restart(tmp_path: Path, prepared: Path, hyperparameters):
@@ -120,6 +169,173 @@ def test_entry_writes_the_failure_reason(tmp_path: Path, prepared: Path, hyperpa
     assert result.returncode == 1 and "train set not found" in (root / "output" / "failure").read_text()
 
 
+def test_a_stop_on_several_ranks_waits_for_a_slow_save_and_a_spot_restart_resumes(
+    tmp_path: Path, prepared: Path, hyperparameters
+):
+    """SIGTERM while each of 2 ranks needs 45 s to save: longer than torchrun's 30 s before SIGKILL."""
+    recipe = {**hyperparameters, "max_steps": 4, "save_steps": 100, "report_to": "none"}
+    root = opt_ml(tmp_path / "opt_ml", prepared, recipe)
+    process = start_entry(root, tmp_path, RLVR_PROCS_PER_HOST="2", RLVR_TEST_SAVE_DELAY_S="45")
+    assert process.stderr is not None
+    seen = []
+    for line in process.stderr:
+        seen.append(line)
+        if line.startswith("step ") and int(line.split()[1]) >= 1:
+            process.send_signal(signal.SIGTERM)  # SageMaker signals the container's main process only
+            signalled = time.monotonic()
+            break
+    else:
+        pytest.fail("training never logged a step:\n" + "".join(seen)[-3000:])
+    rest = process.stderr.read()
+    code = process.wait(timeout=300)
+    waited = time.monotonic() - signalled
+    log = "".join(seen) + rest
+    assert code == 130, log[-3000:]
+    assert waited > 45 and "SIGTERM: forwarded to 2 ranks" in rest
+    assert not (root / "output" / "failure").exists(), (root / "output" / "failure").read_text()
+    run = json.loads((root / "model" / "rlvr_run.json").read_text())
+    assert run["status"] == "interrupted" and run["interrupted_by"] == "SIGTERM"
+    assert run["environment"]["world_size"] == 2
+    stopped_at = run["global_step"]
+    assert 1 <= stopped_at < 4
+    checkpoint = root / "checkpoints" / f"checkpoint-{stopped_at}"
+    for name in (
+        "trainer_state.json",
+        "adapter_model.safetensors",
+        "optimizer.pt",
+        "scheduler.pt",
+        "rng_state_0.pth",
+        "rng_state_1.pth",
+    ):
+        assert (checkpoint / name).is_file(), name
+
+    # The spot restart: SageMaker restores /opt/ml/checkpoints, gives a fresh /opt/ml/model, runs `train`.
+    shutil.rmtree(root / "model")
+    result = run_entry(root, tmp_path, RLVR_PROCS_PER_HOST="2")
+    assert result.returncode == 0, result.stderr[-3000:]
+    run = json.loads((root / "model" / "rlvr_run.json").read_text())
+    assert run["status"] == "completed" and run["global_step"] == 4
+    assert run["resumed_from"] == str(checkpoint)
+    logged = [int(line.split()[1]) for line in result.stderr.splitlines() if line.startswith("step ")]
+    assert logged and min(logged) == stopped_at + 1 and max(logged) == 4
+
+
+def test_several_ranks_report_the_failing_ranks_own_error(tmp_path: Path, prepared: Path, hyperparameters):
+    # Every rank fails the same way (no train set): the FailureReason is the error, not an exit code.
+    root = opt_ml(tmp_path / "opt_ml", prepared, hyperparameters)
+    shutil.rmtree(root / "input" / "data" / "train")
+    result = run_entry(root, tmp_path, RLVR_PROCS_PER_HOST="2")
+    failure = (root / "output" / "failure").read_text()
+    assert result.returncode == 1, result.stderr[-3000:]
+    assert re.fullmatch(
+        r"rank [01]: \S+/train/dataset\.json: train set not found; run `rlvr prepare` first.*\n", failure
+    )
+
+    # One rank fails mid-training while the other waits for it in a collective: the reason is the
+    # first failure (rank 1's), not the other rank's lost connection.
+    root = opt_ml(
+        tmp_path / "opt_ml2",
+        prepared,
+        {**hyperparameters, "reward_funcs": ["format", "tests.rewards_for_tests:fails_on_rank_1"]},
+    )
+    result = run_entry(root, tmp_path, RLVR_PROCS_PER_HOST="2")
+    assert result.returncode == 1, result.stderr[-3000:]
+    assert (root / "output" / "failure").read_text() == (
+        "rank 1: RuntimeError: reward server unreachable from rank 1\n"
+    )
+
+
+def test_several_hosts_rendezvous_on_the_first_and_only_the_leader_writes_the_model(
+    tmp_path: Path, prepared: Path, hyperparameters
+):
+    """Two SageMaker "instances" on this machine, one rank each, as resourceconfig.json describes them."""
+    hosts = ["localhost", "127.0.0.1"]  # two names for this machine; the master is the first
+    recipe = {**hyperparameters, "reward_funcs": ["format", "tests.rewards_for_tests:env_recording_reward"]}
+    record = tmp_path / "env"
+    record.mkdir()
+    port = str(free_port())
+    processes = []
+    for host in reversed(hosts):  # the worker first: it waits for the master
+        resource = {
+            "current_host": host,
+            "current_instance_type": "ml.p4d.24xlarge",
+            "hosts": hosts,
+            "network_interface_name": "lo",
+        }
+        root = opt_ml(tmp_path / host, prepared, recipe, resource)
+        processes.append(
+            start_entry(
+                root, tmp_path, RLVR_PROCS_PER_HOST="1", MASTER_PORT=port, RLVR_TEST_ENV_DIR=str(record)
+            )
+        )
+    for process in processes:
+        _, err = process.communicate(timeout=600)
+        assert process.returncode == 0, err[-3000:]
+
+    leader, worker = tmp_path / hosts[0], tmp_path / hosts[1]
+    run = json.loads((leader / "model" / "rlvr_run.json").read_text())
+    assert run["status"] == "completed" and run["environment"]["world_size"] == 2
+    assert (leader / "model" / "adapter_model.safetensors").is_file()
+    assert list((worker / "model").iterdir()) == []  # SageMaker would upload it too: only the leader writes
+    assert (leader / "checkpoints" / "checkpoint-2" / "trainer_state.json").is_file()
+    ranks = [json.loads((record / f"rank-{rank}.json").read_text()) for rank in (0, 1)]
+    for rank, env in enumerate(ranks):
+        assert env == {
+            "RANK": str(rank),
+            "LOCAL_RANK": "0",
+            "WORLD_SIZE": "2",
+            "LOCAL_WORLD_SIZE": "1",
+            "GROUP_RANK": str(rank),  # the index of current_host in hosts
+            "MASTER_ADDR": "localhost",
+            "MASTER_PORT": port,
+            # As SageMaker's own PyTorch launcher sets them on a p4d.
+            "NCCL_SOCKET_IFNAME": "lo",
+            "NCCL_PROTO": "simple",
+            "FI_PROVIDER": "efa",
+            "FI_EFA_USE_DEVICE_RDMA": "1",
+            "RDMAV_FORK_SAFE": "1",
+        }
+
+
+LAUNCH = """
+import json, os, sys
+from rlvr_cli.launcher import Layout, launch
+
+# Ranks that ignore SIGTERM, as one stuck in a collective or a save that never ends would.
+rank = "import os, signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+rank += "open(f'ready-{os.environ[\\"RANK\\"]}', 'w').close(); time.sleep(120)"
+outcome = launch([sys.executable, "-c", rank], dict(os.environ), Layout(procs_per_node=2), grace_s=2)
+print(json.dumps({"code": outcome.code, "failure": outcome.failure, "exits": outcome.exits}))
+"""
+
+
+def test_ranks_that_outlive_the_grace_period_are_killed_and_the_reason_says_so(tmp_path: Path):
+    process = subprocess.Popen(
+        [sys.executable, "-c", LAUNCH],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+    deadline = time.monotonic() + 60
+    while not all((tmp_path / f"ready-{rank}").exists() for rank in (0, 1)):
+        assert time.monotonic() < deadline and process.poll() is None, process.communicate()
+        time.sleep(0.1)
+    process.send_signal(signal.SIGTERM)
+    signalled = time.monotonic()
+    out, err = process.communicate(timeout=30)
+    assert process.returncode == 0, err
+    assert 2 <= time.monotonic() - signalled < 10
+    outcome = json.loads(out)
+    assert outcome == {
+        "code": 137,
+        "failure": "ranks 0, 1 did not stop within 2 s after SIGTERM and were killed; the checkpoint of "
+        "this stop may be incomplete (the next run resumes from the last complete one)",
+        "exits": {"0": -9, "1": -9},
+    }
+
+
 def test_hyperparameters_as_a_human_would_type_them_in_the_console(tmp_path: Path):
     from rlvr_cli.sagemaker_entry import Paths, recipe_data
 
@@ -146,3 +362,29 @@ def test_entry_script_is_executable_and_named_train():
     entry = REPO / "container" / "train"
     assert os.access(entry, os.X_OK)
     assert "COPY container/train /usr/local/bin/train" in (REPO / "container" / "Dockerfile").read_text()
+
+
+def test_docker_build_context_holds_only_what_the_image_copies():
+    """`make image` sends the repository root; .dockerignore must leave out all but the COPY sources."""
+    build = pytest.importorskip("docker.utils.build")  # docker-py's own .dockerignore matcher
+    ignore = (REPO / ".dockerignore").read_text().splitlines()
+    patterns = [line.strip() for line in ignore if line.strip() and not line.startswith("#")]
+    context = build.exclude_paths(str(REPO), patterns, dockerfile="container/Dockerfile")
+    sent = {path for path in context if (REPO / path).is_file()}
+    dockerfile = (REPO / "container" / "Dockerfile").read_text()
+    sources = [
+        source
+        for line in dockerfile.splitlines()
+        if line.startswith("COPY ") and "--from" not in line
+        for source in line.split()[1:-1]
+    ]
+    assert "rlvr_cli" in sources and "container/train" in sources
+    copied = set()
+    for source in sources:
+        path = REPO / source
+        files = [path] if path.is_file() else [p for p in path.rglob("*") if p.is_file()]
+        copied |= {
+            str(f.relative_to(REPO)) for f in files if "__pycache__" not in f.parts and f.suffix != ".pyc"
+        }
+    # Docker always sends the Dockerfile and .dockerignore: the builder reads them.
+    assert sent == copied | {"container/Dockerfile", ".dockerignore"}
