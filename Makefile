@@ -42,6 +42,7 @@ demo:
 	$(BIN)/rlvr train --config configs/smoke-cpu.yaml --force
 	$(BIN)/rlvr eval --checkpoint outputs/smoke-cpu --data data/smoke --limit 16 --batch-size 16 \
 		--max-new-tokens 256 --baseline --output outputs/smoke-cpu/eval
+	@echo "demo: the loop works; five steps prove no learning. Proof that training helps: make learn (~30 min; result in benchmarks/RESULTS.md)" >&2
 
 # Proof of learning, offline on a CPU (~30 minutes on 2 cores): GRPO on a reasoning-gym task within
 # SmolLM2-135M's reach, then base vs tuned on 300 held-out problems (benchmarks/RESULTS.md).
