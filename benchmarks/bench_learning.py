@@ -196,7 +196,7 @@ Reproduce: `make learn` (or `python benchmarks/bench_learning.py`); figures in `
     )
 
 
-GSM8K_STEPS = 40
+GSM8K_STEPS = 20
 GSM8K_PROBLEMS = 150
 GSM8K_OVERRIDES = [
     f"max_steps={GSM8K_STEPS}",
@@ -205,7 +205,7 @@ GSM8K_OVERRIDES = [
     "learning_rate=2.0e-4",
     "beta=0.0",
     "logging_steps=5",
-    "save_steps=20",
+    "save_steps=10",
     "report_to=none",
 ]
 
