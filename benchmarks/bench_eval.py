@@ -48,11 +48,11 @@ def main() -> None:
     import torch
     from transformers import AutoTokenizer
 
-    from rlvr_cli.answers import extract_answer
-    from rlvr_cli.data import load_source, prepare
-    from rlvr_cli.evaluate import HFGenerator, evaluate, load_model
-    from rlvr_cli.scoring import summarize
-    from rlvr_cli.train import quiet_libraries
+    from rlvr_cli.data.build import load_source, prepare
+    from rlvr_cli.evaluation.run import HFGenerator, evaluate, load_model
+    from rlvr_cli.evaluation.scoring import summarize
+    from rlvr_cli.tasks.gsm8k.answers import extract_answer
+    from rlvr_cli.training.run import quiet_libraries
 
     quiet_libraries()
     rows = prepare(load_source(str(SHARED_GSM8K)), shots=8, val_fraction=0.1, seed=42).rows["test"]

@@ -82,8 +82,8 @@ def train(
 ) -> dict:
     import torch
 
-    from rlvr_cli.config import load_recipe
-    from rlvr_cli.train import run_training
+    from rlvr_cli.config.recipe import load_recipe
+    from rlvr_cli.training.run import run_training
 
     overrides = [
         f"model_name_or_path={model}",
@@ -137,7 +137,7 @@ def eval_generation(model_dir: Path, prompts: list[str], suppress: list[int], ar
     """rlvr eval's generator over the test problems (time-capped), then plain `generate` on the first batch."""
     import torch
 
-    from rlvr_cli.evaluate import HFGenerator, load_model
+    from rlvr_cli.evaluation.run import HFGenerator, load_model
 
     loaded = load_model(str(model_dir), is_checkpoint=False)
     model, tokenizer = loaded.model, loaded.tokenizer
@@ -249,7 +249,7 @@ def main() -> None:
     from transformers import AutoTokenizer
 
     suppress = list(range(len(AutoTokenizer.from_pretrained(args.tokenizer)), shape["vocab_size"]))
-    from rlvr_cli.data import load_source, prepare, write_prepared
+    from rlvr_cli.data.build import load_source, prepare, write_prepared
 
     prepared = prepare(load_source(str(args.gsm8k)), shots=8, val_fraction=0.1, seed=42)
     write_prepared(work / "data", prepared)

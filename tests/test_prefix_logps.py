@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from rlvr_cli.prefix_logps import shared_prefix_logps
+from rlvr_cli.training.prefix_logps import shared_prefix_logps
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from rlvr_cli.data import clean_solution, load_source, prepare
+from rlvr_cli.data.build import clean_solution, load_source, prepare
 
 
 def rows(path: Path) -> list[dict]:

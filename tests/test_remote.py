@@ -185,7 +185,7 @@ def test_s3_checksums_are_read_as_aws_reports_them(bucket: str, tmp_path: Path):
 
     from boto3.s3.transfer import S3Transfer, TransferConfig
 
-    from rlvr_cli.s3objects import from_head, head, verify_file
+    from rlvr_cli.cloud.sagemaker.s3objects import from_head, head, verify_file
 
     s3 = boto("s3")
     path = tmp_path / "blob"
@@ -273,7 +273,7 @@ def test_upload_needs_prepared_data(cli, tmp_path: Path, aws: str):
 def test_aws_error_lines_name_the_fix():
     import botocore.exceptions
 
-    from rlvr_cli.aws import describe_client_error
+    from rlvr_cli.cloud.sagemaker.client import describe_client_error
 
     def error(code, headers=None):
         return botocore.exceptions.ClientError(
@@ -353,8 +353,8 @@ def test_job_names_are_valid_unique_and_derived_from_the_recipe(recipe: Path):
     import re
     from datetime import datetime, timezone
 
-    from rlvr_cli.config import load_recipe
-    from rlvr_cli.sagemaker_jobs import job_name
+    from rlvr_cli.cloud.sagemaker.request import job_name
+    from rlvr_cli.config.recipe import load_recipe
 
     r = load_recipe(
         recipe, ["model_name_or_path=some-org/A.Very_Long.Model-Name-With.Many.Parts-And-More-Words-7B"]
@@ -595,7 +595,7 @@ def test_stop_asks_sagemaker_to_stop_the_job(cli, monkeypatch: pytest.MonkeyPatc
     )
     stubber.add_response("stop_training_job", {}, {"TrainingJobName": "rlvr-stop"})
     stubber.activate()
-    monkeypatch.setattr("rlvr_cli.aws.client", lambda service, **kwargs: client)
+    monkeypatch.setattr("rlvr_cli.cloud.sagemaker.client.client", lambda service, **kwargs: client)
     result = cli("stop", "rlvr-stop", "--json")
     assert result.code == 0, result.err
     assert result.json() == {"job_name": "rlvr-stop", "status": "Stopping"}

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from rlvr_cli.answers import extract_answer
-from rlvr_cli.rewards import correctness_reward, format_reward
 from rlvr_cli.tasks import get_task, task_for_source
 from rlvr_cli.tasks.base import STOP_STRINGS, StopRule, find_answer_line
+from rlvr_cli.tasks.gsm8k.answers import extract_answer
+from rlvr_cli.tasks.gsm8k.rewards import correctness_reward, format_reward
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -275,8 +275,8 @@ def test_train_refuses_a_recipe_task_other_than_the_datas(cli, prepared: Path):
 
 
 def test_eval_scores_with_the_task_the_data_names(cli):
-    from rlvr_cli.evaluate import load_problems
-    from rlvr_cli.scoring import score
+    from rlvr_cli.evaluation.run import load_problems
+    from rlvr_cli.evaluation.scoring import score
 
     assert (
         cli(

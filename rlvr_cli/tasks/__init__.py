@@ -15,7 +15,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from rlvr_cli.errors import UsageError
+from rlvr_cli.core.errors import UsageError
 from rlvr_cli.tasks.base import Task
 
 ENTRY_POINT_GROUP = "rlvr.tasks"

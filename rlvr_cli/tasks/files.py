@@ -7,7 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from rlvr_cli.errors import RlvrError, UsageError
+from rlvr_cli.core.errors import RlvrError, UsageError
 from rlvr_cli.tasks.base import Problem, SourceData
 
 # (split, index, row) -> a Problem, or None when the gold answer cannot be read (skipped, counted)
@@ -16,8 +16,8 @@ MakeProblem = Callable[[str, int, dict[str, Any]], Problem | None]
 
 def load_dir(source: str, make: MakeProblem, needs: str, strict: bool, *, kind: str = "local") -> SourceData:
     """Read `train*` and `test*` files under `source`; `needs` names the required columns in errors."""
-    from rlvr_cli.data import _find_split_file, _rows_from_file
-    from rlvr_cli.fsutil import sha256_file
+    from rlvr_cli.core.files import sha256_file
+    from rlvr_cli.data.build import _find_split_file, _rows_from_file
 
     path = Path(source).expanduser()
     if not path.is_dir():

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from rlvr_cli.errors import RlvrError
+from rlvr_cli.core.errors import RlvrError
 from rlvr_cli.tasks.base import ANSWER_MARKER, ANSWER_PHRASE, Answer, Problem, SourceData, Task
 from rlvr_cli.tasks.files import load_dir, text_field
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from rlvr_cli.errors import RlvrError, UsageError
+from rlvr_cli.core.errors import RlvrError, UsageError
 from rlvr_cli.tasks.base import ANSWER_MARKER, Answer, Problem, SourceData, Task
 
 INSTALL = "pip install 'rlvr[train]' (reasoning-gym)"

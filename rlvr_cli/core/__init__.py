@@ -1,0 +1,2 @@
+"""The bottom layer: exit codes and errors, where output goes, atomic files. No third-party imports
+but Rich (console)."""
