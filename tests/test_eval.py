@@ -15,7 +15,7 @@ from .conftest import SHARED_GSM8K
 def gsm8k_test_rows() -> list[dict]:
     if not SHARED_GSM8K.is_dir():
         pytest.skip("../shared/data/gsm8k is not present")
-    from rlvr_cli.data.build import load_source
+    from rlvr_cli.tasks.gsm8k.sources import load_source
 
     return [
         {"id": p.id, "question": p.question, "final_answer": p.final_answer}

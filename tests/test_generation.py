@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from rlvr_cli.training.generation import common_prefix_length, generate_shared_prefix
-from rlvr_cli.training.stopping import AnswerStop, generate_with
+from rlvr_cli.training.stopping import AnswerStop
+from rlvr_cli.training.trl_generate import generate_with
 
 
 @pytest.fixture(scope="module")
@@ -103,7 +104,7 @@ def test_patched_generate_forces_eos_and_restores_the_method(tiny):
 
 
 def test_greedy_generate_matches_generate_with_the_answer_stop(tiny):
-    from rlvr_cli.training.generation import greedy_generate
+    from rlvr_cli.evaluation.generators import greedy_generate
     from rlvr_cli.training.stopping import TokenText
 
     model, tokenizer = tiny
@@ -133,7 +134,7 @@ def test_greedy_generate_matches_generate_with_the_answer_stop(tiny):
 
 
 def test_greedy_generate_drops_finished_rows_and_reports_why_each_ended(tiny):
-    from rlvr_cli.training.generation import greedy_generate
+    from rlvr_cli.evaluation.generators import greedy_generate
 
     model, tokenizer = tiny
     rows = [tokenizer(f"Question: {i}?")["input_ids"] for i in range(3)]

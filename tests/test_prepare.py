@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from rlvr_cli.data.build import clean_solution, load_source, prepare
+from rlvr_cli.data.build import prepare
+from rlvr_cli.tasks.gsm8k.sources import clean_solution, load_source
 
 
 def rows(path: Path) -> list[dict]:
@@ -57,7 +58,7 @@ def test_prompt_layout_follows_the_reference(gsm8k_fixture: Path):
     row = prepared.rows["test"][0]
     blocks = row["prompt"].split("\n\n")
     assert len(blocks) == 3
-    for block, exemplar_id in zip(blocks, prepared.manifest["exemplar_ids"], strict=False):
+    for block, exemplar_id in zip(blocks, prepared.manifest.exemplar_ids, strict=False):
         exemplar = exemplars[exemplar_id]
         steps = exemplar.answer[: exemplar.answer.rfind("####")].strip()
         import re
@@ -77,7 +78,7 @@ def test_calculator_annotations_are_removed():
 
 def test_exemplars_are_removed_from_train_and_val(gsm8k_fixture: Path):
     prepared = prepare(load_source(str(gsm8k_fixture)), shots=3, val_fraction=0.1, seed=7)
-    exemplars = set(prepared.manifest["exemplar_ids"])
+    exemplars = set(prepared.manifest.exemplar_ids)
     used = {r["id"] for split in ("train", "val") for r in prepared.rows[split]}
     assert len(exemplars) == 3 and not exemplars & used
     # No prompt contains its own solved question as an exemplar.

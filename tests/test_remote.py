@@ -354,7 +354,7 @@ def test_job_names_are_valid_unique_and_derived_from_the_recipe(recipe: Path):
     from datetime import datetime, timezone
 
     from rlvr_cli.cloud.sagemaker.request import job_name
-    from rlvr_cli.config.recipe import load_recipe
+    from rlvr_cli.config.loading import load_recipe
 
     r = load_recipe(
         recipe, ["model_name_or_path=some-org/A.Very_Long.Model-Name-With.Many.Parts-And-More-Words-7B"]

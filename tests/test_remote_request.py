@@ -104,8 +104,8 @@ def run_entry(root: Path, cwd: Path) -> subprocess.CompletedProcess:
 @pytest.mark.parametrize("which", ["reference", "nulls"])
 def test_the_container_resolves_exactly_the_submitted_recipe(cli, tmp_path: Path, bucket: str, which: str):
     from rlvr_cli.cloud.sagemaker.request import CONTAINER_KEYS
-    from rlvr_cli.config.recipe import load_recipe
-    from rlvr_cli.training.output_dir import recipe_fingerprint
+    from rlvr_cli.config.fingerprint import recipe_fingerprint
+    from rlvr_cli.config.loading import load_recipe
 
     data = yaml.safe_load(REFERENCE.read_text()) if which == "reference" else nulls_recipe()
     path = write_recipe(tmp_path / f"{which}.yaml", data)

@@ -9,7 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rlvr_cli.tasks.gsm8k.answers import extract_answer, normalize_gold, parse_number
-from rlvr_cli.tasks.gsm8k.rewards import REWARDS, correctness_reward, format_reward, get_reward_funcs
+from rlvr_cli.tasks.gsm8k.rewards import REWARDS, correctness_reward, format_reward
+from rlvr_cli.tasks.rewards import get_reward_funcs
 
 from .conftest import SHARED_GSM8K
 

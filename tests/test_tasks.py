@@ -275,7 +275,7 @@ def test_train_refuses_a_recipe_task_other_than_the_datas(cli, prepared: Path):
 
 
 def test_eval_scores_with_the_task_the_data_names(cli):
-    from rlvr_cli.evaluation.run import load_problems
+    from rlvr_cli.evaluation.problems import load_problems
     from rlvr_cli.evaluation.scoring import score
 
     assert (
@@ -294,7 +294,8 @@ def test_eval_scores_with_the_task_the_data_names(cli):
         ).code
         == 0
     )
-    rows, _, task = load_problems("c", None)
+    problems = load_problems("c", None)
+    rows, task = problems.rows, problems.task
     assert task.name == "custom" and task.compare == "exact"
     sample = score(rows[0], "#### The final answer is date, kiwi, lime\n", 9, False, task)
     assert (sample.correct, sample.format_ok, sample.extracted) == (True, True, "date, kiwi, lime")

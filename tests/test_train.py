@@ -58,7 +58,8 @@ def write_recipe(path: Path, model: Path, data: Path, output: Path, **extra) -> 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path):
     """One real training run shared by the assertions below (a run takes a while on CPU)."""
-    from rlvr_cli.data.build import load_source, prepare, write_prepared
+    from rlvr_cli.data.build import prepare, write_prepared
+    from rlvr_cli.tasks.gsm8k.sources import load_source
 
     from .conftest import FIXTURE_GSM8K
 
@@ -312,7 +313,7 @@ def test_prompt_too_long_for_the_limits_is_refused_not_truncated(
 
 
 def test_smoke_recipe_points_at_the_demo_data():
-    from rlvr_cli.config.recipe import load_recipe
+    from rlvr_cli.config.loading import load_recipe
 
     recipe = load_recipe(REPO / "configs" / "smoke-cpu.yaml").recipe
     assert (

@@ -1,11 +1,15 @@
-"""The `rlvr` command line: one small function per subcommand that parses, calls and renders.
+"""The `rlvr` command line: one small function per subcommand that parses, calls a quiet function
+(which returns data), and renders its result (`rlvr_cli.cli.render`: tables, --json, next steps).
 
 Heavy libraries (torch, transformers, trl, datasets, mlflow, boto3) are imported inside the
-commands that need them, so `rlvr --help` and `rlvr status` start fast.
+commands that need them, so `rlvr --help` and `rlvr status` start fast. Expected failures are
+`RlvrError`s, raised anywhere below and printed here as one `error:` line each; `RLVR_DEBUG=1`
+re-raises them instead, with the traceback and its causes, for bug reports.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -15,7 +19,7 @@ from rich.markup import escape
 
 from rlvr_cli import __version__
 from rlvr_cli.core import console
-from rlvr_cli.core.errors import ExitCode, RlvrError
+from rlvr_cli.core.errors import ExitCode, RlvrError, error_lines
 
 app = typer.Typer(
     name="rlvr",
@@ -64,7 +68,7 @@ def _root(
 
 
 def _recipe(config: Path | None, overrides: list[str] | None, quiet: bool = False):
-    from rlvr_cli.config.recipe import load_recipe
+    from rlvr_cli.config.loading import load_recipe
 
     loaded = load_recipe(config, overrides or [])
     if not quiet:
@@ -115,14 +119,15 @@ def prepare(
 
     Example: rlvr prepare --shots 8 --source ../shared/data/gsm8k
     """
-    from rlvr_cli.data.prepare import parse_options, run_prepare, summary_table
+    from rlvr_cli.cli import render
+    from rlvr_cli.data.prepare import parse_options, run_prepare
 
     options = parse_options(option or [])
     if compare is not None:
         options["compare"] = compare
 
     tokenizer_model = _recipe(config, None).recipe.model_name_or_path if config else None
-    prepared, state = run_prepare(
+    result = run_prepare(
         source=source,
         output=output,
         shots=shots,
@@ -135,9 +140,11 @@ def prepare(
         task_name=task,
         options=options,
     )
-    console.err.print(summary_table(prepared, output, state))
+    for line in result.notes:
+        console.notice(line)
+    console.err.print(render.prepare_table(result))
     if json_out:
-        console.print_json(prepared.manifest)
+        console.print_json(result.prepared.manifest.to_dict())
     console.info(
         f"next: rlvr train --config configs/smoke-cpu.yaml --data {output}   (or rlvr upload --data {output})"
     )
@@ -153,7 +160,7 @@ def validate(
 
     Example: rlvr validate configs/qwen2.5-0.5b-grpo.yaml --set learning_rate=1e-5
     """
-    from rlvr_cli.config.recipe import recipe_to_yaml
+    from rlvr_cli.config.loading import recipe_to_yaml
 
     loaded = _recipe(config, overrides)
     if json_out:
@@ -202,20 +209,21 @@ def train(
 
     Example: rlvr train --config configs/smoke-cpu.yaml
     """
+    from rlvr_cli.cli import render
+
     loaded = _recipe(config, _path_overrides(overrides, data, output))
     if remote:
         from rlvr_cli.cloud.sagemaker.commands import submit
 
-        code = submit(
-            loaded,
-            dry_run=dry_run,
-            wait=wait,
-            profile=profile,
-            region=region,
-            json_out=json_out,
-            name=job_name,
-        )
-        raise typer.Exit(int(code))
+        submitted = submit(loaded, dry_run=dry_run, profile=profile, region=region, name=job_name)
+        if json_out:
+            console.print_json(submitted.to_dict())
+        elif submitted.dry_run:  # the dry run's data: the exact request
+            console.print_json(submitted.request)
+        render.submission(submitted)
+        if wait and not submitted.dry_run:
+            raise typer.Exit(_follow(submitted.job_name, True, None, profile, region))
+        raise typer.Exit(0)
     if dry_run or wait or job_name:
         raise RlvrError(
             "--dry-run, --wait and --job-name apply to --remote jobs; drop them or add --remote",
@@ -225,8 +233,9 @@ def train(
 
     result = run_training(loaded, resume=resume, force=force, merge=merge)
     if json_out:
-        console.print_json(result)
-    raise typer.Exit(int(result.get("exit_code", 0)))
+        console.print_json(result.to_dict())
+    render.train_outcome(result, loaded.source)
+    raise typer.Exit(result.exit_code)
 
 
 def _path_overrides(overrides: list[str] | None, data: Path | None, output: Path | None) -> list[str]:
@@ -287,6 +296,7 @@ def eval_(
     Example: rlvr eval --checkpoint outputs/smoke-cpu --limit 50 --baseline
     (a SageMaker job's model: rlvr eval --job --baseline)
     """
+    from rlvr_cli.cli import render
     from rlvr_cli.evaluation.run import EvalRequest, run_eval
 
     request = EvalRequest(
@@ -304,10 +314,11 @@ def eval_(
         output=output,
         track=track,
     )
-    summary = run_eval(request)
+    result = run_eval(request)
+    render.evaluation(result)
     if json_out:
-        console.print_json(summary)
-    raise typer.Exit(int(summary.get("exit_code", 0)))
+        console.print_json(result.to_dict())
+    raise typer.Exit(result.exit_code)
 
 
 @app.command()
@@ -326,10 +337,12 @@ def upload(
 
     Example: rlvr upload --data data --s3 s3://my-bucket/rlvr/data
     """
+    from rlvr_cli.cli import render
     from rlvr_cli.cloud.sagemaker.commands import upload_data
 
     recipe = _recipe(config, None, quiet=True).recipe if config else None
     result = upload_data(data, s3, recipe=recipe, force=force, profile=profile, region=region)
+    render.upload(result)
     if json_out:
         console.print_json(result)
 
@@ -343,9 +356,21 @@ def status(
     Exit codes: 0 completed, 3 in progress, 4 failed, 5 stopped, 6 not found.
     Example: rlvr status --json
     """
-    from rlvr_cli.cloud.sagemaker.commands import show_status
+    from rlvr_cli.cli import render
+    from rlvr_cli.cloud.sagemaker.commands import JobStatus, job_status
+    from rlvr_cli.cloud.sagemaker.jobs import JobNotFound
 
-    raise typer.Exit(int(show_status(job, profile=profile, region=region, json_out=json_out)))
+    try:
+        result = job_status(job, profile=profile, region=region)
+    except JobNotFound as exc:
+        if json_out:  # the same shape as a job's status, for scripts
+            console.print_json(JobStatus.not_found(exc.name).to_dict())
+        raise
+    if json_out:
+        console.print_json(result.to_dict())
+    else:
+        render.status(result)
+    raise typer.Exit(int(result.exit_code))
 
 
 @app.command()
@@ -362,9 +387,24 @@ def logs(
 
     Example: rlvr logs --tail 50
     """
-    from rlvr_cli.cloud.sagemaker.commands import show_logs
+    raise typer.Exit(_follow(job, follow, tail, profile, region))
 
-    raise typer.Exit(int(show_logs(job, follow=follow, tail=tail, profile=profile, region=region)))
+
+def _follow(job: str | None, follow: bool, tail: int | None, profile: str | None, region: str | None) -> int:
+    from rlvr_cli.cli import render
+    from rlvr_cli.cloud.sagemaker.commands import follow_logs
+
+    return int(
+        follow_logs(
+            job,
+            follow=follow,
+            tail=tail,
+            profile=profile,
+            region=region,
+            write=render.log_events,
+            info=console.info,
+        )
+    )
 
 
 @app.command()
@@ -375,9 +415,13 @@ def stop(
 
     Example: rlvr stop rlvr-qwen2-5-0-5b-20261125-101500
     """
+    from rlvr_cli.cli import render
     from rlvr_cli.cloud.sagemaker.commands import stop_job
 
-    raise typer.Exit(int(stop_job(job, profile=profile, region=region, json_out=json_out)))
+    name = stop_job(job, profile=profile, region=region)
+    if json_out:
+        console.print_json({"job_name": name, "status": "Stopping"})
+    render.stopping(name)
 
 
 def _optional_job_name(args: list[str]) -> list[str]:
@@ -402,7 +446,9 @@ def run(argv: list[str] | None = None) -> int:
         result = app(args=args, prog_name="rlvr", standalone_mode=False)
         return int(result) if isinstance(result, int) else 0
     except RlvrError as exc:
-        for line in exc.message.splitlines() or [exc.__class__.__name__]:
+        if os.environ.get("RLVR_DEBUG") == "1":
+            raise  # the traceback, with the exceptions that caused this one
+        for line in error_lines(exc):
             console.err.print(f"[red]error:[/red] {escape(line)}", soft_wrap=True)
         return int(exc.code)
     except typer.Exit as exc:

@@ -1,2 +1,2 @@
-"""Inside the SageMaker training job: the container entry (`docker run IMAGE train`) and the launcher
-that starts one rank per GPU."""
+"""Inside the SageMaker training job: the entry (`docker run IMAGE train`) and the launcher of one
+rank per GPU."""

@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from rlvr_cli.container.launcher import FAILURE_FILE_ENV, Layout, launch
-from rlvr_cli.core.errors import ExitCode, RlvrError
+from rlvr_cli.core.errors import ExitCode, RlvrError, one_line
 
 MASTER_PORT = 29500  # several hosts: rank 0's rendezvous port on the first host
 # SIGTERM to SIGKILL: SageMaker allows 120 s after a stop or spot notice; the rest is the margin
@@ -199,11 +199,6 @@ def _write_failure(path: Path, message: str) -> None:
     path.write_text(message[:1000] + "\n", encoding="utf-8")  # SageMaker shows ~1 KB of it
 
 
-def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
-
-
 def _run_ranks(paths: Paths, recipe_file: Path, resume: bool, ranks: Layout) -> int:
     """Several GPUs or hosts: this process starts the ranks and stays to forward signals."""
     env = {**network_env(resource_config(paths)), **os.environ}  # the job's Environment wins
@@ -222,16 +217,26 @@ def _run_ranks(paths: Paths, recipe_file: Path, resume: bool, ranks: Layout) -> 
     return outcome.code
 
 
+def _train(loaded: Any, resume: bool) -> int:
+    """Train here (this process is a rank, or the only one); a resumed run may replace its output."""
+    from rlvr_cli.core import console
+    from rlvr_cli.training.run import run_training
+
+    result = run_training(loaded, resume=resume, force=not resume)
+    outcome = result.outcome()
+    if outcome:
+        console.info(outcome)
+    return result.exit_code
+
+
 def _rank_main() -> int:
     """One rank, started by `_run_ranks`: train, and on failure leave the one-line reason for it."""
     failure = Path(os.environ[FAILURE_FILE_ENV])
     try:
-        from rlvr_cli.config.recipe import load_recipe
-        from rlvr_cli.training.run import run_training
+        from rlvr_cli.config.loading import load_recipe
 
         resume = os.environ.get(RANK_RESUME_ENV) == "1"
-        loaded = load_recipe(Path(os.environ[RANK_RECIPE_ENV]))
-        return int(run_training(loaded, resume=resume, force=not resume).get("exit_code", 0))
+        return _train(load_recipe(Path(os.environ[RANK_RECIPE_ENV])), resume)
     except RlvrError as exc:
         _write_failure(failure, exc.message)
         print(f"error: {exc.message}", file=sys.stderr)
@@ -239,7 +244,7 @@ def _rank_main() -> int:
     except KeyboardInterrupt:  # a second Ctrl-C: abort without saving
         return int(ExitCode.INTERRUPTED)
     except Exception as exc:
-        _write_failure(failure, _one_line(exc))
+        _write_failure(failure, one_line(exc))
         traceback.print_exc()
         return 1
 
@@ -249,7 +254,7 @@ def main() -> int:
         return _rank_main()
     paths = Paths(Path(os.environ.get("RLVR_SM_ROOT", "/opt/ml")))
     try:
-        from rlvr_cli.config.recipe import load_recipe, recipe_to_yaml
+        from rlvr_cli.config.loading import load_recipe, recipe_to_yaml
         from rlvr_cli.core.files import write_text
         from rlvr_cli.training.output_dir import checkpoints
 
@@ -271,16 +276,13 @@ def main() -> int:
         ranks = layout(paths, procs_per_host())
         if ranks.world_size > 1:
             return _run_ranks(paths, recipe_file, resume, ranks)
-        from rlvr_cli.training.run import run_training
-
-        result = run_training(loaded, resume=resume, force=not resume)
-        return int(result.get("exit_code", 0))
+        return _train(loaded, resume)
     except RlvrError as exc:
         _write_failure(paths.failure, exc.message)
         print(f"error: {exc.message}", file=sys.stderr)
         return int(exc.code) or 1
     except Exception as exc:
-        _write_failure(paths.failure, _one_line(exc))
+        _write_failure(paths.failure, one_line(exc))
         traceback.print_exc()
         return 1
 

@@ -61,3 +61,8 @@ def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
 
 def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
+
+
+def cache_dir() -> Path:
+    """rlvr's cache (converted offline models, fetched checkpoints): `$RLVR_CACHE_DIR`, default ~/.cache/rlvr."""
+    return Path(os.environ.get("RLVR_CACHE_DIR") or Path.home() / ".cache" / "rlvr")

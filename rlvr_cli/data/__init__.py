@@ -1,2 +1,1 @@
-"""Prepared datasets: building them from a task's problems, their on-disk layout and manifest, and the
-`rlvr prepare` command."""
+"""Prepared datasets: building them from a task's problems, their layout and manifest, `rlvr prepare`."""

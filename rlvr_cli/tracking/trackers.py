@@ -17,7 +17,7 @@ import os
 from pathlib import Path
 from typing import Any, Protocol
 
-from rlvr_cli.core.errors import RlvrError
+from rlvr_cli.core.errors import RlvrError, first_line
 
 DEFAULT_DIR = Path("mlruns")
 MAX_PARAMS_PER_CALL = 100  # MLflow's log_batch limit
@@ -124,7 +124,7 @@ class MLflowTracker:
             raise
         except Exception as exc:
             raise RlvrError(
-                f"MLflow at {uri} is not usable ({str(exc).splitlines()[0][:200]}); "
+                f"MLflow at {uri} is not usable ({first_line(exc)}); "
                 "fix MLFLOW_TRACKING_URI or set report_to: none"
             ) from None
 

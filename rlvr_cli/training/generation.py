@@ -75,24 +75,12 @@ def generate_shared_prefix(
     # Keep at least one token per row out of the cache: generate needs an uncached token to start from.
     shared = min(common_prefix_length(rows), min(len(r) for r in rows) - 1)
     if shared < MIN_SHARED_TOKENS:
-        ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
-        mask = torch.zeros((len(rows), width), dtype=torch.long)
-        for i, row in enumerate(rows):
-            ids[i, width - len(row) :] = torch.tensor(row)
-            mask[i, width - len(row) :] = 1
+        ids, mask = layout_rows(rows, 0, width, pad_id)
         return generate(input_ids=ids.to(device), attention_mask=mask.to(device), **generate_kwargs)
 
     from transformers import DynamicCache
 
-    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(rows), width), dtype=torch.long)
-    for i, row in enumerate(rows):
-        rest = row[shared:]
-        ids[i, :shared] = torch.tensor(row[:shared])
-        mask[i, :shared] = 1
-        ids[i, width - len(rest) :] = torch.tensor(rest)
-        mask[i, width - len(rest) :] = 1
-    ids, mask = ids.to(device), mask.to(device)
+    ids, mask = (t.to(device) for t in layout_rows(rows, shared, width, pad_id))
 
     cache = DynamicCache(config=model.config)
     cache_kwarg = cache_kwarg_name(model)
@@ -108,7 +96,9 @@ def generate_shared_prefix(
     return generate(input_ids=ids, attention_mask=mask, **{cache_kwarg: cache}, **generate_kwargs)
 
 
-def _layout(rows: list[list[int]], shared: int, width: int, pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+def layout_rows(
+    rows: list[list[int]], shared: int, width: int, pad_id: int
+) -> tuple[torch.Tensor, torch.Tensor]:
     """`[prefix][padding][rest]` token ids and attention mask (`shared` = 0 gives plain left padding)."""
     ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
     mask = torch.zeros((len(rows), width), dtype=torch.long)
@@ -119,100 +109,3 @@ def _layout(rows: list[list[int]], shared: int, width: int, pad_id: int) -> tupl
         ids[i, width - len(rest) :] = torch.tensor(rest, dtype=torch.long)
         mask[i, width - len(rest) :] = 1
     return ids, mask
-
-
-def greedy_generate(
-    model: Any,
-    rows: list[list[int]],
-    *,
-    max_new_tokens: int,
-    eos_token_id: int,
-    pad_id: int,
-    token_text: Any = None,
-    suppress_tokens: list[int] | None = None,
-    stop_rule: Any = None,
-) -> list[tuple[list[int], bool]]:
-    """Greedy decoding for evaluation: shared prefix run once, finished rows dropped from the batch.
-
-    Returns, per row, the completion's token ids (EOS excluded) and whether it ended (EOS, or the
-    answer line done when `token_text` is given) rather than hitting `max_new_tokens`.
-
-    `generate` keeps every row in the batch until the longest one ends; with a few-shot model a
-    single rambling completion then sets the cost of all. Here a row leaves the batch, and its KV
-    cache is dropped, the moment it ends, so the work is the sum of the completions' lengths, not
-    their maximum times the batch size. Same tokens as `generate` with `AnswerStop` (tested).
-    """
-    from transformers import DynamicCache
-
-    from rlvr_cli.tasks.base import StopRule
-
-    stop_rule = stop_rule or StopRule  # the task's: ends a row after its answer line
-
-    device = model.device if hasattr(model, "device") else next(model.parameters()).device
-    width = max(len(r) for r in rows)
-    shared = min(common_prefix_length(rows), min(len(r) for r in rows) - 1)
-    shared = shared if shared >= MIN_SHARED_TOKENS else 0
-    ids, mask = (t.to(device) for t in _layout(rows, shared, width, pad_id))
-    positions = (mask.cumsum(-1) - 1).clamp(min=0)
-    cache_kwarg = cache_kwarg_name(model)
-    cache = DynamicCache(config=model.config)
-    with torch.no_grad():
-        if shared:
-            model(
-                input_ids=ids[:1, :shared],
-                attention_mask=mask[:1, :shared],
-                position_ids=positions[:1, :shared],
-                use_cache=True,
-                logits_to_keep=1,
-                **{cache_kwarg: cache},
-            )
-            cache.reorder_cache(torch.zeros(len(rows), dtype=torch.long, device=device))
-        out = model(
-            input_ids=ids[:, shared:],
-            attention_mask=mask,
-            position_ids=positions[:, shared:],
-            use_cache=True,
-            logits_to_keep=1,
-            **{cache_kwarg: cache},
-        )
-        logits = out.logits[:, -1]
-        active = list(range(len(rows)))
-        next_position = positions[:, -1] + 1
-        completions: list[list[int]] = [[] for _ in rows]
-        ended = [False] * len(rows)
-        states = [stop_rule() for _ in rows]
-        suppressed = torch.tensor(suppress_tokens, device=device) if suppress_tokens else None
-        for step in range(max_new_tokens):
-            if suppressed is not None:
-                logits[:, suppressed] = torch.finfo(logits.dtype).min
-            tokens = logits.argmax(-1)
-            keep = []
-            for j, token in enumerate(tokens.tolist()):
-                row = active[j]
-                if token == eos_token_id:
-                    ended[row] = True
-                    continue
-                completions[row].append(token)
-                if token_text is not None and states[row].feed(token_text(token)):
-                    ended[row] = True
-                    continue
-                keep.append(j)
-            if not keep or step == max_new_tokens - 1:
-                break
-            if len(keep) < len(active):
-                index = torch.tensor(keep, device=device)
-                cache.batch_select_indices(index)
-                mask, tokens, next_position = mask[index], tokens[index], next_position[index]
-                active = [active[j] for j in keep]
-            mask = torch.cat([mask, mask.new_ones((len(active), 1))], dim=1)
-            out = model(
-                input_ids=tokens[:, None],
-                attention_mask=mask,
-                position_ids=next_position[:, None],
-                use_cache=True,
-                logits_to_keep=1,
-                **{cache_kwarg: cache},
-            )
-            next_position = next_position + 1
-            logits = out.logits[:, -1]
-    return list(zip(completions, ended, strict=True))

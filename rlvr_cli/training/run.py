@@ -5,69 +5,112 @@
     accelerate launch --num_processes 8 -m rlvr_cli train --config configs/qwen2.5-0.5b-grpo.yaml
 
 The SageMaker container runs this same function (`rlvr_cli/container/entry.py`). `run_training`
-reads top to bottom: preflight, environment, data, model, rewards, trainer, train, save.
+is a sequence of named steps: `preflight` (bad input fails here, before torch is imported),
+`prepare_environment`, `load_model`, `load_rewards`, `start_tracker`, `build_trainer`, then
+training and `save_outputs` inside `recorded`, which keeps the run record (`rlvr_run.json`)
+true: any exception after the start, while training or while saving, plotting or merging,
+leaves the record "failed" with the error, never "running". It returns a `TrainResult`; the
+progress it reports on stderr (loading, steps, warnings) is all it prints.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from rlvr_cli import __version__
-from rlvr_cli.config.recipe import LoadedRecipe, Recipe, recipe_to_yaml
+from rlvr_cli.config.fingerprint import recipe_fingerprint
+from rlvr_cli.config.loading import LoadedRecipe, recipe_to_yaml
+from rlvr_cli.config.recipe import Recipe
 from rlvr_cli.core import console
-from rlvr_cli.core.errors import ExitCode, RlvrError, UsageError
+from rlvr_cli.core.errors import ExitCode, UsageError
 from rlvr_cli.core.files import sha256_file, write_text
-from rlvr_cli.training.output_dir import (
-    RECIPE_FILE,
-    check_output_dir,
-    read_run,
-    recipe_fingerprint,
-    write_run,
-)
+from rlvr_cli.data.layout import PreparedDir, read_rows
+from rlvr_cli.tasks.base import Task
+from rlvr_cli.training.output_dir import METRICS_FILE, RECIPE_FILE, check_output_dir
+from rlvr_cli.training.record import RunRecord
 
-REQUIRED_COLUMNS = ("prompt", "final_answer")
-REQUIRED_KEEP = ("id", "question", "prompt", "final_answer")
-METRICS_FILE = "metrics.jsonl"  # every logged step, one JSON object per line
+# Columns training keeps from a prepared row; `metadata` (a JSON string) carries what a task's
+# checker needs beyond the gold text.
+TRAIN_COLUMNS = ("id", "question", "prompt", "final_answer")
 
 
-def read_dataset(path: Path, what: str) -> list[dict[str, Any]]:
-    """Rows of a prepared JSON-lines dataset, checked for the columns GRPO needs."""
-    if not path.is_file():
-        raise RlvrError(f"{path}: {what} set not found; run `rlvr prepare` first or pass --data DIR")
-    rows = []
-    with open(path, encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError as exc:
-                raise RlvrError(
-                    f"{path}:{lineno}: malformed JSON line ({exc.msg}); re-run `rlvr prepare`"
-                ) from None
-    if not rows:
-        raise RlvrError(f"{path}: the {what} set is empty; re-run `rlvr prepare`")
-    missing = [c for c in REQUIRED_COLUMNS if c not in rows[0]]
-    if missing:
-        raise RlvrError(
-            f"{path}: rows lack {', '.join(missing)}; GRPO needs 'prompt' and 'final_answer' columns (`rlvr prepare` writes them)"
-        )
-    # `metadata` (a JSON string) carries what a task's checker needs beyond the gold text.
-    keep = (
-        ("id", "question", "prompt", "final_answer", "metadata") if "metadata" in rows[0] else REQUIRED_KEEP
-    )
+@dataclass
+class TrainResult:
+    """What `rlvr train` did: the run record as written, and how the command ends."""
+
+    record: RunRecord
+    output: Path
+    exit_code: int = 0
+    main_process: bool = True  # only the main process writes files and reports the outcome
+
+    def to_dict(self) -> dict[str, Any]:
+        """What `rlvr train --json` prints: the run record (every key, null when it does not apply) and
+        the exit code."""
+        return {**self.record.to_dict(complete=True), "exit_code": self.exit_code}
+
+    def outcome(self) -> str | None:
+        """One line on how the run ended, for the CLI and the container's log (None: nothing to say)."""
+        record = self.record
+        if record.status == "interrupted":
+            return (
+                f"stopped at step {record.global_step} ({record.interrupted_by}); "
+                f"checkpoint saved to {record.checkpoint}"
+            )
+        if record.status == "completed" and self.main_process:
+            return f"[green]done[/green]: {record.global_step} steps; adapter in {self.output}"
+        return None
+
+
+@dataclass
+class Inputs:
+    """Everything checked before torch is imported."""
+
+    train_path: Path
+    train_rows: list[dict[str, Any]]
+    eval_rows: list[dict[str, Any]] | None
+    task: Task
+    resume_from: Path | None
+    previous: RunRecord | None  # the record of the run being resumed
+
+
+@dataclass
+class Loaded:
+    resolved: Any  # rlvr_cli.models.loading.ResolvedModel
+    tokenizer: Any
+    model: Any
+    longest_prompt: int
+
+
+@dataclass
+class Trainer:
+    trainer: Any  # RlvrGRPOTrainer
+    stopper: Any  # callbacks.StopOnSignal
+    timer: Any  # callbacks.StepTimer
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+# --- preflight ------------------------------------------------------------------------------------
+
+
+def training_rows(path: Path, what: str) -> list[dict[str, Any]]:
+    """A prepared split's rows, with the columns training uses."""
+    rows = read_rows(path, what)
+    keep = (*TRAIN_COLUMNS, "metadata") if "metadata" in rows[0] else TRAIN_COLUMNS
     return [{k: r.get(k) for k in keep} for r in rows]
 
 
-def resolve_task(recipe: Recipe, train_path: Path) -> Any:
+def resolve_task(recipe: Recipe, train_path: Path) -> Task:
     """The task to train: the recipe's `task`, else the one the prepared data names, else GSM8K."""
-    from rlvr_cli.data.build import read_manifest
     from rlvr_cli.tasks import get_task
 
-    prepared = (read_manifest(train_path.parent.parent) or {}).get("task") or {}
+    manifest = PreparedDir.of_split_file(train_path).manifest()
+    prepared = manifest.task if manifest else {}
     name = recipe.task or prepared.get("name") or "gsm8k"
     if recipe.task and prepared.get("name") and prepared["name"] != recipe.task:
         raise UsageError(
@@ -75,6 +118,42 @@ def resolve_task(recipe: Recipe, train_path: Path) -> Any:
             f"prepare the data with --task {recipe.task}, or drop `task` from the recipe"
         )
     return get_task(name, recipe.task_options or prepared.get("options") or {})
+
+
+def preflight(recipe: Recipe, output: Path, checkpoint_dir: Path, *, resume: bool, force: bool) -> Inputs:
+    train_path = Path(recipe.train_dataset_path)
+    train_rows = training_rows(train_path, "train")
+    eval_rows = (
+        training_rows(Path(recipe.test_dataset_path), "evaluation") if recipe.eval_strategy != "no" else None
+    )
+    task = resolve_task(recipe, train_path)
+    resume_from = check_output_dir(output, checkpoint_dir, recipe, resume=resume, force=force)
+    previous = RunRecord.read(output) if resume else None
+    return Inputs(train_path, train_rows, eval_rows, task, resume_from, previous)
+
+
+# --- environment, model, rewards, tracker, trainer ----------------------------------------------------
+
+
+def prepare_environment(recipe: Recipe) -> tuple[Any, bool]:
+    """The effective device and precision (with a warning per fallback), torch seeded; whether this
+    process is the main one (it alone writes files and tracks)."""
+    console.info("loading torch, transformers and trl ...")
+    from rlvr_cli.training.hardware import check_generation_batch, resolve_environment
+
+    env = resolve_environment(recipe)
+    for line in env.fallbacks:
+        console.warn(line)
+    check_generation_batch(recipe, env.world_size)
+    is_main = env.local_rank == 0 and int(os.environ.get("RANK", "0")) == 0
+
+    from transformers import set_seed
+
+    from rlvr_cli.models.loading import quiet_libraries
+
+    quiet_libraries()
+    set_seed(recipe.seed)
+    return env, is_main
 
 
 def check_prompt_lengths(prompts: list[str], tokenizer: Any, recipe: Recipe, context: int | None) -> int:
@@ -98,82 +177,23 @@ def check_prompt_lengths(prompts: list[str], tokenizer: Any, recipe: Recipe, con
     return longest
 
 
-def _lora_config(recipe: Recipe) -> Any:
-    from peft import LoraConfig
-
-    return LoraConfig(
-        r=recipe.lora_r,
-        lora_alpha=recipe.lora_alpha,
-        lora_dropout=recipe.lora_dropout,
-        target_modules=recipe.lora_target_modules,
-        modules_to_save=recipe.lora_modules_to_save,
-        task_type="CAUSAL_LM",
-    )
-
-
-def _grpo_config(recipe: Recipe, env: Any, checkpoint_dir: Path, stop_strings: list[str]) -> Any:
-    from trl import GRPOConfig
-
-    # rlvr logs to MLflow itself (tracking.py); other integrations go to transformers unchanged.
-    report_to = [r for r in recipe.report_to if r != "mlflow"] or "none"
-    try:
-        return GRPOConfig(
-            output_dir=str(checkpoint_dir),
-            seed=recipe.seed,
-            num_train_epochs=recipe.num_train_epochs,
-            max_steps=recipe.max_steps,
-            per_device_train_batch_size=recipe.per_device_train_batch_size,
-            per_device_eval_batch_size=recipe.per_device_eval_batch_size,
-            gradient_accumulation_steps=recipe.gradient_accumulation_steps,
-            gradient_checkpointing=recipe.gradient_checkpointing,
-            gradient_checkpointing_kwargs=recipe.gradient_checkpointing_kwargs,
-            learning_rate=recipe.learning_rate,
-            lr_scheduler_type=recipe.lr_scheduler_type,
-            warmup_steps=recipe.warmup_ratio,  # transformers 5: a float below 1 is a ratio of all steps
-            weight_decay=recipe.weight_decay,
-            max_grad_norm=recipe.max_grad_norm,
-            bf16=env.bf16,
-            tf32=env.tf32,
-            use_cpu=env.device == "cpu",
-            logging_steps=recipe.logging_steps,
-            logging_first_step=True,
-            eval_strategy=recipe.eval_strategy,
-            eval_steps=recipe.eval_steps,
-            save_strategy=recipe.save_strategy,
-            save_steps=recipe.save_steps,
-            save_total_limit=recipe.save_total_limit,
-            report_to=report_to,
-            disable_tqdm=True,  # rlvr shows its own progress (trainer.ProgressDisplay)
-            remove_unused_columns=False,
-            num_generations=recipe.num_generations,
-            max_completion_length=recipe.max_completion_length,
-            temperature=recipe.temperature,
-            top_p=recipe.top_p,
-            beta=recipe.beta,
-            loss_type=recipe.loss_type,
-            epsilon=recipe.epsilon,
-            num_iterations=recipe.num_iterations,
-            reward_weights=recipe.weights,
-            mask_truncated_completions=recipe.mask_truncated_completions,
-            use_vllm=recipe.use_vllm,
-            generation_kwargs=_generation_kwargs(recipe, stop_strings),
-            log_completions=False,
-        )
-    except ValueError as exc:  # TRL's own consistency checks
-        raise UsageError(f"recipe rejected by TRL: {str(exc).splitlines()[0]}") from None
-
-
-def _generation_kwargs(recipe: Recipe, stop_strings: list[str]) -> dict[str, Any] | None:
-    kwargs = dict(recipe.generation_kwargs or {})
-    if recipe.use_vllm and recipe.stop_at_answer:
-        kwargs["stop"] = [*kwargs.get("stop", []), *stop_strings]
-    return kwargs or None
-
-
-def _load_model(resolved: Any, recipe: Recipe, env: Any) -> Any:
+def load_model(recipe: Recipe, env: Any, inputs: Inputs) -> Loaded:
+    """Tokenizer, prompt lengths checked against the limits (before the slow model load: the context
+    length is in the config), then the policy model (4-bit and prepared for k-bit training with QLoRA)."""
     import torch
 
-    from rlvr_cli.models.loading import load_causal_lm
+    from rlvr_cli.models.loading import load_causal_lm, load_config, load_tokenizer, resolve_model
+
+    resolved = resolve_model(recipe.model_name_or_path)
+    tokenizer = load_tokenizer(
+        recipe.tokenizer_name_or_path or recipe.model_name_or_path, recipe.model_revision, padding_side="left"
+    )
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    config = load_config(resolved, revision=recipe.model_revision, trust_remote_code=recipe.trust_remote_code)
+    context = getattr(config.get_text_config(), "max_position_embeddings", None)
+    prompts = [r["prompt"] for r in inputs.train_rows + (inputs.eval_rows or [])]
+    longest_prompt = check_prompt_lengths(prompts, tokenizer, recipe, context)
 
     kwargs: dict[str, Any] = {
         "dtype": getattr(torch, env.dtype),
@@ -199,118 +219,72 @@ def _load_model(resolved: Any, recipe: Recipe, env: Any) -> Any:
             use_gradient_checkpointing=recipe.gradient_checkpointing,
             gradient_checkpointing_kwargs=recipe.gradient_checkpointing_kwargs,
         )
-    return model
+    return Loaded(resolved, tokenizer, model, longest_prompt)
 
 
-def run_training(
-    loaded: LoadedRecipe, *, resume: bool = False, force: bool = False, merge: bool = False
-) -> dict[str, Any]:
-    recipe = loaded.recipe
-    output = Path(recipe.output_dir)
-    checkpoint_dir = Path(recipe.checkpoint_dir or recipe.output_dir)
-
-    # --- preflight: bad input fails here, before torch is imported -------------------------------
-    train_path = Path(recipe.train_dataset_path)
-    train_rows = read_dataset(train_path, "train")
-    eval_rows = (
-        read_dataset(Path(recipe.test_dataset_path), "evaluation") if recipe.eval_strategy != "no" else None
-    )
-    task = resolve_task(recipe, train_path)
-    resume_from = check_output_dir(output, checkpoint_dir, recipe, resume=resume, force=force)
-    previous = read_run(output) if resume else None
-
-    # --- environment ---------------------------------------------------------------------------------
-    console.info("loading torch, transformers and trl ...")
-    from rlvr_cli.training.hardware import (
-        check_generation_batch,
-        git_commit,
-        package_versions,
-        resolve_environment,
-    )
-
-    env = resolve_environment(recipe)
-    for line in env.fallbacks:
-        console.warn(line)
-    check_generation_batch(recipe, env.world_size)
-    is_main = env.local_rank == 0 and int(os.environ.get("RANK", "0")) == 0
-
-    import torch  # noqa: F401  (after the cheap checks above)
-    from datasets import Dataset
-    from transformers import PrinterCallback, set_seed
-
-    quiet_libraries()
-
-    set_seed(recipe.seed)
-
-    # --- data ------------------------------------------------------------------------------------------
-    train_dataset = Dataset.from_list(train_rows)
-    eval_dataset = Dataset.from_list(eval_rows) if eval_rows else None
-
-    # --- model and tokenizer -------------------------------------------------------------------------
-    from rlvr_cli.models.loading import load_config, load_tokenizer, resolve_model
-
-    resolved = resolve_model(recipe.model_name_or_path)
-    tokenizer = load_tokenizer(
-        recipe.tokenizer_name_or_path or recipe.model_name_or_path, recipe.model_revision, padding_side="left"
-    )
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    # Checked before the (slow) model load: the context length is in the config.
-    config = load_config(resolved, revision=recipe.model_revision, trust_remote_code=recipe.trust_remote_code)
-    context = getattr(config.get_text_config(), "max_position_embeddings", None)
-    longest_prompt = check_prompt_lengths(
-        [r["prompt"] for r in train_rows + (eval_rows or [])], tokenizer, recipe, context
-    )
-    model = _load_model(resolved, recipe, env)
-
-    # --- rewards -----------------------------------------------------------------------------------------
-    from rlvr_cli.tasks.gsm8k.rewards import get_reward_funcs
+def load_rewards(recipe: Recipe, task: Task) -> list[Any]:
+    from rlvr_cli.tasks.rewards import get_reward_funcs
 
     try:
-        reward_funcs = get_reward_funcs(recipe.reward_funcs, task)
+        return get_reward_funcs(recipe.reward_funcs, task)
     except ValueError as exc:  # a custom reward that cannot be imported here
-        raise UsageError(f"reward_funcs: {exc}") from None
+        raise UsageError(f"reward_funcs: {exc}") from exc
 
-    # --- tracking ------------------------------------------------------------------------------------------
-    from rlvr_cli.tracking.trackers import NullTracker, flatten, make_tracker
 
-    previous_mlflow = (previous or {}).get("mlflow") or {}
-    tracker = (
-        make_tracker(
-            recipe.report_to,
-            tracking_uri=recipe.mlflow_tracking_uri or previous_mlflow.get("tracking_uri"),
-            experiment=recipe.mlflow_experiment_name,
-            run_name=recipe.run_name or output.name,
-            run_id=previous_mlflow.get("run_id") if resume else None,
-            tags={"rlvr.version": __version__, "rlvr.recipe": recipe_fingerprint(recipe)},
-        )
-        if is_main
-        else NullTracker()
+def start_tracker(
+    recipe: Recipe, output: Path, previous: RunRecord | None, resume: bool, is_main: bool
+) -> Any:
+    """MLflow (or nothing) on the main process; a resumed run continues its MLflow run."""
+    from rlvr_cli.tracking.trackers import NullTracker, make_tracker
+
+    if not is_main:
+        return NullTracker()
+    previous_mlflow = (previous.mlflow if previous else None) or {}
+    return make_tracker(
+        recipe.report_to,
+        tracking_uri=recipe.mlflow_tracking_uri or previous_mlflow.get("tracking_uri"),
+        experiment=recipe.mlflow_experiment_name,
+        run_name=recipe.run_name or output.name,
+        run_id=previous_mlflow.get("run_id") if resume else None,
+        tags={"rlvr.version": __version__, "rlvr.recipe": recipe_fingerprint(recipe)},
     )
 
-    # --- trainer -------------------------------------------------------------------------------------------
-    from rlvr_cli.training.stopping import AnswerStop
-    from rlvr_cli.training.trainer import (
+
+def build_trainer(
+    recipe: Recipe,
+    env: Any,
+    inputs: Inputs,
+    loaded: Loaded,
+    reward_funcs: list[Any],
+    tracker: Any,
+    checkpoint_dir: Path,
+) -> Trainer:
+    from datasets import Dataset
+    from transformers import PrinterCallback
+
+    from rlvr_cli.training.callbacks import (
         MetricsLine,
         ProgressDisplay,
-        RlvrGRPOTrainer,
         StepTimer,
         StopOnSignal,
         TrackingCallback,
-        stop_signals,
     )
+    from rlvr_cli.training.grpo_args import grpo_config, lora_config
+    from rlvr_cli.training.stopping import AnswerStop
+    from rlvr_cli.training.trainer import RlvrGRPOTrainer
 
+    tokenizer, task = loaded.tokenizer, inputs.task
     trainer_ref: dict[str, Any] = {}
     stopper, timer = StopOnSignal(), StepTimer()
     tracking = TrackingCallback(tracker, trainer_ref, recipe.max_completion_length)
     trainer = RlvrGRPOTrainer(
-        model=model,
+        model=loaded.model,
         reward_funcs=reward_funcs,
-        args=_grpo_config(recipe, env, checkpoint_dir, task.stop_strings),
-        train_dataset=train_dataset,
-        eval_dataset=eval_dataset,
+        args=grpo_config(recipe, env, checkpoint_dir, task.stop_strings),
+        train_dataset=Dataset.from_list(inputs.train_rows),
+        eval_dataset=Dataset.from_list(inputs.eval_rows) if inputs.eval_rows else None,
         processing_class=tokenizer,
-        peft_config=_lora_config(recipe) if recipe.use_peft else None,
+        peft_config=lora_config(recipe) if recipe.use_peft else None,
         callbacks=[ProgressDisplay(), MetricsLine(), tracking, stopper, timer],
         answer_stop=AnswerStop(tokenizer, tokenizer.eos_token_id, task.stop_rule)
         if recipe.stop_at_answer
@@ -319,129 +293,168 @@ def run_training(
     )
     trainer.remove_callback(PrinterCallback)  # it prints log dicts on stdout, which is for data
     trainer_ref["trainer"] = trainer
+    return Trainer(trainer, stopper, timer)
 
-    run = {
-        "rlvr_version": __version__,
-        "status": "running",
-        "recipe": recipe.model_dump(mode="json"),
-        "recipe_fingerprint": recipe_fingerprint(recipe),
-        "task": task.describe(),
-        "model": {"name": resolved.name, "kind": resolved.kind, "path": resolved.path},
-        "data": _data_record(train_path),
-        "environment": env.as_dict(),
-        "versions": package_versions(),
-        "git_commit": git_commit(),
-        "longest_prompt_tokens": longest_prompt,
-        "mlflow": {
+
+# --- the run record ---------------------------------------------------------------------------------
+
+
+def new_record(
+    recipe: Recipe, env: Any, inputs: Inputs, loaded: Loaded, tracker: Any, checkpoint_dir: Path
+) -> RunRecord:
+    from rlvr_cli.training.hardware import git_commit, package_versions
+
+    resolved = loaded.resolved
+    return RunRecord(
+        rlvr_version=__version__,
+        status="running",
+        recipe=recipe.model_dump(mode="json"),
+        recipe_fingerprint=recipe_fingerprint(recipe),
+        task=inputs.task.describe(),
+        model={"name": resolved.name, "kind": resolved.kind, "path": resolved.path},
+        data=data_record(inputs.train_path),
+        environment=env.as_dict(),
+        versions=package_versions(),
+        git_commit=git_commit(),
+        longest_prompt_tokens=loaded.longest_prompt,
+        mlflow={
             "tracking_uri": tracker.tracking_uri,
             "experiment": tracker.experiment,
             "run_id": tracker.run_id,
         },
-        "resumed_from": str(resume_from) if resume_from else None,
-        "checkpoint_dir": str(checkpoint_dir),
-    }
-    if is_main:
-        output.mkdir(parents=True, exist_ok=True)
-        write_run(output, run)
-        tracker.log_params(flatten({"recipe": run["recipe"], "effective": env.as_dict()}))
-    console.info(
-        f"training {resolved.name} on {env.device} ({env.device_name}) x{env.world_size}: {len(train_rows)} prompts, "
-        f"{recipe.num_generations} completions each, longest prompt {longest_prompt} tokens"
-        + (f", resuming from {resume_from}" if resume_from else "")
-    )
-
-    # --- train ---------------------------------------------------------------------------------------------
-    try:
-        with stop_signals(stopper):
-            trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
-    except KeyboardInterrupt:
-        run["status"] = "aborted"
-        if is_main:
-            write_run(output, run)
-        tracker.finish("KILLED")
-        raise
-    except Exception as exc:
-        run.update(
-            status="failed", error=f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
-        )
-        if is_main:
-            write_run(output, run)
-        tracker.finish("FAILED")
-        raise
-
-    # --- save --------------------------------------------------------------------------------------------
-    state = trainer.state
-    history = [dict(h) for h in state.log_history]
-    final = next((h for h in reversed(history) if "reward" in h), {})
-    run.update(
-        global_step=state.global_step,
-        seconds_per_step=(sum(timer.durations) / len(timer.durations)) if timer.durations else None,
-        final_metrics={k: v for k, v in final.items() if isinstance(v, int | float)},
-    )
-    if stopper.requested:
-        latest = f"{checkpoint_dir}/checkpoint-{state.global_step}"
-        run.update(status="interrupted", interrupted_by=stopper.requested, checkpoint=latest)
-        if is_main:
-            write_run(output, run)
-        tracker.finish("KILLED")
-        console.warn(
-            f"stopped at step {state.global_step} ({stopper.requested}); checkpoint saved to {latest}. "
-            f"Continue with: rlvr train {_config_hint(loaded)}--resume"
-        )
-        return {**run, "exit_code": int(ExitCode.INTERRUPTED)}
-
-    trainer.save_model(str(output))  # adapter (or full model) + tokenizer
-    if is_main:
-        write_text(output / RECIPE_FILE, recipe_to_yaml(recipe))
-        write_text(output / METRICS_FILE, "".join(json.dumps(h) + "\n" for h in history))
-        from rlvr_cli.tracking.plots import reward_curves
-
-        plot = reward_curves(history, output / "reward_curves.png", f"GRPO on {resolved.name}: {task.title}")
-        if merge:
-            run["merged"] = str(merge_adapter(output, resolved, recipe))
-        run.update(status="completed", reward_curves=str(plot) if plot else None)
-        write_run(output, run)
-        tracker.log_dict(run, "rlvr_run.json")
-        tracker.log_artifact(output / RECIPE_FILE)
-        if plot:
-            tracker.log_artifact(plot)
-        tracker.finish("FINISHED")
-        console.info(f"[green]done[/green]: {state.global_step} steps; adapter in {output}")
-        console.info(f"next: rlvr eval --checkpoint {output} --baseline")
-    return {**run, "exit_code": 0}
-
-
-def quiet_libraries() -> None:
-    """Keep library chatter (per-file progress bars, deprecations of their own internals) off the terminal."""
-    import warnings
-
-    import transformers
-
-    transformers.utils.logging.disable_progress_bar()
-    transformers.utils.logging.set_verbosity_error()
-    warnings.filterwarnings(
-        "ignore", message=r".*is deprecated and will be removed in (v6|version)", category=FutureWarning
+        resumed_from=str(inputs.resume_from) if inputs.resume_from else None,
+        checkpoint_dir=str(checkpoint_dir),
     )
 
 
-def _data_record(train_path: Path) -> dict[str, Any]:
-    from rlvr_cli.data.build import read_manifest
-
-    data_dir = train_path.parent.parent
-    manifest = read_manifest(data_dir) or {}
+def data_record(train_path: Path) -> dict[str, Any]:
+    manifest = PreparedDir.of_split_file(train_path).manifest()
     return {
         "train_dataset_path": str(train_path),
         "train_sha256": sha256_file(train_path),
         "prepare_manifest": {
-            k: manifest.get(k) for k in ("source", "task", "shots", "seed", "counts", "files")
+            k: getattr(manifest, k) for k in ("source", "task", "shots", "seed", "counts", "files")
         }
         if manifest
         else None,
     }
 
 
-def _config_hint(loaded: LoadedRecipe) -> str:
-    return f"--config {loaded.source} " if loaded.source != "<defaults>" else ""
+@contextlib.contextmanager
+def recorded(record: RunRecord, output: Path | None, tracker: Any) -> Iterator[None]:
+    """Keep the run record true to the end: an exception inside marks the run "failed" (a second
+    Ctrl-C: "aborted"), rewrites the record (`output` None: not the main process, nothing written)
+    and ends the tracker's run, then goes on up."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        record.status = "aborted"
+        if output is not None:
+            record.write(output)
+        tracker.finish("KILLED")
+        raise
+    except Exception as exc:
+        record.fail(exc)
+        if output is not None:
+            record.write(output)
+        tracker.finish("FAILED")
+        raise
+
+
+# --- the run ----------------------------------------------------------------------------------------
+
+
+def run_training(
+    loaded_recipe: LoadedRecipe, *, resume: bool = False, force: bool = False, merge: bool = False
+) -> TrainResult:
+    recipe = loaded_recipe.recipe
+    output = Path(recipe.output_dir)
+    checkpoint_dir = Path(recipe.checkpoint_dir or recipe.output_dir)
+
+    inputs = preflight(recipe, output, checkpoint_dir, resume=resume, force=force)
+    env, is_main = prepare_environment(recipe)
+    loaded = load_model(recipe, env, inputs)
+    reward_funcs = load_rewards(recipe, inputs.task)
+    tracker = start_tracker(recipe, output, inputs.previous, resume, is_main)
+    built = build_trainer(recipe, env, inputs, loaded, reward_funcs, tracker, checkpoint_dir)
+    record = new_record(recipe, env, inputs, loaded, tracker, checkpoint_dir)
+    written_to = output if is_main else None
+
+    with recorded(record, written_to, tracker):
+        if is_main:
+            output.mkdir(parents=True, exist_ok=True)
+            record.write(output)
+            from rlvr_cli.tracking.trackers import flatten
+
+            tracker.log_params(flatten({"recipe": record.recipe, "effective": env.as_dict()}))
+        console.info(
+            f"training {loaded.resolved.name} on {env.device} ({env.device_name}) x{env.world_size}: "
+            f"{len(inputs.train_rows)} prompts, {recipe.num_generations} completions each, longest prompt "
+            f"{loaded.longest_prompt} tokens"
+            + (f", resuming from {inputs.resume_from}" if inputs.resume_from else "")
+        )
+        history = train(built, inputs.resume_from)
+        record.ended(built.trainer.state.global_step, built.timer.durations, history)
+
+        if built.stopper.requested:
+            interrupted(record, built, written_to, tracker, checkpoint_dir)
+            return TrainResult(record, output, int(ExitCode.INTERRUPTED), is_main)
+        built.trainer.save_model(str(output))  # adapter (or full model) + tokenizer
+        if is_main:
+            save_outputs(record, recipe, output, history, loaded, inputs.task, tracker, merge=merge)
+    return TrainResult(record, output, 0, is_main)
+
+
+def train(built: Trainer, resume_from: Path | None) -> list[dict[str, Any]]:
+    """Run TRL's training loop (SIGTERM and the first Ctrl-C stop it after a step); its log history."""
+    from rlvr_cli.training.callbacks import stop_signals
+
+    with stop_signals(built.stopper):
+        built.trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+    return [dict(h) for h in built.trainer.state.log_history]
+
+
+def interrupted(
+    record: RunRecord, built: Trainer, output: Path | None, tracker: Any, checkpoint_dir: Path
+) -> None:
+    """Stopped by a signal after a step: the record names the signal and the checkpoint it saved."""
+    record.status = "interrupted"
+    record.interrupted_by = built.stopper.requested
+    record.checkpoint = f"{checkpoint_dir}/checkpoint-{built.trainer.state.global_step}"
+    if output is not None:
+        record.write(output)
+    tracker.finish("KILLED")
+
+
+def save_outputs(
+    record: RunRecord,
+    recipe: Recipe,
+    output: Path,
+    history: list[dict[str, Any]],
+    loaded: Loaded,
+    task: Task,
+    tracker: Any,
+    *,
+    merge: bool,
+) -> None:
+    """The main process's files (recipe, metrics, plot, merged model), then the record as completed."""
+    from rlvr_cli.tracking.plots import reward_curves
+
+    write_text(output / RECIPE_FILE, recipe_to_yaml(recipe))
+    write_text(output / METRICS_FILE, "".join(json.dumps(h) + "\n" for h in history))
+    plot = reward_curves(
+        history, output / "reward_curves.png", f"GRPO on {loaded.resolved.name}: {task.title}"
+    )
+    if merge:
+        record.merged = str(merge_adapter(output, loaded.resolved, recipe))
+    record.status = "completed"
+    record.reward_curves = str(plot) if plot else None
+    record.write(output)
+    tracker.log_dict(record.to_dict(), "rlvr_run.json")
+    tracker.log_artifact(output / RECIPE_FILE)
+    if plot:
+        tracker.log_artifact(plot)
+    tracker.finish("FINISHED")
 
 
 def merge_adapter(output: Path, resolved: Any, recipe: Recipe) -> Path:

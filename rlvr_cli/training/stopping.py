@@ -13,17 +13,17 @@ loss, and the completion is not counted as cut at max length.
 
 HF `generate` only builds stop-string criteria when it is handed a tokenizer, which TRL's
 generation call does not do; a logits processor needs no tokenizer at call time. It is injected
-into `model.generate` by `generate_with`. vLLM takes plain stop strings instead (`VLLM_STOP`).
+into `model.generate` by `rlvr_cli.training.trl_generate`. vLLM takes plain stop strings instead
+(`VLLM_STOP`).
 """
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import torch
-from transformers import LogitsProcessor, LogitsProcessorList
+from transformers import LogitsProcessor
 
 from rlvr_cli.tasks.base import STOP_STRINGS, StopRule
 
@@ -76,44 +76,3 @@ class AnswerStop(LogitsProcessor):
             scores[index] = torch.finfo(scores.dtype).min
             scores[index, self.eos_token_id] = 0.0
         return scores
-
-
-@contextlib.contextmanager
-def generate_with(model: Any, processor: AnswerStop | None, share_prefix: bool = True) -> Iterator[None]:
-    """Patch `model.generate` for the duration (the generate call itself is TRL's).
-
-    The patched call stops completions with `processor` and, with `share_prefix`, runs the prompt
-    prefix common to the batch once (`rlvr_cli.training.generation`).
-    """
-    from rlvr_cli.training.generation import generate_shared_prefix, unpad_left
-
-    had_own = "generate" in vars(model)
-    original = model.generate
-
-    def generate(*args: Any, **kwargs: Any) -> Any:
-        if processor is not None:
-            processor.reset()
-            processors = list(kwargs.pop("logits_processor", None) or [])
-            kwargs["logits_processor"] = LogitsProcessorList([*processors, processor])
-        input_ids = kwargs.get("input_ids", args[0] if args else None)
-        attention_mask = kwargs.get("attention_mask")
-        config = kwargs.get("generation_config")
-        other_tensors = [
-            k for k, v in kwargs.items() if torch.is_tensor(v) and k not in ("input_ids", "attention_mask")
-        ]
-        if not share_prefix or args or attention_mask is None or config is None or other_tensors:
-            return original(*args, **kwargs)
-        kwargs.pop("input_ids"), kwargs.pop("attention_mask")
-        rows = unpad_left(input_ids, attention_mask)
-        return generate_shared_prefix(
-            model, rows, config.pad_token_id, width=input_ids.shape[1], generate=original, **kwargs
-        )
-
-    model.generate = generate
-    try:
-        yield
-    finally:
-        if had_own:
-            model.generate = original
-        else:
-            del model.generate  # the class method shows through again

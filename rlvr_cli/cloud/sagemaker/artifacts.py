@@ -33,13 +33,13 @@ from pathlib import Path
 from typing import Any
 
 from rlvr_cli.cloud.sagemaker import history
-from rlvr_cli.cloud.sagemaker.client import NotFound, aws_errors, client, parse_s3_uri
+from rlvr_cli.cloud.sagemaker.client import aws_errors, client, parse_s3_uri
 from rlvr_cli.cloud.sagemaker.s3objects import RemoteObject, head, verify_file
 from rlvr_cli.core import console
-from rlvr_cli.core.errors import RlvrError, UsageError
-from rlvr_cli.core.files import write_json
+from rlvr_cli.core.errors import RlvrError, UsageError, first_line
+from rlvr_cli.core.files import cache_dir, write_json
 
-RUN_FILE = "rlvr_run.json"  # rlvr_cli.training.output_dir.RUN_FILE; runs imports the recipe model (pydantic)
+RUN_FILE = "rlvr_run.json"  # rlvr_cli.training.record.RUN_FILE (the control plane imports no training code)
 MODEL_FILES = ("adapter_config.json", "config.json")
 
 
@@ -67,8 +67,6 @@ def is_s3_uri(value: str | Path) -> bool:
 
 
 def cache_root() -> Path:
-    from rlvr_cli.models.loading import cache_dir  # models imports no ML library at module level
-
     return cache_dir() / "checkpoints"
 
 
@@ -77,18 +75,14 @@ def cache_root() -> Path:
 
 def job_artifact(job: str | None, *, profile: str | None, region: str | None) -> tuple[str, str, dict]:
     """(job name, model.tar.gz URI, AWS settings) of a completed job; a one-line error otherwise."""
-    from rlvr_cli.cloud.sagemaker.request import describe, exit_code
+    from rlvr_cli.cloud.sagemaker.jobs import describe_existing, exit_code
 
     known = history.resolve_job(job)  # the latest job for None or LATEST_JOB
     name = known["name"]
     settings = {"profile": profile or known.get("profile"), "region": region or known.get("region")}
     sm = client("sagemaker", **settings)
     with aws_errors(f"job {name}"):
-        described = describe(sm, name)
-    if described is None:
-        raise NotFound(
-            f"job {name}: no such training job in {sm.meta.region_name}; check the name, --region and --profile"
-        )
+        described = describe_existing(sm, name)
     status = described.get("TrainingJobStatus")
     uri = _artifact_uri(described)
     if status != "Completed":
@@ -293,7 +287,7 @@ def unpack(archive: Path, target: Path, uri: str) -> None:
                 shutil.rmtree(tmp, ignore_errors=True)
     except tarfile.TarError as exc:
         raise RlvrError(
-            f"{uri}: not a readable tar.gz archive ({(str(exc) or type(exc).__name__).splitlines()[0]}); "
+            f"{uri}: not a readable tar.gz archive ({first_line(exc)}); "
             "evaluate the model.tar.gz of a job run by `rlvr train --remote`"
         ) from None
 

@@ -22,11 +22,6 @@ TRIMMED_MODELS = Path(__file__).resolve().parent / "botocore_data"
 S3_URI = re.compile(r"^s3://([a-z0-9][a-z0-9.-]{1,61}[a-z0-9])(?:/(.*))?$")
 
 
-class NotFound(RlvrError):
-    def __init__(self, message: str):
-        super().__init__(message, ExitCode.NOT_FOUND)
-
-
 def parse_s3_uri(uri: str) -> tuple[str, str]:
     """`s3://bucket/a/b/` -> ("bucket", "a/b"); a one-line error for anything else."""
     match = S3_URI.match(uri or "")

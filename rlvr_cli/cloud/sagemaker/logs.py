@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from rlvr_cli.cloud.sagemaker.request import LOG_GROUP
+LOG_GROUP = "/aws/sagemaker/TrainingJobs"
 
 
 @dataclass(order=True)

@@ -1,4 +1,4 @@
-"""SageMaker training jobs: the CreateTrainingJob request built from a recipe, states, costs.
+"""The CreateTrainingJob request built from a recipe, the job name, and the cost estimate.
 
 The request is plain data built by `build_request`: `--dry-run` prints exactly what
 `create_training_job` receives. The recipe travels as hyperparameters (every key, explicit nulls
@@ -16,12 +16,13 @@ from typing import TYPE_CHECKING, Any
 
 from rlvr_cli import __version__
 from rlvr_cli.cloud.sagemaker import metrics
-from rlvr_cli.core.errors import ExitCode, UsageError
+from rlvr_cli.config.fingerprint import recipe_fingerprint
+from rlvr_cli.config.patterns import MLFLOW_ARN
+from rlvr_cli.core.errors import UsageError
 
-if TYPE_CHECKING:  # status/logs use this module and must not import pydantic
+if TYPE_CHECKING:  # the control plane imports no pydantic
     from rlvr_cli.config.recipe import Recipe
 
-LOG_GROUP = "/aws/sagemaker/TrainingJobs"
 CHECKPOINT_LOCAL_PATH = "/opt/ml/checkpoints"
 # Keys the container sets itself: paths inside /opt/ml, and the SageMaker section.
 CONTAINER_KEYS = {"remote", "train_dataset_path", "test_dataset_path", "output_dir", "checkpoint_dir"}
@@ -45,14 +46,6 @@ PRICES = {
     "ml.m5.xlarge": 0.23,
     "ml.c5.xlarge": 0.204,
 }
-# State -> exit code, for `rlvr status` and `rlvr train --remote --wait`.
-STATUS_CODES = {
-    "Completed": ExitCode.OK,
-    "InProgress": ExitCode.IN_PROGRESS,
-    "Stopping": ExitCode.IN_PROGRESS,
-    "Failed": ExitCode.FAILED,
-    "Stopped": ExitCode.STOPPED,
-}
 # SageMaker reads training metrics from the trainer's `rlvr-metrics {json}` lines; the regexes live
 # beside the code that prints them.
 METRIC_DEFINITIONS = metrics.METRIC_DEFINITIONS
@@ -64,8 +57,6 @@ def slug(text: str) -> str:
 
 def job_name(recipe: Recipe, now: datetime | None = None) -> str:
     """`{base}-{recipe hash}-{UTC time}`: unique per second, <= 63 chars of [a-zA-Z0-9-]."""
-    from rlvr_cli.training.output_dir import recipe_fingerprint
-
     now = now or datetime.now(timezone.utc)
     stamp = now.strftime("%Y%m%d-%H%M%S")
     base = recipe.remote.base_job_name or f"rlvr-{slug(recipe.model_name_or_path.split('/')[-1])}"
@@ -83,8 +74,6 @@ def hyperparameters(recipe: Recipe) -> dict[str, str]:
 
 def mlflow_arn(recipe: Recipe) -> str | None:
     """The SageMaker managed MLflow server the job reports to, if any."""
-    from rlvr_cli.config.recipe import MLFLOW_ARN
-
     if "mlflow" not in recipe.report_to:
         return None
     for uri in (recipe.mlflow_tracking_uri, recipe.remote.environment.get("MLFLOW_TRACKING_URI")):
@@ -97,7 +86,6 @@ def build_request(recipe: Recipe, *, name: str, data_uri: str) -> dict[str, Any]
     """The CreateTrainingJob parameters; a UsageError listing every problem if AWS or rlvr would
     refuse them (rlvr_cli.cloud.sagemaker.request_checks)."""
     from rlvr_cli.cloud.sagemaker.request_checks import refusals
-    from rlvr_cli.training.output_dir import recipe_fingerprint
 
     remote = recipe.remote
     missing = [
@@ -220,67 +208,3 @@ def estimate_cost(recipe: Recipe) -> dict[str, Any]:
         if price is not None
         else f"no price known for {remote.instance_type}; see the AWS SageMaker pricing page",
     }
-
-
-def elapsed_seconds(job: dict[str, Any]) -> float | None:
-    start = job.get("TrainingStartTime")
-    if start is None:
-        return None
-    end = job.get("TrainingEndTime") or datetime.now(start.tzinfo or timezone.utc)
-    return max(0.0, (end - start).total_seconds())
-
-
-def status_view(job: dict[str, Any]) -> dict[str, Any]:
-    """The fields of DescribeTrainingJob a user or script needs, JSON-ready."""
-    resource = job.get("ResourceConfig", {})
-    return {
-        "job_name": job.get("TrainingJobName"),
-        "status": job.get("TrainingJobStatus"),
-        "secondary_status": job.get("SecondaryStatus"),
-        "failure_reason": job.get("FailureReason"),
-        "instance_type": resource.get("InstanceType"),
-        "instance_count": resource.get("InstanceCount"),
-        "created": _iso(job.get("CreationTime")),
-        "started": _iso(job.get("TrainingStartTime")),
-        "ended": _iso(job.get("TrainingEndTime")),
-        "elapsed_seconds": elapsed_seconds(job),
-        "billable_seconds": job.get("BillableTimeInSeconds"),
-        "spot": job.get("EnableManagedSpotTraining", False),
-        "model_artifacts": job.get("ModelArtifacts", {}).get("S3ModelArtifacts")
-        if job.get("TrainingJobStatus") == "Completed"
-        else None,
-        "checkpoints": job.get("CheckpointConfig", {}).get("S3Uri"),
-        "transitions": [
-            {
-                "status": t.get("Status"),
-                "start": _iso(t.get("StartTime")),
-                "end": _iso(t.get("EndTime")),
-                "message": t.get("StatusMessage"),
-            }
-            for t in job.get("SecondaryStatusTransitions", [])
-        ],
-    }
-
-
-def _iso(value: Any) -> str | None:
-    return value.isoformat() if hasattr(value, "isoformat") else value
-
-
-def exit_code(status: str | None) -> ExitCode:
-    return STATUS_CODES.get(status or "", ExitCode.ERROR)
-
-
-def describe(sm: Any, name: str) -> dict[str, Any] | None:
-    """DescribeTrainingJob, or None when no such job exists."""
-    import botocore.exceptions
-
-    try:
-        return sm.describe_training_job(TrainingJobName=name)
-    except botocore.exceptions.ClientError as exc:
-        error = exc.response.get("Error", {})
-        message = str(error.get("Message", "")).lower()
-        if error.get("Code") in ("ResourceNotFound", "ValidationException") and (
-            "not found" in message or "could not find" in message
-        ):
-            return None
-        raise

@@ -1,4 +1,4 @@
-"""Verifiable rewards: plain functions with TRL's reward signature, registered by name.
+"""GSM8K's verifiable rewards: plain functions with TRL's reward signature.
 
 GRPO samples a group of completions per prompt and compares their rewards within the group, so a
 reward only has to be *checkable by program*: no reward model, no human labels. Both rewards read
@@ -7,20 +7,16 @@ optimises exactly what `rlvr eval` measures.
 
 Recipes name rewards (`reward_funcs: [format, correctness]`) and may weight them
 (`reward_weights: [1.0, 1.0]`); TRL sums `weight * reward` per completion. A custom reward with
-the same signature can be named by import path, `package.module:function`.
+the same signature can be named by import path, `package.module:function` (`rlvr_cli.tasks.rewards`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
+from rlvr_cli.tasks.base import CORRECTNESS_REWARD, FORMAT_REWARD, RewardFunc
 from rlvr_cli.tasks.gsm8k.answers import extract_answer, is_correct, parse_number
-
-FORMAT_REWARD = 0.5
-CORRECTNESS_REWARD = 1.0
-
-RewardFunc = Callable[..., list[float | None]]
 
 
 def format_reward(completions: Sequence[Any], **kwargs: Any) -> list[float]:
@@ -63,39 +59,3 @@ REWARDS: dict[str, RewardFunc] = {
     "correctness": correctness_reward,
 }
 MAX_REWARD = FORMAT_REWARD + CORRECTNESS_REWARD
-
-
-def import_reward(path: str) -> RewardFunc:
-    """A custom reward given as `package.module:function` (TRL's signature, same as the built-ins)."""
-    import importlib
-
-    module_name, _, attr = path.partition(":")
-    try:
-        func = getattr(importlib.import_module(module_name), attr)
-    except (ImportError, AttributeError) as exc:
-        raise ValueError(f"cannot import reward {path!r} ({exc})") from None
-    if not callable(func):
-        raise ValueError(f"reward {path!r} is not a function")
-    return func
-
-
-def check_reward_names(names: Sequence[str]) -> None:
-    """Refuse a name that is neither a task reward nor `module:function`, listing the valid ones."""
-    unknown = [n for n in names if n not in REWARDS and ":" not in n]
-    if unknown:
-        raise ValueError(
-            f"unknown reward {', '.join(map(repr, unknown))}; valid rewards: {', '.join(REWARDS)} "
-            "(or a custom one as package.module:function)"
-        )
-
-
-def get_reward_funcs(names: Sequence[str], task: Any = None) -> list[RewardFunc]:
-    """The reward functions by name: the task's own (GSM8K's by default), or imported `module:function`."""
-    check_reward_names(names)
-    offered = task.rewards() if task is not None else REWARDS
-    missing = [n for n in names if ":" not in n and n not in offered]
-    if missing:
-        raise ValueError(
-            f"task {task.name} offers no reward {', '.join(map(repr, missing))}; it offers {', '.join(offered)}"
-        )
-    return [offered[n] if ":" not in n else import_reward(n) for n in names]

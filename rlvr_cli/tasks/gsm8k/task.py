@@ -1,7 +1,7 @@
 """GSM8K: grade-school word problems with one number as the answer (the product's default task).
 
 Problems come from the Hub (`openai/gsm8k`), a local copy, or the offline GSM-style generator
-(`--source reasoning-gym`); see `rlvr_cli.data.build`. Answers are read by `rlvr_cli.tasks.gsm8k.answers` (signs,
+(`--source reasoning-gym`); see `rlvr_cli.tasks.gsm8k.sources`. Answers are read by `rlvr_cli.tasks.gsm8k.answers` (signs,
 decimals, thousands separators, `$`) and compared as numbers within 1e-3.
 """
 
@@ -19,12 +19,12 @@ class GSM8KTask(Task):
     options_help: ClassVar[dict[str, str]] = {}
 
     def load(self, source: str, *, size: int, seed: int, strict: bool) -> SourceData:
-        from rlvr_cli.data.build import load_source
+        from rlvr_cli.tasks.gsm8k.sources import load_source
 
         return load_source(source, strict=strict, size=size, seed=seed)
 
     def exemplar_text(self, problem: Problem) -> str:
-        from rlvr_cli.data.build import exemplar_text
+        from rlvr_cli.tasks.gsm8k.sources import exemplar_text
 
         return exemplar_text(problem)
 
