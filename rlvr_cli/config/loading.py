@@ -40,7 +40,7 @@ def _yaml_with_lines(text: str, source: str) -> tuple[Any, dict[tuple[str, ...],
         mark = getattr(exc, "problem_mark", None)
         where = f"{source}:{mark.line + 1}:{mark.column + 1}" if mark else source
         problem = getattr(exc, "problem", None) or first_line(exc)
-        raise UsageError(f"{where}: invalid YAML: {problem}") from None
+        raise UsageError(f"{where}: invalid YAML: {problem}") from exc
     lines: dict[tuple[str, ...], int] = {}
     duplicates: list[str] = []
 
@@ -130,8 +130,8 @@ def _apply_override(data: dict[str, Any], item: str) -> tuple[str, ...]:
 def _parse_value(raw: str, item: str) -> Any:
     try:
         return yaml.safe_load(raw) if raw.strip() else None
-    except yaml.YAMLError:
-        raise UsageError(f"--set {item}: the value is not valid YAML; quote it or fix the brackets") from None
+    except yaml.YAMLError as exc:
+        raise UsageError(f"--set {item}: the value is not valid YAML; quote it or fix the brackets") from exc
 
 
 def format_validation_error(
@@ -207,7 +207,7 @@ def load_recipe(path: Path | None, overrides: list[str] | None = None) -> Loaded
     try:
         recipe = Recipe.model_validate(data)
     except ValidationError as exc:
-        raise UsageError("\n".join(format_validation_error(exc, source, lines, overridden))) from None
+        raise UsageError("\n".join(format_validation_error(exc, source, lines, overridden))) from exc
     return LoadedRecipe(recipe=recipe, source=source, given=given, notices=recipe.notices(given))
 
 

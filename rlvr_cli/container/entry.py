@@ -127,8 +127,8 @@ def _env_number(name: str, default: float) -> float:
         return default
     try:
         return float(value)
-    except ValueError:
-        raise RlvrError(f"{name}={value!r} is not a number; set it to a number or unset it") from None
+    except ValueError as exc:
+        raise RlvrError(f"{name}={value!r} is not a number; set it to a number or unset it") from exc
 
 
 def procs_per_host() -> int:

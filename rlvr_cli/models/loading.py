@@ -47,7 +47,7 @@ def load_tokenizer(name: str, revision: str = "main", **kwargs: Any) -> Any:
     except Exception as exc:
         raise RlvrError(
             f"{name}: cannot load its tokenizer ({first_line(exc)}){hub_hint(resolved)}"
-        ) from None
+        ) from exc
 
 
 def hub_hint(resolved: ResolvedModel) -> str:
@@ -66,7 +66,7 @@ def load_causal_lm(resolved: ResolvedModel, *, revision: str = "main", **kwargs:
     except Exception as exc:
         raise RlvrError(
             f"{resolved.name}: cannot load the model ({first_line(exc)}){hub_hint(resolved)}"
-        ) from None
+        ) from exc
 
 
 def load_config(resolved: ResolvedModel, *, revision: str = "main", **kwargs: Any) -> Any:
@@ -78,7 +78,7 @@ def load_config(resolved: ResolvedModel, *, revision: str = "main", **kwargs: An
     except Exception as exc:
         raise RlvrError(
             f"{resolved.name}: cannot load the model config ({first_line(exc)}){hub_hint(resolved)}"
-        ) from None
+        ) from exc
 
 
 def quiet_libraries() -> None:

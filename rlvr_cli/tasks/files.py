@@ -21,8 +21,8 @@ def rows_from_file(path: Path) -> Iterable[tuple[int, dict[str, Any]]]:
     if path.suffix == ".parquet":
         try:
             import pyarrow.parquet as pq
-        except ImportError:
-            raise RlvrError(f"{path}: reading parquet needs pyarrow: pip install 'rlvr[train]'") from None
+        except ImportError as exc:
+            raise RlvrError(f"{path}: reading parquet needs pyarrow: pip install 'rlvr[train]'") from exc
         for i, row in enumerate(pq.read_table(path).to_pylist(), start=1):
             yield i, row
         return
@@ -31,7 +31,7 @@ def rows_from_file(path: Path) -> Iterable[tuple[int, dict[str, Any]]]:
         try:
             data = json.loads(text)
         except json.JSONDecodeError as exc:
-            raise RlvrError(f"{path}:{exc.lineno}: malformed JSON: {exc.msg}") from None
+            raise RlvrError(f"{path}:{exc.lineno}: malformed JSON: {exc.msg}") from exc
         for i, row in enumerate(data, start=1):
             yield i, row
         return
@@ -43,7 +43,7 @@ def rows_from_file(path: Path) -> Iterable[tuple[int, dict[str, Any]]]:
         except json.JSONDecodeError as exc:
             raise RlvrError(
                 f"{path}:{lineno}: malformed JSON line: {exc.msg}; fix or remove that line"
-            ) from None
+            ) from exc
 
 
 def find_split_file(directory: Path, split: str) -> Path | None:
@@ -83,7 +83,7 @@ def load_dir(source: str, make: MakeProblem, needs: str, strict: bool, *, kind: 
             try:
                 problem = make(split, index, row)
             except KeyError as exc:
-                raise RlvrError(f"{where}: missing column {exc.args[0]!r}; rows need {needs}") from None
+                raise RlvrError(f"{where}: missing column {exc.args[0]!r}; rows need {needs}") from exc
             if problem is None:
                 if strict:
                     raise RlvrError(

@@ -40,8 +40,8 @@ def last_boxed(text: str) -> str | None:
 def _math_verify() -> Any:
     try:
         import math_verify
-    except ImportError:
-        raise RlvrError(f"the math task needs math-verify: {INSTALL}") from None
+    except ImportError as exc:
+        raise RlvrError(f"the math task needs math-verify: {INSTALL}") from exc
     return math_verify
 
 

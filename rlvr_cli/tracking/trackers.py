@@ -88,10 +88,10 @@ class MLflowTracker:
         if uri.startswith("arn:"):
             try:
                 import sagemaker_mlflow  # noqa: F401  (registers the arn: tracking store)
-            except ImportError:
+            except ImportError as exc:
                 raise RlvrError(
                     "a SageMaker MLflow ARN as tracking URI needs the sagemaker-mlflow package: pip install sagemaker-mlflow"
-                ) from None
+                ) from exc
         import logging
 
         import mlflow
@@ -126,7 +126,7 @@ class MLflowTracker:
             raise RlvrError(
                 f"MLflow at {uri} is not usable ({first_line(exc)}); "
                 "fix MLFLOW_TRACKING_URI or set report_to: none"
-            ) from None
+            ) from exc
 
     def log_params(self, params: dict[str, Any]) -> None:
         from mlflow.entities import Param

@@ -182,7 +182,7 @@ def _download(s3: Any, obj: RemoteObject, archive: Path) -> list[str]:
             except RetriesExceededError as exc:
                 raise RlvrError(
                     f"{obj.uri}: the download kept failing ({exc.last_exception}); check the network and run again"
-                ) from None
+                ) from exc
         verification = verify_file(s3, obj, tmp)
         if not verification.matches:
             raise RlvrError(
@@ -289,7 +289,7 @@ def unpack(archive: Path, target: Path, uri: str) -> None:
         raise RlvrError(
             f"{uri}: not a readable tar.gz archive ({first_line(exc)}); "
             "evaluate the model.tar.gz of a job run by `rlvr train --remote`"
-        ) from None
+        ) from exc
 
 
 def resolve_remote(

@@ -47,14 +47,14 @@ def client(service: str, *, profile: str | None = None, region: str | None = Non
             # is a third of `rlvr status`'s start-up.
             session.set_config_variable("data_path", str(TRIMMED_MODELS))
         return session.create_client(service, region_name=region, config=config)
-    except botocore.exceptions.ProfileNotFound:
+    except botocore.exceptions.ProfileNotFound as exc:
         raise RlvrError(
             f"AWS profile {profile!r} not found; check ~/.aws/config or drop --profile", ExitCode.USAGE
-        ) from None
-    except botocore.exceptions.NoRegionError:
+        ) from exc
+    except botocore.exceptions.NoRegionError as exc:
         raise RlvrError(
             "no AWS region: pass --region, set remote.region in the recipe, or set AWS_REGION", ExitCode.USAGE
-        ) from None
+        ) from exc
 
 
 def configured_region(*, profile: str | None = None, region: str | None = None) -> str | None:
@@ -67,10 +67,10 @@ def configured_region(*, profile: str | None = None, region: str | None = None) 
         return region
     try:
         return botocore.session.Session(profile=profile).get_config_variable("region")
-    except botocore.exceptions.ProfileNotFound:
+    except botocore.exceptions.ProfileNotFound as exc:
         raise RlvrError(
             f"AWS profile {profile!r} not found; check ~/.aws/config or drop --profile", ExitCode.USAGE
-        ) from None
+        ) from exc
 
 
 def bucket_region(s3: Any, bucket: str) -> str:
@@ -88,7 +88,7 @@ def bucket_region(s3: Any, bucket: str) -> str:
             if code in ("404", "NoSuchBucket", "NotFound"):
                 raise RlvrError(
                     f"bucket {bucket} does not exist; create it or fix the S3 URIs in remote:"
-                ) from None
+                ) from exc
             raise
     return response["ResponseMetadata"]["HTTPHeaders"]["x-amz-bucket-region"]
 
@@ -102,16 +102,16 @@ def aws_errors(what: str) -> Iterator[None]:
         yield
     except RlvrError:
         raise
-    except botocore.exceptions.NoCredentialsError:
+    except botocore.exceptions.NoCredentialsError as exc:
         raise RlvrError(
             f"{what}: no AWS credentials found; run `aws configure`, set AWS_PROFILE, or pass --profile"
-        ) from None
-    except botocore.exceptions.NoRegionError:
-        raise RlvrError(f"{what}: no AWS region; pass --region or set AWS_REGION", ExitCode.USAGE) from None
+        ) from exc
+    except botocore.exceptions.NoRegionError as exc:
+        raise RlvrError(f"{what}: no AWS region; pass --region or set AWS_REGION", ExitCode.USAGE) from exc
     except (botocore.exceptions.EndpointConnectionError, botocore.exceptions.ConnectTimeoutError) as exc:
-        raise RlvrError(f"{what}: cannot reach AWS ({exc}); check the network and the region") from None
+        raise RlvrError(f"{what}: cannot reach AWS ({exc}); check the network and the region") from exc
     except botocore.exceptions.ClientError as exc:
-        raise RlvrError(f"{what}: {describe_client_error(exc)}") from None
+        raise RlvrError(f"{what}: {describe_client_error(exc)}") from exc
 
 
 def describe_client_error(exc: Any) -> str:

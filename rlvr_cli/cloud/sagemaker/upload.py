@@ -51,7 +51,7 @@ def _check_bucket(s3: Any, bucket: str) -> None:
         if code in ("404", "NoSuchBucket"):
             raise RlvrError(
                 f"bucket {bucket} does not exist; create it (aws s3 mb s3://{bucket}) or fix --s3"
-            ) from None
+            ) from exc
         raise
 
 
@@ -81,7 +81,7 @@ def _upload(transfer: Any, item: dict[str, Any], bucket: str, callback: Any) -> 
             if isinstance(cause, botocore.exceptions.ClientError)
             else str(exc).rsplit(": ", 1)[-1]
         )
-        raise RlvrError(f"uploading {item['file']} to {item['s3_uri']}: {reason}") from None
+        raise RlvrError(f"uploading {item['file']} to {item['s3_uri']}: {reason}") from exc
 
 
 def _verify_uploaded(s3: Any, bucket: str, item: dict[str, Any]) -> list[str]:

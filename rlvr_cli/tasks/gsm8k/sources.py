@@ -95,11 +95,11 @@ def load_local(path: Path, strict: bool) -> SourceData:
 def load_hub(name: str, strict: bool) -> SourceData:
     try:
         import datasets
-    except ImportError:
+    except ImportError as exc:
         raise RlvrError(
             f"loading {name} from the Hugging Face Hub needs `datasets`: pip install 'rlvr[train]', "
             "or use --source DIR (a local GSM8K copy) or --source reasoning-gym"
-        ) from None
+        ) from exc
     try:
         ds = datasets.load_dataset(name, "main")
     except Exception as exc:
@@ -107,7 +107,7 @@ def load_hub(name: str, strict: bool) -> SourceData:
         raise RlvrError(
             f"could not load {name} from the Hugging Face Hub ({reason}); without the Hub use "
             "--source DIR (a local GSM8K copy such as ../shared/data/gsm8k) or --source reasoning-gym (offline generator)"
-        ) from None
+        ) from exc
     source = SourceData(name=name, kind="hub", train=[], test=[])
     for split in ("train", "test"):
         rows = ((i + 1, row) for i, row in enumerate(ds[split]))
@@ -121,10 +121,10 @@ def load_generator(spec: str, size: int, seed: int, strict: bool) -> SourceData:
     dataset_name = spec.split(":", 1)[1] if ":" in spec else "gsm_symbolic"
     try:
         import reasoning_gym
-    except ImportError:
+    except ImportError as exc:
         raise RlvrError(
             "--source reasoning-gym needs the reasoning-gym package: pip install 'rlvr[train]'"
-        ) from None
+        ) from exc
     test_size = max(50, size // 10)
 
     def generate(n: int, split_seed: int) -> list[tuple[int, dict[str, Any]]]:
@@ -133,7 +133,7 @@ def load_generator(spec: str, size: int, seed: int, strict: bool) -> SourceData:
         except Exception as exc:
             raise UsageError(
                 f"--source {spec}: reasoning-gym cannot create {dataset_name!r}: {exc}"
-            ) from None
+            ) from exc
         rows = []
         for i, item in enumerate(ds, start=1):
             cot = item.get("metadata", {}).get("answer_cot")
