@@ -59,11 +59,19 @@ def gsm8k_fixture() -> Path:
     return FIXTURE_GSM8K
 
 
-@pytest.fixture
-def shared_gsm8k() -> Path:
+def require_shared_gsm8k() -> Path:
+    """The full GSM8K copy beside the project. Absent: skipped on a developer's machine, a failure in
+    CI (`CI` set, as `.ci/run` and CI services do), where a silent skip would hide the test."""
     if not (SHARED_GSM8K / "train.jsonl").is_file():
+        if os.environ.get("CI"):
+            pytest.fail(f"{SHARED_GSM8K} is not present; CI must provide it (see the Makefile's GSM8K)")
         pytest.skip("../shared/data/gsm8k is not present")
     return SHARED_GSM8K
+
+
+@pytest.fixture
+def shared_gsm8k() -> Path:
+    return require_shared_gsm8k()
 
 
 @pytest.fixture

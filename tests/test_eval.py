@@ -9,17 +9,15 @@ import pytest
 
 from rlvr_cli.evaluation.scoring import compare, mcnemar_exact, score, summarize, wilson_interval
 
-from .conftest import SHARED_GSM8K
+from .conftest import require_shared_gsm8k
 
 
 def gsm8k_test_rows() -> list[dict]:
-    if not SHARED_GSM8K.is_dir():
-        pytest.skip("../shared/data/gsm8k is not present")
     from rlvr_cli.tasks.gsm8k.sources import load_source
 
     return [
         {"id": p.id, "question": p.question, "final_answer": p.final_answer}
-        for p in load_source(str(SHARED_GSM8K)).test
+        for p in load_source(str(require_shared_gsm8k())).test
     ]
 
 

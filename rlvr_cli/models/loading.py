@@ -45,9 +45,7 @@ def load_tokenizer(name: str, revision: str = "main", **kwargs: Any) -> Any:
     try:
         return AutoTokenizer.from_pretrained(resolved.path, revision=revision, **kwargs)
     except Exception as exc:
-        raise RlvrError(
-            f"{name}: cannot load its tokenizer ({first_line(exc)}){hub_hint(resolved)}"
-        ) from exc
+        raise RlvrError(f"{name}: cannot load its tokenizer ({first_line(exc)}){hub_hint(resolved)}") from exc
 
 
 def hub_hint(resolved: ResolvedModel) -> str:

@@ -131,9 +131,7 @@ def load_generator(spec: str, size: int, seed: int, strict: bool) -> SourceData:
         try:
             ds = reasoning_gym.create_dataset(dataset_name, size=n, seed=split_seed)
         except Exception as exc:
-            raise UsageError(
-                f"--source {spec}: reasoning-gym cannot create {dataset_name!r}: {exc}"
-            ) from exc
+            raise UsageError(f"--source {spec}: reasoning-gym cannot create {dataset_name!r}: {exc}") from exc
         rows = []
         for i, item in enumerate(ds, start=1):
             cot = item.get("metadata", {}).get("answer_cot")
