@@ -379,6 +379,18 @@ def test_secrets_never_go_into_the_request(cli, recipe: Path, aws: str):
     assert json.loads(ok.out)["Environment"]["RLVR_HF_TOKEN_SECRET"] == "rlvr/hf-token"
 
 
+def test_a_custom_reward_module_is_not_imported_to_submit(cli, recipe: Path, aws: str):
+    """The reward's module may exist only in the training image: validating the recipe for a job
+    checks the name's shape, it does not import it."""
+    result = cli(
+        "train", "--remote", "--dry-run", "--config", recipe, "--set",
+        "reward_funcs=[format, correctness, nonexistent_pkg.mod:fn]",
+    )  # fmt: skip
+    assert result.code == 0, result.err
+    sent = json.loads(json.loads(result.out)["HyperParameters"]["reward_funcs"])
+    assert sent == ["format", "correctness", "nonexistent_pkg.mod:fn"]
+
+
 def test_submit_needs_role_image_and_output(cli, tmp_path: Path, aws: str):
     result = cli("train", "--remote", "--dry-run", "--set", "remote.s3_prefix=s3://rlvr-test/x")
     assert result.code == 2 and "needs remote.role_arn, remote.image_uri" in result.err

@@ -99,7 +99,6 @@ class MLflowTracker:
         # MLflow's database set-up logs at INFO on first use of a sqlite store: not for users.
         for name in ("alembic", "mlflow.store.db.utils", "mlflow.store.db"):
             logging.getLogger(name).setLevel(logging.WARNING)
-        self._mlflow = mlflow
         self.tracking_uri = uri
         self.experiment = experiment
         self._client = mlflow.MlflowClient(tracking_uri=uri)
@@ -161,9 +160,6 @@ class MLflowTracker:
 
     def finish(self, status: str = "FINISHED") -> None:
         self._client.set_terminated(self.run_id, status=status)
-
-    def metric_history(self, key: str) -> list[float]:
-        return [m.value for m in self._client.get_metric_history(self.run_id, _metric_key(key))]
 
 
 def _is_number(value: Any) -> bool:

@@ -116,13 +116,11 @@ class TrackingCallback(TrainerCallback):
         self.trainer_ref = trainer_ref  # filled once the trainer exists; callbacks are built before it
         self.max_completion_length = max_completion_length
         self.warned = False
-        self.history: list[dict[str, Any]] = []
 
     def on_log(self, args, state, control, logs=None, **kwargs):  # type: ignore[no-untyped-def]
         if not state.is_world_process_zero or not logs:
             return
         numeric = {k: v for k, v in logs.items() if isinstance(v, int | float) and not isinstance(v, bool)}
-        self.history.append({"step": state.global_step, **numeric})
         self.tracker.log_metrics(numeric, step=state.global_step)
         trainer = self.trainer_ref.get("trainer")
         if trainer is not None and trainer.completion_sample and "reward" in logs:
@@ -147,7 +145,6 @@ class StopOnSignal(TrainerCallback):
 
     def __init__(self) -> None:
         self.requested: str | None = None
-        self.stopped_at: int | None = None
 
     def request(self, reason: str) -> None:
         self.requested = self.requested or reason
@@ -160,7 +157,6 @@ class StopOnSignal(TrainerCallback):
             flag = bool(tensor.item())
         if flag:
             self.requested = self.requested or "signal on another rank"
-            self.stopped_at = state.global_step
             control.should_save = True
             control.should_training_stop = True
         return control

@@ -14,7 +14,7 @@ loss, and the completion is not counted as cut at max length.
 HF `generate` only builds stop-string criteria when it is handed a tokenizer, which TRL's
 generation call does not do; a logits processor needs no tokenizer at call time. It is injected
 into `model.generate` by `rlvr_cli.training.trl_generate`. vLLM takes plain stop strings instead
-(`VLLM_STOP`).
+(`rlvr_cli.tasks.base.STOP_STRINGS`, through `Task.stop_strings`).
 """
 
 from __future__ import annotations
@@ -25,10 +25,7 @@ from typing import Any
 import torch
 from transformers import LogitsProcessor
 
-from rlvr_cli.tasks.base import STOP_STRINGS, StopRule
-
-# vLLM stops on fixed strings: an invented question (see rlvr_cli.tasks.base.STOP_STRINGS).
-VLLM_STOP = STOP_STRINGS
+from rlvr_cli.tasks.base import StopRule
 
 
 class TokenText:

@@ -58,4 +58,3 @@ REWARDS: dict[str, RewardFunc] = {
     "format": format_reward,
     "correctness": correctness_reward,
 }
-MAX_REWARD = FORMAT_REWARD + CORRECTNESS_REWARD

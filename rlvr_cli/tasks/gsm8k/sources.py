@@ -24,7 +24,6 @@ from rlvr_cli.tasks.base import PROMPT_TAIL, Problem, SourceData
 from rlvr_cli.tasks.files import find_split_file, rows_from_file
 from rlvr_cli.tasks.gsm8k.answers import normalize_gold
 
-HUB_DEFAULT = "openai/gsm8k"
 GENERATOR = "reasoning-gym"
 _CALCULATOR = re.compile(r"<<[^<>\n]{0,500}>>")
 
