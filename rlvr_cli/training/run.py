@@ -19,7 +19,7 @@ import contextlib
 import json
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -88,11 +88,10 @@ class Loaded:
 
 
 @dataclass
-class Trainer:
-    trainer: Any  # RlvrGRPOTrainer
-    stopper: Any  # callbacks.StopOnSignal
-    timer: Any  # callbacks.StepTimer
-    extra: dict[str, Any] = field(default_factory=dict)
+class BuiltTrainer:
+    trainer: Any  # rlvr_cli.training.trainer.RlvrGRPOTrainer
+    stopper: Any  # callbacks.StopOnSignal: set by SIGTERM or Ctrl-C
+    timer: Any  # callbacks.StepTimer: seconds per step
 
 
 # --- preflight ------------------------------------------------------------------------------------
@@ -258,7 +257,7 @@ def build_trainer(
     reward_funcs: list[Any],
     tracker: Any,
     checkpoint_dir: Path,
-) -> Trainer:
+) -> BuiltTrainer:
     from datasets import Dataset
     from transformers import PrinterCallback
 
@@ -293,7 +292,7 @@ def build_trainer(
     )
     trainer.remove_callback(PrinterCallback)  # it prints log dicts on stdout, which is for data
     trainer_ref["trainer"] = trainer
-    return Trainer(trainer, stopper, timer)
+    return BuiltTrainer(trainer, stopper, timer)
 
 
 # --- the run record ---------------------------------------------------------------------------------
@@ -405,7 +404,7 @@ def run_training(
     return TrainResult(record, output, 0, is_main)
 
 
-def train(built: Trainer, resume_from: Path | None) -> list[dict[str, Any]]:
+def train(built: BuiltTrainer, resume_from: Path | None) -> list[dict[str, Any]]:
     """Run TRL's training loop (SIGTERM and the first Ctrl-C stop it after a step); its log history."""
     from rlvr_cli.training.callbacks import stop_signals
 
@@ -415,7 +414,7 @@ def train(built: Trainer, resume_from: Path | None) -> list[dict[str, Any]]:
 
 
 def interrupted(
-    record: RunRecord, built: Trainer, output: Path | None, tracker: Any, checkpoint_dir: Path
+    record: RunRecord, built: BuiltTrainer, output: Path | None, tracker: Any, checkpoint_dir: Path
 ) -> None:
     """Stopped by a signal after a step: the record names the signal and the checkpoint it saved."""
     record.status = "interrupted"
