@@ -445,9 +445,28 @@ def test_status_exit_codes_follow_the_job_state(cli, recipe: Path, bucket: str, 
         assert human.err.strip().splitlines()[-1] == "next: rlvr eval --job rlvr-s --baseline"
 
 
-def test_status_of_an_unknown_job(cli, aws: str):
+def test_an_unknown_job_is_one_error_for_every_command(cli, recipe: Path, bucket: str):
+    assert cli("train", "--remote", "--config", recipe, "--job-name", "rlvr-known").code == 0
+    known = cli("status", "rlvr-known", "--json").json()
     result = cli("status", "no-such-job", "--json")
-    assert result.code == 6 and result.json()["status"] == "NotFound"
+    assert result.code == 6
+    unknown = result.json()
+    assert list(unknown) == list(known)  # one shape for scripts, found or not
+    assert (unknown["job_name"], unknown["status"], unknown["exit_code"]) == ("no-such-job", "NotFound", 6)
+    line = "error: job no-such-job: no such training job in us-east-1; check the name, --region and --profile"
+    for command in (["status"], ["logs", "--no-follow"], ["stop"]):
+        other = cli(*command, "no-such-job")
+        assert (other.code, other.err.strip()) == (6, line), command
+
+
+def test_submit_json_has_one_shape_with_or_without_dry_run(cli, recipe: Path, bucket: str):
+    dry = cli("train", "--remote", "--dry-run", "--config", recipe, "--job-name", "rlvr-shape", "--json")
+    sent = cli("train", "--remote", "--config", recipe, "--job-name", "rlvr-shape", "--json")
+    assert dry.code == sent.code == 0, dry.err + sent.err
+    assert list(dry.json()) == list(sent.json()) == ["job_name", "arn", "dry_run", "request", "estimate"]
+    assert (dry.json()["dry_run"], dry.json()["arn"]) == (True, None)
+    assert sent.json()["dry_run"] is False and sent.json()["arn"].endswith("training-job/rlvr-shape")
+    assert dry.json()["request"] == sent.json()["request"]
 
 
 def test_status_without_any_job(cli, aws: str):
