@@ -62,10 +62,13 @@ def _numbers(line: str) -> list[tuple[float, str]]:
     return found
 
 
-@functools.lru_cache(maxsize=4096)
-def _parse_number_text(text: str) -> float | None:
+def _one_number(text: str) -> float | None:
     numbers = _numbers(text.strip().replace("\u2212", "-"))
     return numbers[0][0] if len(numbers) == 1 else None
+
+
+# Gold answers repeat across a run (each is scored num_generations times): parse each once.
+_parse_number_text = functools.lru_cache(maxsize=4096)(_one_number)
 
 
 def parse_number(text: Any) -> float | None:
@@ -93,10 +96,7 @@ def extract_answer(completion: Any) -> Answer:
     return _extract(completion_text(completion))
 
 
-# GRPO scores each completion with every reward function: parse it once. Bounded, so a long run
-# does not accumulate completions.
-@functools.lru_cache(maxsize=4096)
-def _extract(text: str) -> Answer:
+def _read_first_answer(text: str) -> Answer:
     # The first `####` line that is an answer (a markdown heading `#### Step 1` is not), and none
     # after a line that opens an invented question (`Question:`, `**Question 2:**`, ...): that
     # answer belongs to the invented question.
@@ -121,6 +121,11 @@ def _extract(text: str) -> Answer:
         return Answer(value=None, text=None, format_ok=False)
     value, number_text = numbers[0]
     return Answer(value=value, text=number_text, format_ok=bool(_FORMAT.match(line)))
+
+
+# GRPO scores each completion with every reward function: parse it once. Bounded, so a long run
+# does not accumulate completions. (Wrapped here rather than decorated: the function stays plain.)
+_extract = functools.lru_cache(maxsize=4096)(_read_first_answer)
 
 
 def is_correct(predicted: float | None, gold: float | None) -> bool:
