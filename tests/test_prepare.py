@@ -206,3 +206,109 @@ def test_longest_prompt_is_counted_in_tokens_with_a_recipe(
     assert result.code == 0, result.err
     longest = result.json()["longest_prompt"]
     assert longest["tokens"] > 20 and longest["tokenizer"] == str(tiny_model_dir)
+
+
+# --- building the sets, piece by piece -----------------------------------------------------------------
+
+
+def _problems(n: int):
+    from rlvr_cli.tasks.base import Problem
+
+    return [
+        Problem(id=f"train-{i}", question=f"q{i}", answer=f"#### {i}", final_answer=str(i)) for i in range(n)
+    ]
+
+
+def test_split_takes_exemplars_out_and_rounds_validation_up():
+    from rlvr_cli.data.build import split_problems
+
+    exemplars, train, val = split_problems(_problems(21), shots=3, val_fraction=0.1, seed=1)
+    assert len(exemplars) == 3 and len(val) == 2 and len(train) == 16  # ceil(18 * 0.1) = 2
+    ids = [p.id for p in exemplars + train + val]
+    assert len(set(ids)) == 21  # every problem once
+    assert [p.id for p in exemplars] == sorted((p.id for p in exemplars), key=lambda x: int(x.split("-")[1]))
+    assert split_problems(_problems(21), shots=3, val_fraction=0.1, seed=1) == (exemplars, train, val)
+    assert split_problems(_problems(21), shots=3, val_fraction=0.1, seed=2) != (exemplars, train, val)
+
+
+@pytest.mark.parametrize(
+    ("n", "shots", "fraction", "message"),
+    [
+        (5, 6, 0.1, "--shots 6: the source has only 5 usable train rows"),
+        (3, 2, 0.1, "leaves 0 train and 1 val rows; both must be non-empty"),
+        (3, 0, 0.99, "leaves 0 train and 3 val rows"),
+    ],
+)
+def test_split_refuses_what_leaves_a_set_empty(n, shots, fraction, message):
+    from rlvr_cli.core.errors import UsageError
+    from rlvr_cli.data.build import split_problems
+
+    with pytest.raises(UsageError, match=message.replace("(", r"\(")):
+        split_problems(_problems(n), shots=shots, val_fraction=fraction, seed=0)
+
+
+def test_longest_prompts_by_characters():
+    from rlvr_cli.data.build import longest_by_chars
+
+    prompts = ["a" * n for n in (3, 9, 1, 7)]
+    assert longest_by_chars(prompts, k=2) == ["a" * 9, "a" * 7]
+    assert len(longest_by_chars(prompts * 30)) == 64
+
+
+@pytest.mark.parametrize(
+    ("shots", "fraction", "message"),
+    [(33, 0.1, "--shots 33: must be between 0 and 32"), (-1, 0.1, "between 0 and 32"), (1, 0.0, "strictly between 0 and 1"), (1, 1.0, "strictly between")],
+)  # fmt: skip
+def test_prepare_checks_its_arguments(shots, fraction, message):
+    from rlvr_cli.core.errors import UsageError
+    from rlvr_cli.tasks.base import SourceData
+
+    source = SourceData(name="s", kind="local", train=_problems(40), test=_problems(2))
+    with pytest.raises(UsageError, match=message):
+        prepare(source, shots=shots, val_fraction=fraction, seed=0)
+
+
+def test_prepare_reports_progress_counts_tokens_and_keeps_metadata():
+    from rlvr_cli.core.errors import RlvrError
+    from rlvr_cli.tasks.base import Problem, SourceData
+
+    train = _problems(1200)
+    test = [
+        Problem(id="test-0", question="long " * 50, answer="#### 1", final_answer="1", metadata={"k": [1]})
+    ]
+    calls = []
+    prepared = prepare(
+        SourceData(name="s", kind="local", train=train, test=test),
+        shots=1,
+        val_fraction=0.5,
+        seed=0,
+        count_tokens=lambda prompts: [len(p.split()) for p in prompts],
+        tokenizer_name="words",
+        progress=lambda stage, done, total: calls.append((stage, done, total)),
+    )
+    assert calls == [
+        ("building prompts", 500, 1200),
+        ("building prompts", 1000, 1200),
+        ("building prompts", 1200, 1200),
+    ]
+    assert prepared.manifest.longest_prompt == {
+        "id": "test-0",
+        "chars": len(prepared.rows["test"][0]["prompt"]),
+        "tokens": len(prepared.rows["test"][0]["prompt"].split()),
+        "tokenizer": "words",
+    }
+    assert prepared.rows["test"][0]["metadata"] == '{"k": [1]}'  # one JSON string per row
+    assert "metadata" not in prepared.rows["train"][0]
+    assert prepared.manifest.files["test/dataset.json"]["rows"] == 1
+    with pytest.raises(RlvrError, match="s: the test split has no usable rows"):
+        prepare(SourceData(name="s", kind="local", train=train, test=[]), shots=1, val_fraction=0.5, seed=0)
+
+
+def test_existing_files_that_differ_are_named(tmp_path: Path):
+    from rlvr_cli.data.build import existing_differs
+
+    (tmp_path / "a").write_bytes(b"same")
+    (tmp_path / "b").write_bytes(b"diff")
+    (tmp_path / "c").write_bytes(b"longer")
+    payloads = {"a": b"same", "b": b"DIFF", "c": b"short", "missing": b"x"}
+    assert existing_differs(tmp_path, payloads) == ["b", "c"]

@@ -85,3 +85,86 @@ def test_paired_comparison_counts_fixed_and_broken():
     assert (result["fixed"], result["broken"], result["both_correct"], result["both_wrong"]) == (2, 1, 1, 0)
     assert result["accuracy_difference"] == pytest.approx(0.25)
     assert summarize(tuned, 2.0)["accuracy"] == 0.75
+
+
+def test_wilson_interval_values():
+    assert wilson_interval(41, 100) == pytest.approx((0.3187, 0.5080), abs=1e-4)
+    assert wilson_interval(10, 10) == pytest.approx((0.7225, 1.0), abs=1e-4)
+    assert wilson_interval(5, 10, z=1.0) == pytest.approx((0.3492, 0.6508), abs=1e-4)
+    assert wilson_interval(0, 0) == (0.0, 0.0)
+
+
+def test_mcnemar_exact_values():
+    assert mcnemar_exact(3, 1) == pytest.approx(0.625)
+    assert mcnemar_exact(1, 3) == pytest.approx(0.625)
+    assert mcnemar_exact(7, 0) == pytest.approx(2 / 128)
+
+
+def _sample(i, correct=True, format_ok=True, tokens=10, cut=False):
+    completion = "#### The final answer is 1" if format_ok else "#### 1"
+    if not correct:
+        completion = completion.replace("1", "2")
+    return score({"id": i, "question": "q", "final_answer": "1"}, completion, tokens, cut)
+
+
+def test_summary_of_samples():
+    samples = [
+        _sample(0),
+        _sample(1, correct=False, tokens=30, cut=True),
+        _sample(2, format_ok=False, tokens=20),
+    ]
+    summary = summarize(samples, 4.0)
+    assert summary == {
+        "n": 3,
+        "correct": 2,
+        "accuracy": pytest.approx(2 / 3),
+        "accuracy_ci95": pytest.approx(list(wilson_interval(2, 3))),
+        "format_rate": pytest.approx(2 / 3),
+        "cut_rate": pytest.approx(1 / 3),
+        "mean_completion_tokens": 20.0,
+        "wall_seconds": 4.0,
+        "problems_per_second": 0.75,
+        "tokens_per_second": 15.0,
+    }
+    empty = summarize([], 0.0)
+    assert (empty["n"], empty["accuracy"], empty["format_rate"], empty["problems_per_second"]) == (
+        0,
+        0.0,
+        0.0,
+        0.0,
+    )
+    assert summarize(samples, 0.0)["tokens_per_second"] == 0.0
+
+
+def test_comparison_pairs_by_id_only():
+    base = [_sample(0, correct=False), _sample(1), _sample(9)]
+    tuned = [_sample(0), _sample(1), _sample(5)]  # 9 and 5 have no partner
+    result = compare(base, tuned)
+    assert result == {
+        "n": 2,
+        "accuracy_difference": pytest.approx(0.5),
+        "fixed": 1,
+        "broken": 0,
+        "both_correct": 1,
+        "both_wrong": 0,
+        "mcnemar_p": 1.0,
+    }
+    assert compare([], [])["n"] == 0 and compare([], [])["accuracy_difference"] == 0.0
+
+
+def test_a_sample_keeps_what_was_read():
+    sample = score(
+        {"id": 7, "question": "q", "final_answer": "1,000"}, "#### The final answer is 1000", 5, True
+    )
+    assert sample.as_dict() == {
+        "id": "7",
+        "question": "q",
+        "gold": "1,000",
+        "completion": "#### The final answer is 1000",
+        "extracted": "1000",
+        "correct": True,
+        "format_ok": True,
+        "completion_tokens": 5,
+        "cut": True,
+    }
+    assert score({"final_answer": "3"}, "#### 3", 1, False).id == ""  # rows without id or question

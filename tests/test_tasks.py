@@ -341,3 +341,161 @@ def test_a_task_from_another_package_registers_through_an_entry_point(
     row = json.loads(Path("p/test/dataset.json").read_text().splitlines()[0])
     assert row["prompt"].startswith("SHOUT: Question: Sort these words")
     assert "shout" in cli("prepare", "--task", "nope", "--source", "x").err
+
+
+# --- the answer-reading seam, piece by piece ---------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("completion", "text"),
+    [
+        ("plain", "plain"),
+        ({"role": "assistant", "content": "one message"}, "one message"),
+        ([{"role": "assistant", "content": "a"}, {"role": "assistant", "content": "b"}], "ab"),
+        (({"content": "in a tuple"},), "in a tuple"),
+        (
+            [{"content": [{"type": "text", "text": "multi"}, {"type": "image"}, {"text": "modal"}]}],
+            "multimodal",
+        ),
+        (["bare", " strings"], "bare strings"),
+        ([{"content": 3}, {"content": None}], ""),
+        (None, ""),
+        (42, ""),
+    ],
+)
+def test_completion_text_reads_every_form_trl_passes(completion, text):
+    from rlvr_cli.tasks.base import completion_text
+
+    assert completion_text(completion) == text
+
+
+@pytest.mark.parametrize(
+    ("rest", "answer"),
+    [
+        (" The final answer is 4", True),
+        ("The final answer is 4", True),
+        (" the final answer is 4", True),
+        (" 42", True),
+        (" -3", True),
+        (" $5", True),
+        (" \\frac{1}{2}", True),
+        ("", True),  # a bare marker: an answer line with nothing readable on it
+        (" Step 1", False),
+        ("# Deeper heading", False),
+        ("\t Final thoughts", False),
+    ],
+)
+def test_what_follows_the_marker_decides_an_answer_line(rest, answer):
+    from rlvr_cli.tasks.base import is_answer_line
+
+    assert is_answer_line(rest) is answer
+
+
+def test_the_answer_line_span_is_exact():
+    text = "work\n#### Step 2\nmore\n#### The final answer is 7\ntail"
+    start, end = find_answer_line(text)
+    assert text[start:end] == " The final answer is 7"
+    assert find_answer_line("#### 5") == (4, 6)  # to the end of a text without a newline
+    assert find_answer_line("no marker at all") is None
+    long_line = "#### " + "9" * 400
+    start, end = find_answer_line(long_line)
+    assert end - start == 257  # capped one past MAX_ANSWER_LINE: the reader refuses such a line
+
+
+@pytest.mark.parametrize(
+    ("text", "stopped_at"),
+    [
+        ("2 + 2 = 4\n#### The final answer is 4\nQuestion: next", "2 + 2 = 4\n#### The final answer is 4\n"),
+        ("#### 4\n\nmore", "#### 4\n"),
+        ("thinking\nQuestion: invented", "thinking\nQuestion:"),
+        ("**Question 2:** invented", "**Question 2:"),
+        ("#### Step 1\nstill working\n#### 9\n", "#### Step 1\nstill working\n#### 9\n"),
+        ("a question: not an opener\nok", None),
+        ("#### The final answer is 4 with no newline yet", None),
+    ],
+)
+def test_the_stop_rule_ends_after_the_answer_line_or_an_invented_question(text, stopped_at):
+    for size in (1, 2, 5, len(text)):  # however the text is cut into tokens
+        got = stops_after(text, size)
+        if stopped_at is None:
+            assert got is None, size
+        else:
+            # It stops on the piece that completes the line or the opener: at most a piece more.
+            assert got is not None and got.startswith(stopped_at) and len(got) < len(stopped_at) + size, size
+
+
+def test_a_stopped_rule_stays_stopped():
+    rule = StopRule()
+    assert not rule.feed("#### 4")
+    assert rule.feed("\n")
+    assert rule.feed("anything") and rule.stopped
+    assert rule.text == "#### 4\n"  # nothing is added after the stop
+
+
+@pytest.mark.parametrize(
+    ("completion", "text", "format_ok"),
+    [
+        ("#### The final answer is \\boxed{1/2}", "\\boxed{1/2}", True),
+        ("#### The final answer is: yes.", "yes", True),
+        (
+            "#### the final answer is maybe",
+            "the final answer is maybe",
+            False,
+        ),  # only the exact phrase counts
+        ("#### The final answer is kiwi, lime.\n", "kiwi, lime", True),
+        ("#### kiwi\n", None, False),  # a word other than the phrase after the marker: a heading
+        ("#### The final answer is wait..", "wait..", True),  # an ellipsis is kept
+        ("#### 3/4", "3/4", False),
+        ("#### The final answer is   \r", None, False),
+        ("#### ", None, False),
+        ("no answer line", None, False),
+    ],
+)
+def test_read_answer_text_for_non_numeric_tasks(completion, text, format_ok):
+    from rlvr_cli.tasks.base import read_answer_text
+
+    answer = read_answer_text(completion)
+    assert (answer.text, answer.format_ok, answer.value) == (text, format_ok, None)
+
+
+def test_a_task_writes_the_few_shot_layout_and_refuses_unknown_options():
+    from rlvr_cli.core.errors import UsageError
+    from rlvr_cli.tasks.base import Problem
+
+    task = get_task("custom", {"compare": "exact"})
+    problem = Problem(id="p", question="  What?  ", answer="  Because.  ", final_answer="yes")
+    assert task.exemplar_text(problem) == (
+        "Question: What?\nSolution: Let's think step by step. Because.\n#### The final answer is yes"
+    )
+    assert (
+        task.exemplar_text(Problem("p", "Q", "", "1")).splitlines()[1]
+        == "Solution: Let's think step by step."
+    )
+    assert task.prompt_text(problem) == "Question: What?\nSolution: Let's think step by step."
+    assert task.describe() == {"name": "custom", "options": {"compare": "exact"}}
+    with pytest.raises(UsageError, match="unknown option 'compar'; did you mean 'compare'"):
+        get_task("custom", {"compar": "exact"})
+    with pytest.raises(UsageError, match="unknown option 'x'; valid options: none"):
+        get_task("gsm8k", {"x": 1})
+
+
+def test_a_tasks_rewards_read_metadata_and_skip_unreadable_gold():
+    task = get_task("custom", {"compare": "exact"})
+    rewards = task.rewards()
+    assert list(rewards) == ["format", "correctness"]
+    completions = ["#### The final answer is Yes.", "#### no", "#### The final answer is yes"]
+    assert rewards["format"](completions) == [0.5, 0.0, 0.5]
+    got = rewards["correctness"](
+        completions, final_answer=["yes", "yes", "  "], metadata=['{"k": 1}', None, None]
+    )
+    assert got == [1.0, 0.0, None]  # an unreadable (empty) gold answer is not scored
+    assert rewards["format"].__doc__ == "0.5 for a well-formed first answer line (custom)."
+
+
+def test_metadata_travels_as_a_json_string():
+    from rlvr_cli.tasks.base import _metadata
+
+    assert _metadata('{"a": [1, 2]}') == {"a": [1, 2]}
+    assert _metadata({"a": 1}) == {"a": 1}
+    assert _metadata("not json") is None
+    assert _metadata(None) is None and _metadata(3) is None
