@@ -175,3 +175,85 @@ def test_gold_answers_of_the_whole_gsm8k_are_read():
     assert all(parse_number(g) is not None for g in golds)
     # The reference's own format, written with each gold answer, is rewarded in full.
     assert all(rewards(f"#### The final answer is {g}", g) == (0.5, 1.0) for g in golds)
+
+
+# --- reading numbers, piece by piece --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("gold", "value"),
+    [
+        ("1,234", 1234.0),
+        ("-5", -5.0),
+        ("\u22125", -5.0),
+        ("$3.50", 3.5),
+        ("-$3", -3.0),
+        ("$-3", -3.0),
+        (".5", 0.5),
+        ("  7  ", 7.0),
+        ("12,34", None),  # not a thousands separator: two numbers
+        ("3 or 4", None),
+        ("seven", None),
+        ("", None),
+        (7, 7.0),
+        (2.5, 2.5),
+        (True, None),
+        (float("inf"), None),
+        (float("nan"), None),
+        (None, None),
+        ("1" * 300, None),  # longer than an answer line
+    ],
+)
+def test_parse_number(gold, value):
+    assert parse_number(gold) == value
+
+
+def test_answers_are_equal_within_the_reference_tolerance():
+    from rlvr_cli.tasks.gsm8k.answers import TOLERANCE, is_correct
+
+    assert TOLERANCE == 1e-3
+    assert is_correct(2.0, 2.0) and is_correct(2.0005, 2.0) and is_correct(1.9995, 2.0)
+    assert not is_correct(2.002, 2.0) and not is_correct(1.998, 2.0)
+    assert not is_correct(None, 2.0) and not is_correct(2.0, None) and not is_correct(None, None)
+
+
+@pytest.mark.parametrize(
+    ("field", "gold"),
+    [
+        ("48 / 2 = 24\n#### 1,234", "1234"),
+        ("#### -3", "-3"),
+        ("#### \u22123", "-3"),
+        ("#### 0.5", "0.5"),
+        ("#### $18.00", "18.00"),
+        ("first #### 1\nthen #### 2", "2"),  # the last marker is the gold line
+        ("#### 3 or 4", None),
+        ("no marker 5", None),
+        ("####", None),
+        (None, None),
+        (5, None),
+    ],
+)
+def test_normalize_gold(field, gold):
+    assert normalize_gold(field) == gold
+
+
+@pytest.mark.parametrize(
+    ("completion", "value", "text", "format_ok"),
+    [
+        ("#### The final answer is 72", 72.0, "72", True),
+        ("#### The final answer is: 72", 72.0, "72", True),
+        ("####   The final answer is   72.  ", 72.0, "72", True),
+        ("#### The final answer is 72 apples", 72.0, "72", True),
+        ("#### 72", 72.0, "72", False),
+        ("#### The answer is 72", None, None, False),  # a word other than the phrase: a heading
+        ("#### The final answer is -0.5", -0.5, "-0.5", True),
+        ("#### The final answer is \u22124", -4.0, "-4", True),
+        ("#### The final answer is x", None, None, False),
+        ("#### The final answer is 3, 4", None, None, False),
+        ("#### #### 5", None, None, False),
+        ("#### The final answer is " + "1" * 300, None, None, False),
+    ],
+)
+def test_the_answer_line_as_read(completion, value, text, format_ok):
+    answer = extract_answer(completion)
+    assert (answer.value, answer.text, answer.format_ok) == (value, text, format_ok)
