@@ -257,3 +257,33 @@ def test_normalize_gold(field, gold):
 def test_the_answer_line_as_read(completion, value, text, format_ok):
     answer = extract_answer(completion)
     assert (answer.value, answer.text, answer.format_ok) == (value, text, format_ok)
+
+
+def test_rewards_by_name_and_by_import_path():
+    from rlvr_cli.tasks import get_task
+    from rlvr_cli.tasks.rewards import BUILTIN_REWARDS, check_reward_names, import_reward
+
+    assert BUILTIN_REWARDS == ("format", "correctness")
+    funcs = get_reward_funcs(["correctness", "format", "tests.rewards_for_tests:spread_reward"])
+    assert [f.__name__ for f in funcs] == ["correctness_reward", "format_reward", "spread_reward"]
+    assert funcs[0] is REWARDS["correctness"]  # GSM8K's own when no task is given
+    custom = get_reward_funcs(["format"], get_task("custom", {"compare": "exact"}))
+    assert custom[0](["#### The final answer is Yes"]) == [0.5]
+    check_reward_names(["format", "pkg.mod:fn"])  # names only: nothing is imported
+    with pytest.raises(ValueError, match=r"cannot import reward 'nonexistent_pkg.mod:fn' \(No module named"):
+        import_reward("nonexistent_pkg.mod:fn")
+    with pytest.raises(ValueError, match=r"cannot import reward 'tests\.rewards_for_tests:nothing'"):
+        import_reward("tests.rewards_for_tests:nothing")
+    with pytest.raises(ValueError, match="reward 'json:decoder' is not a function"):
+        import_reward("json:decoder")
+
+
+def test_a_task_without_a_reward_says_which_it_offers():
+    from rlvr_cli.tasks import get_task
+
+    class Only(type(get_task("gsm8k"))):
+        def rewards(self):
+            return {"format": REWARDS["format"]}
+
+    with pytest.raises(ValueError, match="task gsm8k offers no reward 'correctness'; it offers format"):
+        get_reward_funcs(["format", "correctness"], Only())
