@@ -239,11 +239,14 @@ def train(
 
 
 def _path_overrides(overrides: list[str] | None, data: Path | None, output: Path | None) -> list[str]:
+    from rlvr_cli.data.layout import PreparedDir
+
     items = list(overrides or [])
     if data is not None:
+        prepared = PreparedDir(data)
         items += [
-            f"train_dataset_path={data / 'train' / 'dataset.json'}",
-            f"test_dataset_path={data / 'val' / 'dataset.json'}",
+            f"train_dataset_path={prepared.split('train')}",
+            f"test_dataset_path={prepared.split('val')}",
         ]
     if output is not None:
         items.append(f"output_dir={output}")

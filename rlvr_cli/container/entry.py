@@ -34,6 +34,7 @@ from typing import Any
 
 from rlvr_cli.container.launcher import FAILURE_FILE_ENV, Layout, launch
 from rlvr_cli.core.errors import ExitCode, RlvrError, one_line
+from rlvr_cli.data.layout import PreparedDir
 
 MASTER_PORT = 29500  # several hosts: rank 0's rendezvous port on the first host
 # SIGTERM to SIGKILL: SageMaker allows 120 s after a stop or spot notice; the rest is the margin
@@ -100,8 +101,9 @@ def recipe_data(paths: Paths) -> dict[str, Any]:
             {k: _decode(v) for k, v in json.loads(hyperparameters.read_text(encoding="utf-8")).items()}
         )
     # Paths belong to the container, whatever the recipe said.
-    data["train_dataset_path"] = str(paths.data / "train" / "dataset.json")
-    val = paths.data / "val" / "dataset.json"
+    # The channels are directories of a prepared layout (rlvr_cli.data.layout).
+    data["train_dataset_path"] = str(PreparedDir(paths.data).split("train"))
+    val = PreparedDir(paths.data).split("val")
     data["test_dataset_path"] = str(val) if val.is_file() else None
     if not val.is_file():
         data["eval_strategy"] = "no"

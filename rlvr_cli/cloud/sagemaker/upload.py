@@ -24,8 +24,8 @@ from rlvr_cli.cloud.sagemaker.s3objects import RemoteObject, Verification, head,
 from rlvr_cli.core import console
 from rlvr_cli.core.errors import RlvrError
 from rlvr_cli.core.files import sha256_file
+from rlvr_cli.data.layout import FILES, SPLITS
 
-FILES = ("train/dataset.json", "val/dataset.json", "test/dataset.json", "manifest.json")
 MULTIPART_THRESHOLD = 16 * 1024 * 1024
 
 
@@ -162,6 +162,6 @@ def upload_dataset(
         item.pop("key")
     return {
         "s3_uri": root,
-        "channels": {"train": f"{root}/train/", "val": f"{root}/val/", "test": f"{root}/test/"},
+        "channels": {split: f"{root}/{split}/" for split in SPLITS},
         "files": plan,
     }
