@@ -68,7 +68,8 @@ def _model_fields(model: type[BaseModel]) -> dict[str, Any]:
     return model.model_fields
 
 
-def _submodel(annotation: Any) -> type[BaseModel] | None:
+def submodel(annotation: Any) -> type[BaseModel] | None:
+    """The nested recipe model a field holds (`remote`: RemoteConfig), else None."""
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
         return annotation
     return None
@@ -104,7 +105,7 @@ def _apply_override(data: dict[str, Any], item: str) -> tuple[str, ...]:
     annotation: Any = Recipe
     target = data
     for i, part in enumerate(path):
-        model = _submodel(annotation)
+        model = submodel(annotation)
         if model is not None:
             fields = _model_fields(model)
             if part not in fields:
@@ -146,7 +147,7 @@ def format_validation_error(
             parent: type[BaseModel] = Recipe
             for part in loc[:-1]:
                 sub = (
-                    _submodel(_model_fields(parent).get(part).annotation)
+                    submodel(_model_fields(parent).get(part).annotation)
                     if part in _model_fields(parent)
                     else None
                 )

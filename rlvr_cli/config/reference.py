@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from rlvr_cli.config.loading import _submodel
+from rlvr_cli.config.loading import submodel
 from rlvr_cli.config.recipe import Recipe
 
 
@@ -15,7 +15,7 @@ def reference_table(model: type[BaseModel] = Recipe, prefix: str = "") -> list[s
     """Markdown rows `| key | type | default | description |` for the README's configuration reference."""
     rows = []
     for name, info in model.model_fields.items():
-        sub = _submodel(info.annotation)
+        sub = submodel(info.annotation)
         if sub is not None:
             rows.extend(reference_table(sub, prefix=f"{prefix}{name}."))
             continue
