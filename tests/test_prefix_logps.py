@@ -54,10 +54,13 @@ def _batch(pad: int = 0):
 
 def _trl_logps(model, ids, mask, keep):
     """TRL's own GRPOTrainer._get_per_token_logps_and_entropies, called unbound: of the trainer it
-    needs only `accelerator.autocast`."""
+    needs only its accelerator's autocast (and, for TRL's profiling wrapper, whether it is the main
+    process)."""
     from trl import GRPOTrainer
 
-    trainer = SimpleNamespace(accelerator=SimpleNamespace(autocast=contextlib.nullcontext))
+    trainer = SimpleNamespace(
+        accelerator=SimpleNamespace(autocast=contextlib.nullcontext, is_main_process=True)
+    )
     logps, entropies, _ = GRPOTrainer._get_per_token_logps_and_entropies(
         trainer, model, ids, mask, keep, compute_entropy=True
     )
