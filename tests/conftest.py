@@ -18,6 +18,17 @@ SHARED_GSM8K = REPO.parent / "shared" / "data" / "gsm8k"
 
 
 @pytest.fixture(autouse=True)
+def fresh_answer_caches() -> None:
+    """Each test reads answers itself, not from a cache an earlier test filled: tests stay
+    independent, and mutation testing (which forks workers from a process that already ran them,
+    and maps tests to the functions they call) sees every call."""
+    from rlvr_cli.tasks.gsm8k import answers
+
+    answers._extract.cache_clear()
+    answers._parse_number_text.cache_clear()
+
+
+@pytest.fixture(autouse=True)
 def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("RLVR_STATE_DIR", str(tmp_path / "state"))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -235,6 +236,7 @@ def test_split_takes_exemplars_out_and_rounds_validation_up():
     ("n", "shots", "fraction", "message"),
     [
         (5, 6, 0.1, "--shots 6: the source has only 5 usable train rows"),
+        (3, 3, 0.1, "leaves 0 train and 0 val rows"),  # every row an exemplar
         (3, 2, 0.1, "leaves 0 train and 1 val rows; both must be non-empty"),
         (3, 0, 0.99, "leaves 0 train and 3 val rows"),
     ],
@@ -269,21 +271,22 @@ def test_prepare_checks_its_arguments(shots, fraction, message):
 
 
 def test_prepare_reports_progress_counts_tokens_and_keeps_metadata():
+    from rlvr_cli import __version__
     from rlvr_cli.core.errors import RlvrError
     from rlvr_cli.tasks.base import Problem, SourceData
 
     train = _problems(1200)
-    test = [
-        Problem(id="test-0", question="long " * 50, answer="#### 1", final_answer="1", metadata={"k": [1]})
-    ]
+    train[7].question = "!" * 30  # the most tokens (counted as "!" below), not the most characters
+    metadata = {"k": [1], "b": "é"}
+    test = [Problem(id="test-0", question="long " * 50, answer="#### 1", final_answer="1", metadata=metadata)]
     calls = []
     prepared = prepare(
         SourceData(name="s", kind="local", train=train, test=test),
         shots=1,
         val_fraction=0.5,
         seed=0,
-        count_tokens=lambda prompts: [len(p.split()) for p in prompts],
-        tokenizer_name="words",
+        count_tokens=lambda prompts: [p.count("!") for p in prompts],
+        tokenizer_name="bangs",
         progress=lambda stage, done, total: calls.append((stage, done, total)),
     )
     assert calls == [
@@ -292,14 +295,22 @@ def test_prepare_reports_progress_counts_tokens_and_keeps_metadata():
         ("building prompts", 1200, 1200),
     ]
     assert prepared.manifest.longest_prompt == {
-        "id": "test-0",
-        "chars": len(prepared.rows["test"][0]["prompt"]),
-        "tokens": len(prepared.rows["test"][0]["prompt"].split()),
-        "tokenizer": "words",
+        "id": "train-7",  # by tokens, among the longest by characters
+        "chars": len(prepared.rows["test"][0]["prompt"]),  # of the longest by characters
+        "tokens": 30,
+        "tokenizer": "bangs",
     }
-    assert prepared.rows["test"][0]["metadata"] == '{"k": [1]}'  # one JSON string per row
+    assert prepared.rows["test"][0]["metadata"] == '{"b": "é", "k": [1]}'  # one JSON string, keys sorted
     assert "metadata" not in prepared.rows["train"][0]
-    assert prepared.manifest.files["test/dataset.json"]["rows"] == 1
+    assert prepared.payloads["test/dataset.json"].decode("utf-8").count("é") == 1  # UTF-8, not escaped
+    manifest = prepared.manifest
+    assert manifest.rlvr_version == __version__
+    assert manifest.source == {"name": "s", "kind": "local", "files": {}}
+    assert manifest.files["test/dataset.json"] == {
+        "sha256": hashlib.sha256(prepared.payloads["test/dataset.json"]).hexdigest(),
+        "bytes": len(prepared.payloads["test/dataset.json"]),
+        "rows": 1,
+    }
     with pytest.raises(RlvrError, match="s: the test split has no usable rows"):
         prepare(SourceData(name="s", kind="local", train=train, test=[]), shots=1, val_fraction=0.5, seed=0)
 
@@ -312,3 +323,33 @@ def test_existing_files_that_differ_are_named(tmp_path: Path):
     (tmp_path / "c").write_bytes(b"longer")
     payloads = {"a": b"same", "b": b"DIFF", "c": b"short", "missing": b"x"}
     assert existing_differs(tmp_path, payloads) == ["b", "c"]
+
+
+def test_thirty_two_shots_are_allowed():
+    from rlvr_cli.tasks.base import SourceData
+
+    prepared = prepare(
+        SourceData("s", "local", _problems(40), _problems(1)), shots=32, val_fraction=0.1, seed=0
+    )
+    assert len(prepared.manifest.exemplar_ids) == 32
+
+
+def test_the_manifest_is_written_last(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """A manifest on disk always describes complete files: it is renamed into place after them."""
+    import rlvr_cli.data.build as build
+    from rlvr_cli.tasks.base import SourceData
+
+    written = []
+    real = build.atomic_write
+
+    def recording(path, mode="w"):
+        written.append(Path(path).relative_to(tmp_path).as_posix())
+        return real(path, mode)
+
+    monkeypatch.setattr(build, "atomic_write", recording)
+    prepared = prepare(
+        SourceData("s", "local", _problems(20), _problems(2)), shots=1, val_fraction=0.2, seed=0
+    )
+    build.write_prepared(tmp_path, prepared)
+    assert written[-1] == "manifest.json"
+    assert sorted(written[:-1]) == ["test/dataset.json", "train/dataset.json", "val/dataset.json"]

@@ -202,6 +202,7 @@ def test_gold_answers_of_the_whole_gsm8k_are_read():
         (float("nan"), None),
         (None, None),
         ("1" * 300, None),  # longer than an answer line
+        (" " * 250 + "123456", 123456.0),  # 256 characters: still one
     ],
 )
 def test_parse_number(gold, value):
@@ -213,6 +214,7 @@ def test_answers_are_equal_within_the_reference_tolerance():
 
     assert TOLERANCE == 1e-3
     assert is_correct(2.0, 2.0) and is_correct(2.0005, 2.0) and is_correct(1.9995, 2.0)
+    assert is_correct(0.001, 0.0)  # the tolerance itself is within
     assert not is_correct(2.002, 2.0) and not is_correct(1.998, 2.0)
     assert not is_correct(None, 2.0) and not is_correct(2.0, None) and not is_correct(None, None)
 
@@ -252,6 +254,7 @@ def test_normalize_gold(field, gold):
         ("#### The final answer is 3, 4", None, None, False),
         ("#### #### 5", None, None, False),
         ("#### The final answer is " + "1" * 300, None, None, False),
+        ("#### The final answer is 5" + " " * 234 + "\n", 5.0, "5", True),  # 256 characters: still read
     ],
 )
 def test_the_answer_line_as_read(completion, value, text, format_ok):
@@ -287,3 +290,33 @@ def test_a_task_without_a_reward_says_which_it_offers():
 
     with pytest.raises(ValueError, match="task gsm8k offers no reward 'correctness'; it offers format"):
         get_reward_funcs(["format", "correctness"], Only())
+
+
+def test_gsm8k_correctness_scores_every_completion_against_its_own_gold():
+    assert correctness_reward(["#### 1", "#### 2", "#### 3"], final_answer=["seven", "2", "4"]) == [
+        None,
+        1.0,
+        0.0,
+    ]
+    with pytest.raises(ValueError):  # a gold answer per completion, never a silent shift
+        correctness_reward(["#### 1", "#### 2"], final_answer=["1"])
+
+
+def test_reward_name_errors_list_every_name():
+    from rlvr_cli.tasks import get_task
+    from rlvr_cli.tasks.rewards import check_reward_names
+
+    with pytest.raises(ValueError) as caught:
+        check_reward_names(["format", "accuracy", "speed"])
+    assert str(caught.value) == (
+        "unknown reward 'accuracy', 'speed'; valid rewards: format, correctness "
+        "(or a custom one as package.module:function)"
+    )
+
+    class Neither(type(get_task("gsm8k"))):
+        def rewards(self):
+            return {"a": REWARDS["format"], "b": REWARDS["format"]}
+
+    with pytest.raises(ValueError) as caught:
+        get_reward_funcs(["format", "correctness"], Neither())
+    assert str(caught.value) == "task gsm8k offers no reward 'format', 'correctness'; it offers a, b"

@@ -90,6 +90,7 @@ def test_paired_comparison_counts_fixed_and_broken():
 def test_wilson_interval_values():
     assert wilson_interval(41, 100) == pytest.approx((0.3187, 0.5080), abs=1e-4)
     assert wilson_interval(10, 10) == pytest.approx((0.7225, 1.0), abs=1e-4)
+    assert wilson_interval(20, 20)[1] == 1.0  # rounding takes it to 1.0000000000000002: clipped
     assert wilson_interval(5, 10, z=1.0) == pytest.approx((0.3492, 0.6508), abs=1e-4)
     assert wilson_interval(0, 0) == (0.0, 0.0)
 
@@ -127,26 +128,33 @@ def test_summary_of_samples():
         "tokens_per_second": 15.0,
     }
     empty = summarize([], 0.0)
-    assert (empty["n"], empty["accuracy"], empty["format_rate"], empty["problems_per_second"]) == (
-        0,
-        0.0,
-        0.0,
-        0.0,
-    )
+    assert {k: v for k, v in empty.items() if k != "accuracy_ci95"} == {
+        "n": 0,
+        "correct": 0,
+        "accuracy": 0.0,
+        "format_rate": 0.0,
+        "cut_rate": 0.0,
+        "mean_completion_tokens": 0.0,
+        "wall_seconds": 0.0,
+        "problems_per_second": 0.0,
+        "tokens_per_second": 0.0,
+    }
     assert summarize(samples, 0.0)["tokens_per_second"] == 0.0
+    fast = summarize(samples, 0.5)
+    assert (fast["problems_per_second"], fast["tokens_per_second"]) == (6.0, 120.0)
 
 
 def test_comparison_pairs_by_id_only():
-    base = [_sample(0, correct=False), _sample(1), _sample(9)]
-    tuned = [_sample(0), _sample(1), _sample(5)]  # 9 and 5 have no partner
+    base = [_sample(0, correct=False), _sample(1), _sample(2, correct=False), _sample(9)]
+    tuned = [_sample(0), _sample(1), _sample(2, correct=False), _sample(5)]  # 9 and 5 have no partner
     result = compare(base, tuned)
     assert result == {
-        "n": 2,
-        "accuracy_difference": pytest.approx(0.5),
+        "n": 3,
+        "accuracy_difference": pytest.approx(1 / 3),
         "fixed": 1,
         "broken": 0,
         "both_correct": 1,
-        "both_wrong": 0,
+        "both_wrong": 1,
         "mcnemar_p": 1.0,
     }
     assert compare([], [])["n"] == 0 and compare([], [])["accuracy_difference"] == 0.0
@@ -167,4 +175,19 @@ def test_a_sample_keeps_what_was_read():
         "completion_tokens": 5,
         "cut": True,
     }
-    assert score({"final_answer": "3"}, "#### 3", 1, False).id == ""  # rows without id or question
+    bare = score({"final_answer": "3"}, "#### 3", 1, False)  # rows without id or question
+    assert (bare.id, bare.question) == ("", "")
+
+
+def test_a_task_scores_with_the_rows_metadata():
+    """A task's checker gets the row's metadata (a JSON string in prepared data), as the reward does."""
+    from rlvr_cli.tasks import get_task
+
+    class ByMetadata(type(get_task("custom", {"compare": "exact"}))):
+        def check(self, answer, gold, metadata):
+            return metadata == {"accept": answer.text}
+
+    task = ByMetadata({"compare": "exact"})
+    row = {"id": "1", "question": "q", "final_answer": "x", "metadata": '{"accept": "blue"}'}
+    assert score(row, "#### The final answer is blue", 3, False, task).correct
+    assert not score(row, "#### The final answer is red", 3, False, task).correct

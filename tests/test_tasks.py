@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 
@@ -359,6 +360,7 @@ def test_a_task_from_another_package_registers_through_an_entry_point(
         ),
         (["bare", " strings"], "bare strings"),
         ([{"content": 3}, {"content": None}], ""),
+        ([{"content": ["raw", {"text": "kept"}, {"text": 5}]}], "kept"),  # only text parts count
         (None, ""),
         (42, ""),
     ],
@@ -381,6 +383,8 @@ def test_completion_text_reads_every_form_trl_passes(completion, text):
         (" \\frac{1}{2}", True),
         ("", True),  # a bare marker: an answer line with nothing readable on it
         (" Step 1", False),
+        (" a1", False),  # a word, however short
+        (" X2 plan", False),
         ("# Deeper heading", False),
         ("\t Final thoughts", False),
     ],
@@ -400,6 +404,13 @@ def test_the_answer_line_span_is_exact():
     long_line = "#### " + "9" * 400
     start, end = find_answer_line(long_line)
     assert end - start == 257  # capped one past MAX_ANSWER_LINE: the reader refuses such a line
+    start, end = find_answer_line(long_line + "\nrest")
+    assert end - start == 257  # the newline is not looked for past the cap either
+    exactly = "#### " + "9" * 255 + "\n"  # 256 characters after the marker: still a line
+    assert find_answer_line(exactly) == (4, 260)
+    # An invented question before the answer, on the first line, after a heading, after a blank line:
+    for text in ("Question: x\n#### 5", "#### Step 1\nQuestion: x\n#### 5", "\nQuestion: x\n#### 5"):
+        assert find_answer_line(text) is None, text
 
 
 @pytest.mark.parametrize(
@@ -411,6 +422,8 @@ def test_the_answer_line_span_is_exact():
         ("**Question 2:** invented", "**Question 2:"),
         ("#### Step 1\nstill working\n#### 9\n", "#### Step 1\nstill working\n#### 9\n"),
         ("a question: not an opener\nok", None),
+        ("\n#### 4\nmore", "\n#### 4\n"),  # after a leading blank line
+        ("#### Step #### 5\nnext", None),  # a heading line, whatever follows on it
         ("#### The final answer is 4 with no newline yet", None),
     ],
 )
@@ -426,10 +439,14 @@ def test_the_stop_rule_ends_after_the_answer_line_or_an_invented_question(text, 
 
 def test_a_stopped_rule_stays_stopped():
     rule = StopRule()
+    assert rule.stopped is False
     assert not rule.feed("#### 4")
     assert rule.feed("\n")
-    assert rule.feed("anything") and rule.stopped
+    assert rule.feed("anything") and rule.stopped is True
     assert rule.text == "#### 4\n"  # nothing is added after the stop
+    invented = StopRule()
+    assert invented.feed("Question:") and invented.stopped is True
+    assert invented.feed("\n#### 5\n") and invented.text == "Question:"
 
 
 @pytest.mark.parametrize(
@@ -437,6 +454,9 @@ def test_a_stopped_rule_stays_stopped():
     [
         ("#### The final answer is \\boxed{1/2}", "\\boxed{1/2}", True),
         ("#### The final answer is: yes.", "yes", True),
+        ("#### The final answer is Xmas.", "Xmas", True),
+        ("#### The final answer is BOX", "BOX", True),
+        ("#### The final answer is yes .", "yes", True),
         (
             "#### the final answer is maybe",
             "the final answer is maybe",
@@ -478,6 +498,13 @@ def test_a_task_writes_the_few_shot_layout_and_refuses_unknown_options():
     with pytest.raises(UsageError, match="unknown option 'x'; valid options: none"):
         get_task("gsm8k", {"x": 1})
 
+    class TwoOptions(type(task)):
+        options_help: ClassVar[dict[str, str]] = {"alpha": "first", "beta": "second"}
+
+    with pytest.raises(UsageError) as caught:
+        TwoOptions({"zzz": 1})
+    assert caught.value.message == "task custom: unknown option 'zzz'; valid options: alpha, beta"
+
 
 def test_a_tasks_rewards_read_metadata_and_skip_unreadable_gold():
     task = get_task("custom", {"compare": "exact"})
@@ -490,6 +517,9 @@ def test_a_tasks_rewards_read_metadata_and_skip_unreadable_gold():
     )
     assert got == [1.0, 0.0, None]  # an unreadable (empty) gold answer is not scored
     assert rewards["format"].__doc__ == "0.5 for a well-formed first answer line (custom)."
+    assert rewards["correctness"].__doc__ == "1.0 when the first answer is right (custom)."
+    with pytest.raises(ValueError):  # one gold answer per completion, or an error: never a silent shift
+        rewards["correctness"](completions, final_answer=["yes"])
 
 
 def test_metadata_travels_as_a_json_string():
