@@ -48,11 +48,14 @@ def main() -> None:
     import torch
     from transformers import AutoTokenizer
 
-    from rlvr_cli.answers import extract_answer
-    from rlvr_cli.data import load_source, prepare
-    from rlvr_cli.evaluate import HFGenerator, evaluate, load_model
-    from rlvr_cli.scoring import summarize
-    from rlvr_cli.train import quiet_libraries
+    from rlvr_cli.data.build import prepare
+    from rlvr_cli.evaluation.generators import HFGenerator
+    from rlvr_cli.evaluation.loading import load_model
+    from rlvr_cli.evaluation.run import evaluate
+    from rlvr_cli.evaluation.scoring import summarize
+    from rlvr_cli.models.loading import quiet_libraries
+    from rlvr_cli.tasks.gsm8k.answers import extract_answer
+    from rlvr_cli.tasks.gsm8k.sources import load_source
 
     quiet_libraries()
     rows = prepare(load_source(str(SHARED_GSM8K)), shots=8, val_fraction=0.1, seed=42).rows["test"]

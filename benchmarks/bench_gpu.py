@@ -82,8 +82,8 @@ def train(
 ) -> dict:
     import torch
 
-    from rlvr_cli.config import load_recipe
-    from rlvr_cli.train import run_training
+    from rlvr_cli.config.loading import load_recipe
+    from rlvr_cli.training.run import run_training
 
     overrides = [
         f"model_name_or_path={model}",
@@ -112,8 +112,8 @@ def train(
     start = time.perf_counter()
     result = run_training(loaded, force=True)
     wall = time.perf_counter() - start
-    if result["exit_code"]:  # a SIGTERM (e.g. the caller's time limit) stopped it: nothing to report
-        raise RuntimeError(f"stopped at step {result['global_step']} ({result.get('interrupted_by')})")
+    if result.exit_code:  # a SIGTERM (e.g. the caller's time limit) stopped it: nothing to report
+        raise RuntimeError(f"stopped at step {result.record.global_step} ({result.record.interrupted_by})")
     history = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
     timed = [h for h in history if "step_time" in h]
     measured = timed[1:] or timed  # the first step warms up kernels and allocators
@@ -137,7 +137,8 @@ def eval_generation(model_dir: Path, prompts: list[str], suppress: list[int], ar
     """rlvr eval's generator over the test problems (time-capped), then plain `generate` on the first batch."""
     import torch
 
-    from rlvr_cli.evaluate import HFGenerator, load_model
+    from rlvr_cli.evaluation.generators import HFGenerator
+    from rlvr_cli.evaluation.loading import load_model
 
     loaded = load_model(str(model_dir), is_checkpoint=False)
     model, tokenizer = loaded.model, loaded.tokenizer
@@ -249,7 +250,8 @@ def main() -> None:
     from transformers import AutoTokenizer
 
     suppress = list(range(len(AutoTokenizer.from_pretrained(args.tokenizer)), shape["vocab_size"]))
-    from rlvr_cli.data import load_source, prepare, write_prepared
+    from rlvr_cli.data.build import prepare, write_prepared
+    from rlvr_cli.tasks.gsm8k.sources import load_source
 
     prepared = prepare(load_source(str(args.gsm8k)), shots=8, val_fraction=0.1, seed=42)
     write_prepared(work / "data", prepared)

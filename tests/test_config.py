@@ -6,8 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from rlvr_cli.config import Recipe, load_recipe, reference_table
-from rlvr_cli.errors import UsageError
+from rlvr_cli.config.loading import load_recipe
+from rlvr_cli.config.recipe import Recipe
+from rlvr_cli.config.reference import reference_table
+from rlvr_cli.core.errors import UsageError
 
 from .conftest import REPO
 

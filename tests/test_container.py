@@ -123,8 +123,8 @@ def test_entry_follows_the_training_container_contract(tmp_path: Path, prepared:
 
     # SageMaker's metrics: the job's regexes, applied line by line to the log as CloudWatch holds it,
     # find each training step's values in the trainer's `rlvr-metrics` lines, and nothing else.
-    from rlvr_cli.metrics_line import METRICS, PREFIX
-    from rlvr_cli.sagemaker_jobs import METRIC_DEFINITIONS
+    from rlvr_cli.cloud.sagemaker.metrics import METRICS, PREFIX
+    from rlvr_cli.cloud.sagemaker.request import METRIC_DEFINITIONS
 
     lines = result.stderr.splitlines()
     logged = [json.loads(line[len(PREFIX) :]) for line in lines if line.startswith(PREFIX)]
@@ -299,7 +299,7 @@ def test_several_hosts_rendezvous_on_the_first_and_only_the_leader_writes_the_mo
 
 LAUNCH = """
 import json, os, sys
-from rlvr_cli.launcher import Layout, launch
+from rlvr_cli.container.launcher import Layout, launch
 
 # Ranks that ignore SIGTERM, as one stuck in a collective or a save that never ends would.
 rank = "import os, signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
@@ -337,7 +337,7 @@ def test_ranks_that_outlive_the_grace_period_are_killed_and_the_reason_says_so(t
 
 
 def test_hyperparameters_as_a_human_would_type_them_in_the_console(tmp_path: Path):
-    from rlvr_cli.sagemaker_entry import Paths, recipe_data
+    from rlvr_cli.container.entry import Paths, recipe_data
 
     root = tmp_path / "opt_ml"
     (root / "input" / "config").mkdir(parents=True)

@@ -1,4 +1,5 @@
-"""`rlvr eval`: scoring on real GSM8K gold answers, statistics, and end-to-end runs."""
+"""`rlvr eval` end to end on a tiny model: summaries, samples, baselines, bad input (scoring and
+statistics: tests/test_scoring.py)."""
 
 from __future__ import annotations
 
@@ -6,90 +7,6 @@ import json
 from pathlib import Path
 
 import pytest
-
-from rlvr_cli.scoring import compare, mcnemar_exact, score, summarize, wilson_interval
-
-from .conftest import SHARED_GSM8K
-
-
-def gsm8k_test_rows() -> list[dict]:
-    if not SHARED_GSM8K.is_dir():
-        pytest.skip("../shared/data/gsm8k is not present")
-    from rlvr_cli.data import load_source
-
-    return [
-        {"id": p.id, "question": p.question, "final_answer": p.final_answer}
-        for p in load_source(str(SHARED_GSM8K)).test
-    ]
-
-
-def test_scoring_real_gold_answers_with_crafted_completions():
-    rows = gsm8k_test_rows()
-    negative = next(r for r in rows if r["final_answer"].startswith("-"))
-    thousands = next(r for r in rows if len(r["final_answer"]) >= 4 and "." not in r["final_answer"])
-    first = rows[0]  # Janet's ducks: 18
-    assert first["final_answer"] == "18"
-    cases = [
-        (first, "16 - 3 - 4 = 9\n9 * 2 = 18\n#### The final answer is 18", True, True),
-        (first, "#### The final answer is $18.00", True, True),
-        (
-            first,
-            "#### The final answer is 17\n\nQuestion: A farm has 18 cows.\n#### The final answer is 18",
-            False,
-            True,
-        ),
-        (
-            first,
-            "I think 18.\n\nQuestion: How many?\nSolution: Let's think step by step.\n#### The final answer is 18",
-            False,
-            False,
-        ),
-        (negative, f"#### The final answer is {negative['final_answer']}", True, True),
-        (negative, f"#### The final answer is {negative['final_answer'].lstrip('-')}", False, True),
-        (thousands, f"#### The final answer is {int(thousands['final_answer']):,}", True, True),
-    ]
-    for row, completion, correct, format_ok in cases:
-        sample = score(row, completion, tokens=10, cut=False)
-        assert (sample.correct, sample.format_ok) == (correct, format_ok), completion
-
-
-def test_the_reference_method_scores_invented_questions_wrongly():
-    """The reference scored the last number of prompt + completion: an invented follow-up decides."""
-    row = {"id": "x", "question": "q", "final_answer": "18"}
-    completion = (
-        "9 * 2 = 18\n#### The final answer is 18\n\nQuestion: Tom has 3 cats.\n#### The final answer is 3"
-    )
-    assert score(row, completion, 40, False).correct
-    import re
-
-    last_number = re.findall(r"-?\d+(?:\.\d+)?", completion)[-1]
-    assert last_number == "3"  # what the reference would have compared with 18
-
-
-def test_wilson_interval():
-    low, high = wilson_interval(41, 100)
-    assert 0.31 < low < 0.32 and 0.50 < high < 0.52
-    assert wilson_interval(0, 10)[0] == 0.0
-
-
-def test_mcnemar_exact():
-    assert mcnemar_exact(0, 0) == 1.0
-    assert mcnemar_exact(10, 0) == pytest.approx(2 / 1024)
-    assert mcnemar_exact(5, 5) == 1.0
-
-
-def test_paired_comparison_counts_fixed_and_broken():
-    def s(i, ok):
-        return score(
-            {"id": str(i), "question": "", "final_answer": "1"}, "#### 1" if ok else "#### 2", 1, False
-        )
-
-    base = [s(0, True), s(1, False), s(2, False), s(3, True)]
-    tuned = [s(0, True), s(1, True), s(2, True), s(3, False)]
-    result = compare(base, tuned)
-    assert (result["fixed"], result["broken"], result["both_correct"], result["both_wrong"]) == (2, 1, 1, 0)
-    assert result["accuracy_difference"] == pytest.approx(0.25)
-    assert summarize(tuned, 2.0)["accuracy"] == 0.75
 
 
 def test_end_to_end_tiny_model_summary_and_samples_agree(

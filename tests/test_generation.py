@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import pytest
 import torch
 
-from rlvr_cli.generation import common_prefix_length, generate_shared_prefix
-from rlvr_cli.stopping import AnswerStop, generate_with
+from rlvr_cli.training.generation import common_prefix_length, generate_shared_prefix
+from rlvr_cli.training.stopping import AnswerStop
+from rlvr_cli.training.trl_generate import generate_with
 
 
 @pytest.fixture(scope="module")
@@ -90,21 +92,101 @@ def test_shared_prefix_generation_equals_plain_generation(tiny):
     assert shared[:, width:].tolist() == plain[:, width:].tolist()
 
 
-def test_patched_generate_forces_eos_and_restores_the_method(tiny):
+class EndAfter:
+    """A stop rule that ends its row after `n` tokens, whatever they are."""
+
+    def __init__(self, n: int):
+        self.n, self.seen = n, 0
+
+    def feed(self, piece: str) -> bool:
+        self.seen += 1
+        return self.seen >= self.n
+
+
+def staggered(rows: int):
+    """A stop-rule factory for a batch of `rows`: row i ends after i + 1 tokens. Rules are made in
+    row order, once per generate call (hence the modulo)."""
+    count = itertools.count()
+    return lambda: EndAfter(next(count) % rows + 1)
+
+
+EXEMPLARS = (
+    "Question: Tom has 2 apples and buys 3 more.\nSolution: Let's think step by step. 2 + 3 = 5\n"
+    "#### The final answer is 5\n\n"
+)
+PROMPTS = [
+    EXEMPLARS + f"Question: What is {i} + {i * 7}?\nSolution: Let's think step by step." for i in range(1, 6)
+]
+STEPS = 8
+
+
+def full_batch(model, tokenizer):
+    """Plain HF greedy generation of PROMPTS, nothing stopped: the reference."""
+    inputs = tokenizer(PROMPTS, return_tensors="pt", padding=True)
+    out = model.generate(**inputs, max_new_tokens=STEPS, do_sample=False, pad_token_id=tokenizer.pad_token_id)
+    completions = out[:, inputs["input_ids"].shape[1] :].tolist()
+    # The random model never ends a row by itself, so every early end below is the stop rule's.
+    assert all(len(row) == STEPS and tokenizer.eos_token_id not in row for row in completions)
+    return inputs, completions
+
+
+@pytest.mark.parametrize("share_prefix", [False, True], ids=["plain", "shared-prefix"])
+def test_answer_stop_forces_eos_and_finished_rows_stay_finished(tiny, share_prefix):
+    """TRL's generation (patched generate): row i ends after i + 1 tokens with a forced EOS, then only
+    padding; the rows still running produce what they would have produced in the full batch."""
+    from transformers import GenerationConfig
+
     model, tokenizer = tiny
-    stop = AnswerStop(tokenizer, tokenizer.eos_token_id)
-    inputs = tokenizer(
-        ["Question: x\nSolution: Let's think step by step."] * 2, return_tensors="pt", padding=True
-    )
-    with generate_with(model, stop):
-        out = model.generate(**inputs, max_new_tokens=6, do_sample=False, pad_token_id=tokenizer.pad_token_id)
-    assert out.shape[0] == 2
+    inputs, reference = full_batch(model, tokenizer)
+    eos, pad = tokenizer.eos_token_id, tokenizer.pad_token_id
+    stop = AnswerStop(tokenizer, eos, rule=staggered(len(PROMPTS)))
+    config = GenerationConfig(max_new_tokens=STEPS, do_sample=False, pad_token_id=pad, eos_token_id=eos)
+    with generate_with(model, stop, share_prefix=share_prefix):
+        out = model.generate(**inputs, generation_config=config)
     assert "generate" not in vars(model)  # the class method is back
+    completions = out[:, inputs["input_ids"].shape[1] :].tolist()
+    for i, (row, expected) in enumerate(zip(completions, reference, strict=True)):
+        assert row[: i + 1] == expected[: i + 1], i
+        assert row[i + 1] == eos, i  # forced right after the row's (i + 1)-th token
+        assert all(token == pad for token in row[i + 2 :]), i  # a finished row stays finished
+
+
+def test_greedy_generate_drops_finished_rows_without_changing_the_others(tiny, monkeypatch):
+    """Evaluation's loop: each row leaves the batch (its KV cache rows dropped) when its rule ends it;
+    the rows left keep producing exactly the full batch's tokens."""
+    from transformers import DynamicCache
+
+    from rlvr_cli.evaluation.generators import greedy_generate
+    from rlvr_cli.training.stopping import TokenText
+
+    model, tokenizer = tiny
+    _, reference = full_batch(model, tokenizer)
+    dropped: list[list[int]] = []
+    real = DynamicCache.batch_select_indices
+
+    def spy(self, indices):
+        dropped.append(indices.tolist())
+        return real(self, indices)
+
+    monkeypatch.setattr(DynamicCache, "batch_select_indices", spy)
+    results = greedy_generate(
+        model,
+        [tokenizer(p)["input_ids"] for p in PROMPTS],
+        max_new_tokens=STEPS,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_id=tokenizer.pad_token_id,
+        token_text=TokenText(tokenizer),
+        stop_rule=staggered(len(PROMPTS)),
+    )
+    for i, ((ids, ended), expected) in enumerate(zip(results, reference, strict=True)):
+        assert (ids, ended) == (expected[: i + 1], True), i
+    # One row left the batch after each step but the last: the cache shrank to the rows still running.
+    assert dropped == [[1, 2, 3, 4], [1, 2, 3], [1, 2], [1]]
 
 
 def test_greedy_generate_matches_generate_with_the_answer_stop(tiny):
-    from rlvr_cli.generation import greedy_generate
-    from rlvr_cli.stopping import TokenText
+    from rlvr_cli.evaluation.generators import greedy_generate
+    from rlvr_cli.training.stopping import TokenText
 
     model, tokenizer = tiny
     exemplars = "Question: Tom has 2 apples.\nSolution: Let's think step by step. 2 + 3 = 5\n#### The final answer is 5\n\n"
@@ -130,20 +212,3 @@ def test_greedy_generate_matches_generate_with_the_answer_stop(tiny):
     for row, (ids, _ended) in zip(reference[:, width:].tolist(), results, strict=True):
         expected = row[: row.index(tokenizer.eos_token_id)] if tokenizer.eos_token_id in row else row
         assert ids == expected
-
-
-def test_greedy_generate_drops_finished_rows_and_reports_why_each_ended(tiny):
-    from rlvr_cli.generation import greedy_generate
-
-    model, tokenizer = tiny
-    rows = [tokenizer(f"Question: {i}?")["input_ids"] for i in range(3)]
-    results = greedy_generate(
-        model,
-        rows,
-        max_new_tokens=5,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_id=tokenizer.pad_token_id,
-        token_text=None,
-    )
-    assert all(len(ids) <= 5 for ids, _ in results)
-    assert all(ended or len(ids) == 5 for ids, ended in results)

@@ -2,24 +2,27 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
 
-from rlvr_cli.prefix_logps import shared_prefix_logps
+from rlvr_cli.training.prefix_logps import shared_prefix_logps
 
 
-@pytest.fixture
-def policy(tiny_model_dir: Path):
-    """The tiny Llama with TRL's fused LM head and a LoRA adapter, as GRPOTrainer sets it up."""
+@pytest.fixture(params=[1.0, 0.7], ids=["temperature-1.0", "temperature-0.7"])
+def policy(tiny_model_dir: Path, request):
+    """The tiny Llama with TRL's fused LM head (at the sampling temperature, which divides the logits)
+    and a LoRA adapter, as GRPOTrainer sets it up."""
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
     from trl.trainer.utils import add_fused_lm_head
 
     torch.manual_seed(0)
     model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32)
-    add_fused_lm_head(model, outputs=("log_probs", "entropy"))
+    add_fused_lm_head(model, temperature=request.param, outputs=("log_probs", "entropy"))
     model = get_peft_model(
         model, LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], init_lora_weights=False)
     )
@@ -50,11 +53,18 @@ def _batch(pad: int = 0):
 
 
 def _trl_logps(model, ids, mask, keep):
-    """What GRPOTrainer._get_per_token_logps_and_entropies computes for text-only inputs."""
-    labels = ids.masked_fill(mask == 0, -100)
-    labels[:, :-keep] = -100
-    out = model(input_ids=ids, attention_mask=mask, labels=labels, fused_lm_head=True)
-    return out.log_probs[:, -keep:], out.entropy[:, -keep:]
+    """TRL's own GRPOTrainer._get_per_token_logps_and_entropies, called unbound: of the trainer it
+    needs only its accelerator's autocast (and, for TRL's profiling wrapper, whether it is the main
+    process)."""
+    from trl import GRPOTrainer
+
+    trainer = SimpleNamespace(
+        accelerator=SimpleNamespace(autocast=contextlib.nullcontext, is_main_process=True)
+    )
+    logps, entropies, _ = GRPOTrainer._get_per_token_logps_and_entropies(
+        trainer, model, ids, mask, keep, compute_entropy=True
+    )
+    return logps, entropies
 
 
 def test_log_probs_and_entropies_equal_trls(policy):

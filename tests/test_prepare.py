@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
 import pytest
 
-from rlvr_cli.data import clean_solution, load_source, prepare
+from rlvr_cli.data.build import prepare
+from rlvr_cli.tasks.gsm8k.sources import clean_solution, load_source
 
 
 def rows(path: Path) -> list[dict]:
@@ -57,7 +59,7 @@ def test_prompt_layout_follows_the_reference(gsm8k_fixture: Path):
     row = prepared.rows["test"][0]
     blocks = row["prompt"].split("\n\n")
     assert len(blocks) == 3
-    for block, exemplar_id in zip(blocks, prepared.manifest["exemplar_ids"], strict=False):
+    for block, exemplar_id in zip(blocks, prepared.manifest.exemplar_ids, strict=False):
         exemplar = exemplars[exemplar_id]
         steps = exemplar.answer[: exemplar.answer.rfind("####")].strip()
         import re
@@ -77,7 +79,7 @@ def test_calculator_annotations_are_removed():
 
 def test_exemplars_are_removed_from_train_and_val(gsm8k_fixture: Path):
     prepared = prepare(load_source(str(gsm8k_fixture)), shots=3, val_fraction=0.1, seed=7)
-    exemplars = set(prepared.manifest["exemplar_ids"])
+    exemplars = set(prepared.manifest.exemplar_ids)
     used = {r["id"] for split in ("train", "val") for r in prepared.rows[split]}
     assert len(exemplars) == 3 and not exemplars & used
     # No prompt contains its own solved question as an exemplar.
@@ -205,3 +207,149 @@ def test_longest_prompt_is_counted_in_tokens_with_a_recipe(
     assert result.code == 0, result.err
     longest = result.json()["longest_prompt"]
     assert longest["tokens"] > 20 and longest["tokenizer"] == str(tiny_model_dir)
+
+
+# --- building the sets, piece by piece -----------------------------------------------------------------
+
+
+def _problems(n: int):
+    from rlvr_cli.tasks.base import Problem
+
+    return [
+        Problem(id=f"train-{i}", question=f"q{i}", answer=f"#### {i}", final_answer=str(i)) for i in range(n)
+    ]
+
+
+def test_split_takes_exemplars_out_and_rounds_validation_up():
+    from rlvr_cli.data.build import split_problems
+
+    exemplars, train, val = split_problems(_problems(21), shots=3, val_fraction=0.1, seed=1)
+    assert len(exemplars) == 3 and len(val) == 2 and len(train) == 16  # ceil(18 * 0.1) = 2
+    ids = [p.id for p in exemplars + train + val]
+    assert len(set(ids)) == 21  # every problem once
+    assert [p.id for p in exemplars] == sorted((p.id for p in exemplars), key=lambda x: int(x.split("-")[1]))
+    assert split_problems(_problems(21), shots=3, val_fraction=0.1, seed=1) == (exemplars, train, val)
+    assert split_problems(_problems(21), shots=3, val_fraction=0.1, seed=2) != (exemplars, train, val)
+
+
+@pytest.mark.parametrize(
+    ("n", "shots", "fraction", "message"),
+    [
+        (5, 6, 0.1, "--shots 6: the source has only 5 usable train rows"),
+        (3, 3, 0.1, "leaves 0 train and 0 val rows"),  # every row an exemplar
+        (3, 2, 0.1, "leaves 0 train and 1 val rows; both must be non-empty"),
+        (3, 0, 0.99, "leaves 0 train and 3 val rows"),
+    ],
+)
+def test_split_refuses_what_leaves_a_set_empty(n, shots, fraction, message):
+    from rlvr_cli.core.errors import UsageError
+    from rlvr_cli.data.build import split_problems
+
+    with pytest.raises(UsageError, match=message.replace("(", r"\(")):
+        split_problems(_problems(n), shots=shots, val_fraction=fraction, seed=0)
+
+
+def test_longest_prompts_by_characters():
+    from rlvr_cli.data.build import longest_by_chars
+
+    prompts = ["a" * n for n in (3, 9, 1, 7)]
+    assert longest_by_chars(prompts, k=2) == ["a" * 9, "a" * 7]
+    assert len(longest_by_chars(prompts * 30)) == 64
+
+
+@pytest.mark.parametrize(
+    ("shots", "fraction", "message"),
+    [(33, 0.1, "--shots 33: must be between 0 and 32"), (-1, 0.1, "between 0 and 32"), (1, 0.0, "strictly between 0 and 1"), (1, 1.0, "strictly between")],
+)  # fmt: skip
+def test_prepare_checks_its_arguments(shots, fraction, message):
+    from rlvr_cli.core.errors import UsageError
+    from rlvr_cli.tasks.base import SourceData
+
+    source = SourceData(name="s", kind="local", train=_problems(40), test=_problems(2))
+    with pytest.raises(UsageError, match=message):
+        prepare(source, shots=shots, val_fraction=fraction, seed=0)
+
+
+def test_prepare_reports_progress_counts_tokens_and_keeps_metadata():
+    from rlvr_cli import __version__
+    from rlvr_cli.core.errors import RlvrError
+    from rlvr_cli.tasks.base import Problem, SourceData
+
+    train = _problems(1200)
+    train[7].question = "!" * 30  # the most tokens (counted as "!" below), not the most characters
+    metadata = {"k": [1], "b": "é"}
+    test = [Problem(id="test-0", question="long " * 50, answer="#### 1", final_answer="1", metadata=metadata)]
+    calls = []
+    prepared = prepare(
+        SourceData(name="s", kind="local", train=train, test=test),
+        shots=1,
+        val_fraction=0.5,
+        seed=0,
+        count_tokens=lambda prompts: [p.count("!") for p in prompts],
+        tokenizer_name="bangs",
+        progress=lambda stage, done, total: calls.append((stage, done, total)),
+    )
+    assert calls == [
+        ("building prompts", 500, 1200),
+        ("building prompts", 1000, 1200),
+        ("building prompts", 1200, 1200),
+    ]
+    assert prepared.manifest.longest_prompt == {
+        "id": "train-7",  # by tokens, among the longest by characters
+        "chars": len(prepared.rows["test"][0]["prompt"]),  # of the longest by characters
+        "tokens": 30,
+        "tokenizer": "bangs",
+    }
+    assert prepared.rows["test"][0]["metadata"] == '{"b": "é", "k": [1]}'  # one JSON string, keys sorted
+    assert "metadata" not in prepared.rows["train"][0]
+    assert prepared.payloads["test/dataset.json"].decode("utf-8").count("é") == 1  # UTF-8, not escaped
+    manifest = prepared.manifest
+    assert manifest.rlvr_version == __version__
+    assert manifest.source == {"name": "s", "kind": "local", "files": {}}
+    assert manifest.files["test/dataset.json"] == {
+        "sha256": hashlib.sha256(prepared.payloads["test/dataset.json"]).hexdigest(),
+        "bytes": len(prepared.payloads["test/dataset.json"]),
+        "rows": 1,
+    }
+    with pytest.raises(RlvrError, match="s: the test split has no usable rows"):
+        prepare(SourceData(name="s", kind="local", train=train, test=[]), shots=1, val_fraction=0.5, seed=0)
+
+
+def test_existing_files_that_differ_are_named(tmp_path: Path):
+    from rlvr_cli.data.build import existing_differs
+
+    (tmp_path / "a").write_bytes(b"same")
+    (tmp_path / "b").write_bytes(b"diff")
+    (tmp_path / "c").write_bytes(b"longer")
+    payloads = {"a": b"same", "b": b"DIFF", "c": b"short", "missing": b"x"}
+    assert existing_differs(tmp_path, payloads) == ["b", "c"]
+
+
+def test_thirty_two_shots_are_allowed():
+    from rlvr_cli.tasks.base import SourceData
+
+    prepared = prepare(
+        SourceData("s", "local", _problems(40), _problems(1)), shots=32, val_fraction=0.1, seed=0
+    )
+    assert len(prepared.manifest.exemplar_ids) == 32
+
+
+def test_the_manifest_is_written_last(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """A manifest on disk always describes complete files: it is renamed into place after them."""
+    import rlvr_cli.data.build as build
+    from rlvr_cli.tasks.base import SourceData
+
+    written = []
+    real = build.atomic_write
+
+    def recording(path, mode="w"):
+        written.append(Path(path).relative_to(tmp_path).as_posix())
+        return real(path, mode)
+
+    monkeypatch.setattr(build, "atomic_write", recording)
+    prepared = prepare(
+        SourceData("s", "local", _problems(20), _problems(2)), shots=1, val_fraction=0.2, seed=0
+    )
+    build.write_prepared(tmp_path, prepared)
+    assert written[-1] == "manifest.json"
+    assert sorted(written[:-1]) == ["test/dataset.json", "train/dataset.json", "val/dataset.json"]

@@ -185,7 +185,7 @@ def test_s3_checksums_are_read_as_aws_reports_them(bucket: str, tmp_path: Path):
 
     from boto3.s3.transfer import S3Transfer, TransferConfig
 
-    from rlvr_cli.s3objects import from_head, head, verify_file
+    from rlvr_cli.cloud.sagemaker.s3objects import from_head, head, verify_file
 
     s3 = boto("s3")
     path = tmp_path / "blob"
@@ -273,7 +273,7 @@ def test_upload_needs_prepared_data(cli, tmp_path: Path, aws: str):
 def test_aws_error_lines_name_the_fix():
     import botocore.exceptions
 
-    from rlvr_cli.aws import describe_client_error
+    from rlvr_cli.cloud.sagemaker.client import describe_client_error
 
     def error(code, headers=None):
         return botocore.exceptions.ClientError(
@@ -353,8 +353,8 @@ def test_job_names_are_valid_unique_and_derived_from_the_recipe(recipe: Path):
     import re
     from datetime import datetime, timezone
 
-    from rlvr_cli.config import load_recipe
-    from rlvr_cli.sagemaker_jobs import job_name
+    from rlvr_cli.cloud.sagemaker.request import job_name
+    from rlvr_cli.config.loading import load_recipe
 
     r = load_recipe(
         recipe, ["model_name_or_path=some-org/A.Very_Long.Model-Name-With.Many.Parts-And-More-Words-7B"]
@@ -377,6 +377,18 @@ def test_secrets_never_go_into_the_request(cli, recipe: Path, aws: str):
         "train", "--remote", "--dry-run", "--config", recipe, "--set", "remote.hf_token_secret=rlvr/hf-token"
     )
     assert json.loads(ok.out)["Environment"]["RLVR_HF_TOKEN_SECRET"] == "rlvr/hf-token"
+
+
+def test_a_custom_reward_module_is_not_imported_to_submit(cli, recipe: Path, aws: str):
+    """The reward's module may exist only in the training image: validating the recipe for a job
+    checks the name's shape, it does not import it."""
+    result = cli(
+        "train", "--remote", "--dry-run", "--config", recipe, "--set",
+        "reward_funcs=[format, correctness, nonexistent_pkg.mod:fn]",
+    )  # fmt: skip
+    assert result.code == 0, result.err
+    sent = json.loads(json.loads(result.out)["HyperParameters"]["reward_funcs"])
+    assert sent == ["format", "correctness", "nonexistent_pkg.mod:fn"]
 
 
 def test_submit_needs_role_image_and_output(cli, tmp_path: Path, aws: str):
@@ -433,9 +445,28 @@ def test_status_exit_codes_follow_the_job_state(cli, recipe: Path, bucket: str, 
         assert human.err.strip().splitlines()[-1] == "next: rlvr eval --job rlvr-s --baseline"
 
 
-def test_status_of_an_unknown_job(cli, aws: str):
+def test_an_unknown_job_is_one_error_for_every_command(cli, recipe: Path, bucket: str):
+    assert cli("train", "--remote", "--config", recipe, "--job-name", "rlvr-known").code == 0
+    known = cli("status", "rlvr-known", "--json").json()
     result = cli("status", "no-such-job", "--json")
-    assert result.code == 6 and result.json()["status"] == "NotFound"
+    assert result.code == 6
+    unknown = result.json()
+    assert list(unknown) == list(known)  # one shape for scripts, found or not
+    assert (unknown["job_name"], unknown["status"], unknown["exit_code"]) == ("no-such-job", "NotFound", 6)
+    line = "error: job no-such-job: no such training job in us-east-1; check the name, --region and --profile"
+    for command in (["status"], ["logs", "--no-follow"], ["stop"]):
+        other = cli(*command, "no-such-job")
+        assert (other.code, other.err.strip()) == (6, line), command
+
+
+def test_submit_json_has_one_shape_with_or_without_dry_run(cli, recipe: Path, bucket: str):
+    dry = cli("train", "--remote", "--dry-run", "--config", recipe, "--job-name", "rlvr-shape", "--json")
+    sent = cli("train", "--remote", "--config", recipe, "--job-name", "rlvr-shape", "--json")
+    assert dry.code == sent.code == 0, dry.err + sent.err
+    assert list(dry.json()) == list(sent.json()) == ["job_name", "arn", "dry_run", "request", "estimate"]
+    assert (dry.json()["dry_run"], dry.json()["arn"]) == (True, None)
+    assert sent.json()["dry_run"] is False and sent.json()["arn"].endswith("training-job/rlvr-shape")
+    assert dry.json()["request"] == sent.json()["request"]
 
 
 def test_status_without_any_job(cli, aws: str):
@@ -595,7 +626,7 @@ def test_stop_asks_sagemaker_to_stop_the_job(cli, monkeypatch: pytest.MonkeyPatc
     )
     stubber.add_response("stop_training_job", {}, {"TrainingJobName": "rlvr-stop"})
     stubber.activate()
-    monkeypatch.setattr("rlvr_cli.aws.client", lambda service, **kwargs: client)
+    monkeypatch.setattr("rlvr_cli.cloud.sagemaker.client.client", lambda service, **kwargs: client)
     result = cli("stop", "rlvr-stop", "--json")
     assert result.code == 0, result.err
     assert result.json() == {"job_name": "rlvr-stop", "status": "Stopping"}

@@ -78,8 +78,8 @@ def no_job_submitted() -> bool:
 
 def nulls_recipe() -> dict[str, typing.Any]:
     """The reference recipe with every key that may be null set to null, where the defaults are not."""
-    from rlvr_cli.config import Recipe
-    from rlvr_cli.sagemaker_jobs import CONTAINER_KEYS
+    from rlvr_cli.cloud.sagemaker.request import CONTAINER_KEYS
+    from rlvr_cli.config.recipe import Recipe
 
     data = yaml.safe_load(REFERENCE.read_text())
     for name, info in Recipe.model_fields.items():
@@ -103,9 +103,9 @@ def run_entry(root: Path, cwd: Path) -> subprocess.CompletedProcess:
 
 @pytest.mark.parametrize("which", ["reference", "nulls"])
 def test_the_container_resolves_exactly_the_submitted_recipe(cli, tmp_path: Path, bucket: str, which: str):
-    from rlvr_cli.config import load_recipe
-    from rlvr_cli.runs import recipe_fingerprint
-    from rlvr_cli.sagemaker_jobs import CONTAINER_KEYS
+    from rlvr_cli.cloud.sagemaker.request import CONTAINER_KEYS
+    from rlvr_cli.config.fingerprint import recipe_fingerprint
+    from rlvr_cli.config.loading import load_recipe
 
     data = yaml.safe_load(REFERENCE.read_text()) if which == "reference" else nulls_recipe()
     path = write_recipe(tmp_path / f"{which}.yaml", data)
@@ -243,7 +243,7 @@ def test_unicode_tags_follow_aws_character_set(cli, reference: Path, aws: str):
 
 
 def test_the_validator_walks_the_service_model():
-    from rlvr_cli.service_model import validate
+    from rlvr_cli.cloud.sagemaker.service_model import validate
 
     problems = {
         (p.path, p.message)
@@ -274,7 +274,7 @@ def test_the_validator_walks_the_service_model():
 
 def test_every_pattern_of_the_request_is_checked():
     """No pattern reachable from CreateTrainingJob is skipped as untranslatable Java regex."""
-    from rlvr_cli.service_model import python_pattern, service_model
+    from rlvr_cli.cloud.sagemaker.service_model import python_pattern, service_model
 
     model = service_model()
     patterns = {s["pattern"] for s in model["shapes"].values() if "pattern" in s}

@@ -8,10 +8,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rlvr_cli.answers import extract_answer, normalize_gold, parse_number
-from rlvr_cli.rewards import REWARDS, correctness_reward, format_reward, get_reward_funcs
+from rlvr_cli.tasks.gsm8k.answers import extract_answer, normalize_gold, parse_number
+from rlvr_cli.tasks.gsm8k.rewards import REWARDS, correctness_reward, format_reward
+from rlvr_cli.tasks.rewards import get_reward_funcs
 
-from .conftest import SHARED_GSM8K
+from .conftest import require_shared_gsm8k
 
 
 def rewards(completion, gold: str) -> tuple[float, float | None]:
@@ -95,29 +96,61 @@ def test_registry_rejects_unknown_names_listing_valid_ones():
 
 
 @pytest.mark.parametrize(
-    "completion",
+    ("completion", "expected"),
     [
-        "#### " * 200_000,  # ~1 MB: quadratic in the reference's regex
-        "1" * 1_000_000,
-        "#### The final answer is " + "9" * 999_000,
-        ("Question: x\n" * 80_000),
-        "#" * 1_000_000,
-        "\n" * 1_000_000,
+        ("#### " * 200_000, (0.0, 0.0)),  # ~1 MB: quadratic in the reference's regex; no answer line
+        ("1" * 1_000_000, (0.0, 0.0)),
+        ("#### The final answer is " + "9" * 999_000, (0.0, 0.0)),  # an answer line past the length cap
+        ("Question: x\n" * 80_000 + "#### The final answer is 9", (0.0, 0.0)),  # inside invented questions
+        ("#" * 1_000_000, (0.0, 0.0)),
+        ("\n" * 1_000_000, (0.0, 0.0)),
+        ("x" * 1_000_000 + "\n#### The final answer is 9", (0.5, 1.0)),  # the answer after a megabyte
+        ("#### The final answer is 9\n" + "#### " * 200_000, (0.5, 1.0)),  # the answer before the spam
+        ("#### Step 1\n" * 80_000 + "#### The final answer is 9", (0.5, 1.0)),  # after 80,000 headings
     ],
-    ids=["marker-spam", "digits", "huge-number", "questions", "hashes", "newlines"],
+    ids=[
+        "marker-spam",
+        "digits",
+        "huge-number",
+        "questions",
+        "hashes",
+        "newlines",
+        "answer-after-a-megabyte",
+        "answer-before-spam",
+        "answer-after-headings",
+    ],
 )
-def test_adversarial_megabyte_completions_are_scored(completion: str):
-    # Speed is measured in benchmarks/bench_prepare_rewards.py; here the answers must be right.
-    assert rewards(completion, "9") in ((0.0, 0.0), (0.0, 1.0))
+def test_adversarial_megabyte_completions_are_scored(completion: str, expected: tuple[float, float]):
+    # Speed is measured in benchmarks/bench_prepare_rewards.py; here the rewards must be exactly right.
+    assert rewards(completion, "9") == expected
 
 
-@settings(max_examples=300, deadline=None)
-@given(st.one_of(st.text(), st.lists(st.dictionaries(st.text(), st.text())), st.none(), st.integers()))
+# Text made of the pieces the reader looks for, so the examples reach every branch of it.
+PIECES = st.sampled_from(
+    ["####", "#### ", "The final answer is", "The final answer is:", "Question:", " Question 2:", "**Question",
+     "\n", " ", "-", "\u2212", "$", ",", ".", "1", "42", "1,234", "3.5", "x", "\r", "\t", "#", ".."]
+)  # fmt: skip
+COMPLETIONS = st.one_of(
+    st.text(),
+    st.lists(PIECES | st.text(max_size=3), max_size=40).map("".join),
+    st.lists(st.dictionaries(st.sampled_from(["role", "content"]), st.text())),
+    st.lists(st.fixed_dictionaries({"content": st.lists(PIECES, max_size=20).map("".join)})),
+    st.none(),
+    st.integers(),
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(COMPLETIONS)
 def test_extraction_never_raises(completion):
+    """`extract_answer` itself never raises (it catches nothing: a reader that raised would fail here)."""
     answer = extract_answer(completion)
-    assert answer.format_ok in (True, False)
-    format_reward([completion])
-    correctness_reward([completion], final_answer=["1"])
+    assert isinstance(answer.format_ok, bool)
+    assert answer.value is None or isinstance(answer.value, float)
+    assert answer.text is None or isinstance(answer.text, str)
+    assert not answer.format_ok or answer.value is not None  # well-formed means a number was read
+    assert format_reward([completion]) in ([0.0], [0.5])
+    assert correctness_reward([completion], final_answer=["1"]) in ([0.0], [1.0])
 
 
 @settings(max_examples=300, deadline=None)
@@ -130,11 +163,10 @@ def test_any_integer_answer_round_trips(number: int, noise: str):
 
 
 def test_gold_answers_of_the_whole_gsm8k_are_read():
-    if not SHARED_GSM8K.is_dir():
-        pytest.skip("../shared/data/gsm8k is not present")
+    shared = require_shared_gsm8k()
     golds = []
     for split in ("train", "test"):
-        for line in (SHARED_GSM8K / f"{split}.jsonl").read_text().splitlines():
+        for line in (shared / f"{split}.jsonl").read_text().splitlines():
             gold = normalize_gold(json.loads(line)["answer"])
             assert gold is not None
             golds.append(gold)
@@ -143,3 +175,148 @@ def test_gold_answers_of_the_whole_gsm8k_are_read():
     assert all(parse_number(g) is not None for g in golds)
     # The reference's own format, written with each gold answer, is rewarded in full.
     assert all(rewards(f"#### The final answer is {g}", g) == (0.5, 1.0) for g in golds)
+
+
+# --- reading numbers, piece by piece --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("gold", "value"),
+    [
+        ("1,234", 1234.0),
+        ("-5", -5.0),
+        ("\u22125", -5.0),
+        ("$3.50", 3.5),
+        ("-$3", -3.0),
+        ("$-3", -3.0),
+        (".5", 0.5),
+        ("  7  ", 7.0),
+        ("12,34", None),  # not a thousands separator: two numbers
+        ("3 or 4", None),
+        ("seven", None),
+        ("", None),
+        (7, 7.0),
+        (2.5, 2.5),
+        (True, None),
+        (float("inf"), None),
+        (float("nan"), None),
+        (None, None),
+        ("1" * 300, None),  # longer than an answer line
+        (" " * 250 + "123456", 123456.0),  # 256 characters: still one
+    ],
+)
+def test_parse_number(gold, value):
+    assert parse_number(gold) == value
+
+
+def test_answers_are_equal_within_the_reference_tolerance():
+    from rlvr_cli.tasks.gsm8k.answers import TOLERANCE, is_correct
+
+    assert TOLERANCE == 1e-3
+    assert is_correct(2.0, 2.0) and is_correct(2.0005, 2.0) and is_correct(1.9995, 2.0)
+    assert is_correct(0.001, 0.0)  # the tolerance itself is within
+    assert not is_correct(2.002, 2.0) and not is_correct(1.998, 2.0)
+    assert not is_correct(None, 2.0) and not is_correct(2.0, None) and not is_correct(None, None)
+
+
+@pytest.mark.parametrize(
+    ("field", "gold"),
+    [
+        ("48 / 2 = 24\n#### 1,234", "1234"),
+        ("#### -3", "-3"),
+        ("#### \u22123", "-3"),
+        ("#### 0.5", "0.5"),
+        ("#### $18.00", "18.00"),
+        ("first #### 1\nthen #### 2", "2"),  # the last marker is the gold line
+        ("#### 3 or 4", None),
+        ("no marker 5", None),
+        ("####", None),
+        (None, None),
+        (5, None),
+    ],
+)
+def test_normalize_gold(field, gold):
+    assert normalize_gold(field) == gold
+
+
+@pytest.mark.parametrize(
+    ("completion", "value", "text", "format_ok"),
+    [
+        ("#### The final answer is 72", 72.0, "72", True),
+        ("#### The final answer is: 72", 72.0, "72", True),
+        ("####   The final answer is   72.  ", 72.0, "72", True),
+        ("#### The final answer is 72 apples", 72.0, "72", True),
+        ("#### 72", 72.0, "72", False),
+        ("#### The answer is 72", None, None, False),  # a word other than the phrase: a heading
+        ("#### The final answer is -0.5", -0.5, "-0.5", True),
+        ("#### The final answer is \u22124", -4.0, "-4", True),
+        ("#### The final answer is x", None, None, False),
+        ("#### The final answer is 3, 4", None, None, False),
+        ("#### #### 5", None, None, False),
+        ("#### The final answer is " + "1" * 300, None, None, False),
+        ("#### The final answer is 5" + " " * 234 + "\n", 5.0, "5", True),  # 256 characters: still read
+    ],
+)
+def test_the_answer_line_as_read(completion, value, text, format_ok):
+    answer = extract_answer(completion)
+    assert (answer.value, answer.text, answer.format_ok) == (value, text, format_ok)
+
+
+def test_rewards_by_name_and_by_import_path():
+    from rlvr_cli.tasks import get_task
+    from rlvr_cli.tasks.rewards import BUILTIN_REWARDS, check_reward_names, import_reward
+
+    assert BUILTIN_REWARDS == ("format", "correctness")
+    funcs = get_reward_funcs(["correctness", "format", "tests.rewards_for_tests:spread_reward"])
+    assert [f.__name__ for f in funcs] == ["correctness_reward", "format_reward", "spread_reward"]
+    assert funcs[0] is REWARDS["correctness"]  # GSM8K's own when no task is given
+    custom = get_reward_funcs(["format"], get_task("custom", {"compare": "exact"}))
+    assert custom[0](["#### The final answer is Yes"]) == [0.5]
+    check_reward_names(["format", "pkg.mod:fn"])  # names only: nothing is imported
+    with pytest.raises(ValueError, match=r"cannot import reward 'nonexistent_pkg.mod:fn' \(No module named"):
+        import_reward("nonexistent_pkg.mod:fn")
+    with pytest.raises(ValueError, match=r"cannot import reward 'tests\.rewards_for_tests:nothing'"):
+        import_reward("tests.rewards_for_tests:nothing")
+    with pytest.raises(ValueError, match="reward 'json:decoder' is not a function"):
+        import_reward("json:decoder")
+
+
+def test_a_task_without_a_reward_says_which_it_offers():
+    from rlvr_cli.tasks import get_task
+
+    class Only(type(get_task("gsm8k"))):
+        def rewards(self):
+            return {"format": REWARDS["format"]}
+
+    with pytest.raises(ValueError, match="task gsm8k offers no reward 'correctness'; it offers format"):
+        get_reward_funcs(["format", "correctness"], Only())
+
+
+def test_gsm8k_correctness_scores_every_completion_against_its_own_gold():
+    assert correctness_reward(["#### 1", "#### 2", "#### 3"], final_answer=["seven", "2", "4"]) == [
+        None,
+        1.0,
+        0.0,
+    ]
+    with pytest.raises(ValueError):  # a gold answer per completion, never a silent shift
+        correctness_reward(["#### 1", "#### 2"], final_answer=["1"])
+
+
+def test_reward_name_errors_list_every_name():
+    from rlvr_cli.tasks import get_task
+    from rlvr_cli.tasks.rewards import check_reward_names
+
+    with pytest.raises(ValueError) as caught:
+        check_reward_names(["format", "accuracy", "speed"])
+    assert str(caught.value) == (
+        "unknown reward 'accuracy', 'speed'; valid rewards: format, correctness "
+        "(or a custom one as package.module:function)"
+    )
+
+    class Neither(type(get_task("gsm8k"))):
+        def rewards(self):
+            return {"a": REWARDS["format"], "b": REWARDS["format"]}
+
+    with pytest.raises(ValueError) as caught:
+        get_reward_funcs(["format", "correctness"], Neither())
+    assert str(caught.value) == "task gsm8k offers no reward 'format', 'correctness'; it offers a, b"

@@ -58,13 +58,15 @@ def test_smollm2_eval_summary_and_samples_agree(cli, smol_dir: Path, smoke_data:
     assert summary["n"] == len(samples) == 4
     assert summary["accuracy"] == sum(s["correct"] for s in samples) / 4
     assert summary["mean_completion_tokens"] == sum(s["completion_tokens"] for s in samples) / 4
-    # Completions end at their answer line: nothing after it is generated.
-    for s in samples:
-        if s["format_ok"]:
-            assert (
-                s["completion"].rstrip().endswith(s["extracted"])
-                or "\n" not in s["completion"].split("####", 1)[1].strip()
-            )
+    # Completions end at their answer line: nothing after it is generated. Greedy decoding is
+    # deterministic, so "at least one answered" holds or fails every time; without it this checks nothing.
+    from rlvr_cli.tasks.base import find_answer_line
+
+    answered = [s["completion"] for s in samples if find_answer_line(s["completion"]) is not None]
+    assert answered, [s["completion"] for s in samples]
+    for completion in answered:
+        _, end = find_answer_line(completion)
+        assert completion[end:].strip() == "", completion
 
 
 @pytest.mark.slow

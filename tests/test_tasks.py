@@ -5,13 +5,14 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 
-from rlvr_cli.answers import extract_answer
-from rlvr_cli.rewards import correctness_reward, format_reward
 from rlvr_cli.tasks import get_task, task_for_source
 from rlvr_cli.tasks.base import STOP_STRINGS, StopRule, find_answer_line
+from rlvr_cli.tasks.gsm8k.answers import extract_answer
+from rlvr_cli.tasks.gsm8k.rewards import correctness_reward, format_reward
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -275,8 +276,8 @@ def test_train_refuses_a_recipe_task_other_than_the_datas(cli, prepared: Path):
 
 
 def test_eval_scores_with_the_task_the_data_names(cli):
-    from rlvr_cli.evaluate import load_problems
-    from rlvr_cli.scoring import score
+    from rlvr_cli.evaluation.problems import load_problems
+    from rlvr_cli.evaluation.scoring import score
 
     assert (
         cli(
@@ -294,7 +295,8 @@ def test_eval_scores_with_the_task_the_data_names(cli):
         ).code
         == 0
     )
-    rows, _, task = load_problems("c", None)
+    problems = load_problems("c", None)
+    rows, task = problems.rows, problems.task
     assert task.name == "custom" and task.compare == "exact"
     sample = score(rows[0], "#### The final answer is date, kiwi, lime\n", 9, False, task)
     assert (sample.correct, sample.format_ok, sample.extracted) == (True, True, "date, kiwi, lime")
@@ -340,3 +342,190 @@ def test_a_task_from_another_package_registers_through_an_entry_point(
     row = json.loads(Path("p/test/dataset.json").read_text().splitlines()[0])
     assert row["prompt"].startswith("SHOUT: Question: Sort these words")
     assert "shout" in cli("prepare", "--task", "nope", "--source", "x").err
+
+
+# --- the answer-reading seam, piece by piece ---------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("completion", "text"),
+    [
+        ("plain", "plain"),
+        ({"role": "assistant", "content": "one message"}, "one message"),
+        ([{"role": "assistant", "content": "a"}, {"role": "assistant", "content": "b"}], "ab"),
+        (({"content": "in a tuple"},), "in a tuple"),
+        (
+            [{"content": [{"type": "text", "text": "multi"}, {"type": "image"}, {"text": "modal"}]}],
+            "multimodal",
+        ),
+        (["bare", " strings"], "bare strings"),
+        ([{"content": 3}, {"content": None}], ""),
+        ([{"content": ["raw", {"text": "kept"}, {"text": 5}]}], "kept"),  # only text parts count
+        (None, ""),
+        (42, ""),
+    ],
+)
+def test_completion_text_reads_every_form_trl_passes(completion, text):
+    from rlvr_cli.tasks.base import completion_text
+
+    assert completion_text(completion) == text
+
+
+@pytest.mark.parametrize(
+    ("rest", "answer"),
+    [
+        (" The final answer is 4", True),
+        ("The final answer is 4", True),
+        (" the final answer is 4", True),
+        (" 42", True),
+        (" -3", True),
+        (" $5", True),
+        (" \\frac{1}{2}", True),
+        ("", True),  # a bare marker: an answer line with nothing readable on it
+        (" Step 1", False),
+        (" a1", False),  # a word, however short
+        (" X2 plan", False),
+        ("# Deeper heading", False),
+        ("\t Final thoughts", False),
+    ],
+)
+def test_what_follows_the_marker_decides_an_answer_line(rest, answer):
+    from rlvr_cli.tasks.base import is_answer_line
+
+    assert is_answer_line(rest) is answer
+
+
+def test_the_answer_line_span_is_exact():
+    text = "work\n#### Step 2\nmore\n#### The final answer is 7\ntail"
+    start, end = find_answer_line(text)
+    assert text[start:end] == " The final answer is 7"
+    assert find_answer_line("#### 5") == (4, 6)  # to the end of a text without a newline
+    assert find_answer_line("no marker at all") is None
+    long_line = "#### " + "9" * 400
+    start, end = find_answer_line(long_line)
+    assert end - start == 257  # capped one past MAX_ANSWER_LINE: the reader refuses such a line
+    start, end = find_answer_line(long_line + "\nrest")
+    assert end - start == 257  # the newline is not looked for past the cap either
+    exactly = "#### " + "9" * 255 + "\n"  # 256 characters after the marker: still a line
+    assert find_answer_line(exactly) == (4, 260)
+    # An invented question before the answer, on the first line, after a heading, after a blank line:
+    for text in ("Question: x\n#### 5", "#### Step 1\nQuestion: x\n#### 5", "\nQuestion: x\n#### 5"):
+        assert find_answer_line(text) is None, text
+
+
+@pytest.mark.parametrize(
+    ("text", "stopped_at"),
+    [
+        ("2 + 2 = 4\n#### The final answer is 4\nQuestion: next", "2 + 2 = 4\n#### The final answer is 4\n"),
+        ("#### 4\n\nmore", "#### 4\n"),
+        ("thinking\nQuestion: invented", "thinking\nQuestion:"),
+        ("**Question 2:** invented", "**Question 2:"),
+        ("#### Step 1\nstill working\n#### 9\n", "#### Step 1\nstill working\n#### 9\n"),
+        ("a question: not an opener\nok", None),
+        ("\n#### 4\nmore", "\n#### 4\n"),  # after a leading blank line
+        ("#### Step #### 5\nnext", None),  # a heading line, whatever follows on it
+        ("#### The final answer is 4 with no newline yet", None),
+    ],
+)
+def test_the_stop_rule_ends_after_the_answer_line_or_an_invented_question(text, stopped_at):
+    for size in (1, 2, 5, len(text)):  # however the text is cut into tokens
+        got = stops_after(text, size)
+        if stopped_at is None:
+            assert got is None, size
+        else:
+            # It stops on the piece that completes the line or the opener: at most a piece more.
+            assert got is not None and got.startswith(stopped_at) and len(got) < len(stopped_at) + size, size
+
+
+def test_a_stopped_rule_stays_stopped():
+    rule = StopRule()
+    assert rule.stopped is False
+    assert not rule.feed("#### 4")
+    assert rule.feed("\n")
+    assert rule.feed("anything") and rule.stopped is True
+    assert rule.text == "#### 4\n"  # nothing is added after the stop
+    invented = StopRule()
+    assert invented.feed("Question:") and invented.stopped is True
+    assert invented.feed("\n#### 5\n") and invented.text == "Question:"
+
+
+@pytest.mark.parametrize(
+    ("completion", "text", "format_ok"),
+    [
+        ("#### The final answer is \\boxed{1/2}", "\\boxed{1/2}", True),
+        ("#### The final answer is: yes.", "yes", True),
+        ("#### The final answer is Xmas.", "Xmas", True),
+        ("#### The final answer is BOX", "BOX", True),
+        ("#### The final answer is yes .", "yes", True),
+        (
+            "#### the final answer is maybe",
+            "the final answer is maybe",
+            False,
+        ),  # only the exact phrase counts
+        ("#### The final answer is kiwi, lime.\n", "kiwi, lime", True),
+        ("#### kiwi\n", None, False),  # a word other than the phrase after the marker: a heading
+        ("#### The final answer is wait..", "wait..", True),  # an ellipsis is kept
+        ("#### 3/4", "3/4", False),
+        ("#### The final answer is   \r", None, False),
+        ("#### ", None, False),
+        ("no answer line", None, False),
+    ],
+)
+def test_read_answer_text_for_non_numeric_tasks(completion, text, format_ok):
+    from rlvr_cli.tasks.base import read_answer_text
+
+    answer = read_answer_text(completion)
+    assert (answer.text, answer.format_ok, answer.value) == (text, format_ok, None)
+
+
+def test_a_task_writes_the_few_shot_layout_and_refuses_unknown_options():
+    from rlvr_cli.core.errors import UsageError
+    from rlvr_cli.tasks.base import Problem
+
+    task = get_task("custom", {"compare": "exact"})
+    problem = Problem(id="p", question="  What?  ", answer="  Because.  ", final_answer="yes")
+    assert task.exemplar_text(problem) == (
+        "Question: What?\nSolution: Let's think step by step. Because.\n#### The final answer is yes"
+    )
+    assert (
+        task.exemplar_text(Problem("p", "Q", "", "1")).splitlines()[1]
+        == "Solution: Let's think step by step."
+    )
+    assert task.prompt_text(problem) == "Question: What?\nSolution: Let's think step by step."
+    assert task.describe() == {"name": "custom", "options": {"compare": "exact"}}
+    with pytest.raises(UsageError, match="unknown option 'compar'; did you mean 'compare'"):
+        get_task("custom", {"compar": "exact"})
+    with pytest.raises(UsageError, match="unknown option 'x'; valid options: none"):
+        get_task("gsm8k", {"x": 1})
+
+    class TwoOptions(type(task)):
+        options_help: ClassVar[dict[str, str]] = {"alpha": "first", "beta": "second"}
+
+    with pytest.raises(UsageError) as caught:
+        TwoOptions({"zzz": 1})
+    assert caught.value.message == "task custom: unknown option 'zzz'; valid options: alpha, beta"
+
+
+def test_a_tasks_rewards_read_metadata_and_skip_unreadable_gold():
+    task = get_task("custom", {"compare": "exact"})
+    rewards = task.rewards()
+    assert list(rewards) == ["format", "correctness"]
+    completions = ["#### The final answer is Yes.", "#### no", "#### The final answer is yes"]
+    assert rewards["format"](completions) == [0.5, 0.0, 0.5]
+    got = rewards["correctness"](
+        completions, final_answer=["yes", "yes", "  "], metadata=['{"k": 1}', None, None]
+    )
+    assert got == [1.0, 0.0, None]  # an unreadable (empty) gold answer is not scored
+    assert rewards["format"].__doc__ == "0.5 for a well-formed first answer line (custom)."
+    assert rewards["correctness"].__doc__ == "1.0 when the first answer is right (custom)."
+    with pytest.raises(ValueError):  # one gold answer per completion, or an error: never a silent shift
+        rewards["correctness"](completions, final_answer=["yes"])
+
+
+def test_metadata_travels_as_a_json_string():
+    from rlvr_cli.tasks.base import _metadata
+
+    assert _metadata('{"a": [1, 2]}') == {"a": [1, 2]}
+    assert _metadata({"a": 1}) == {"a": 1}
+    assert _metadata("not json") is None
+    assert _metadata(None) is None and _metadata(3) is None

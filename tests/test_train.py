@@ -58,7 +58,8 @@ def write_recipe(path: Path, model: Path, data: Path, output: Path, **extra) -> 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path):
     """One real training run shared by the assertions below (a run takes a while on CPU)."""
-    from rlvr_cli.data import load_source, prepare, write_prepared
+    from rlvr_cli.data.build import prepare, write_prepared
+    from rlvr_cli.tasks.gsm8k.sources import load_source
 
     from .conftest import FIXTURE_GSM8K
 
@@ -312,7 +313,7 @@ def test_prompt_too_long_for_the_limits_is_refused_not_truncated(
 
 
 def test_smoke_recipe_points_at_the_demo_data():
-    from rlvr_cli.config import load_recipe
+    from rlvr_cli.config.loading import load_recipe
 
     recipe = load_recipe(REPO / "configs" / "smoke-cpu.yaml").recipe
     assert (
@@ -338,7 +339,7 @@ def test_forward_passes_run_each_prompt_once_where_they_can(
     """The policy pass shares prompts unless gradient checkpointing drops the cache; the reference always can."""
     import torch
 
-    import rlvr_cli.trainer as trainer_module
+    import rlvr_cli.training.trainer as trainer_module
 
     seen: set[str] = set()
     real = trainer_module.shared_prefix_logps
@@ -361,3 +362,67 @@ def test_forward_passes_run_each_prompt_once_where_they_can(
     result = cli("train", "--config", recipe)
     assert result.code == 0, result.err[-2000:]
     assert seen == shared_passes
+
+
+def test_every_grpo_argument_rlvr_sets_is_one_of_trls():
+    """A TRL upgrade that renames an argument fails here, not in the middle of a run."""
+    import dataclasses
+
+    from trl import GRPOConfig
+
+    from rlvr_cli.config.recipe import Recipe
+    from rlvr_cli.training import grpo_args
+
+    trl_fields = {f.name for f in dataclasses.fields(GRPOConfig)}
+    names = [*grpo_args.SAME_NAME, *grpo_args.RENAMED, *grpo_args.FIXED, *grpo_args.DERIVED]
+    assert sorted(set(names) - trl_fields) == []
+    assert len(names) == len(set(names))  # each argument is set in one place
+    recipe_keys = [*grpo_args.SAME_NAME, *grpo_args.RENAMED.values()]
+    assert sorted(set(recipe_keys) - set(Recipe.model_fields)) == []
+
+
+def test_a_failure_while_saving_marks_the_run_failed(
+    cli, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, prepared: Path, tiny_model_dir: Path
+):
+    """The run record never stays "running" after an error, also one after training (here: the plot)."""
+
+    def disk_full(*args, **kwargs):
+        raise OSError("No space left on device")
+
+    monkeypatch.setattr("rlvr_cli.tracking.plots.reward_curves", disk_full)
+    recipe = write_recipe(
+        tmp_path / "recipe.yaml",
+        tiny_model_dir,
+        prepared,
+        tmp_path / "out",
+        max_steps=1,
+        save_strategy="no",
+        report_to=["none"],
+    )
+    with pytest.raises(OSError, match="No space left on device"):
+        cli("train", "--config", recipe)
+    run = json.loads((tmp_path / "out" / "rlvr_run.json").read_text())
+    assert run["status"] == "failed" and run["error"] == "OSError: No space left on device"
+    assert run["global_step"] == 1  # trained, then failed while saving
+    assert "reward_curves" not in run
+
+
+def test_the_run_record_file_names_only_what_happened(tmp_path: Path):
+    from rlvr_cli.training.record import STATUSES, RunRecord
+
+    record = RunRecord(rlvr_version="x", recipe={"seed": 1}, model={"name": "smollm2-135m"})
+    record.write(tmp_path)
+    started = json.loads((tmp_path / "rlvr_run.json").read_text())
+    assert started["status"] == "running"
+    assert not {"global_step", "final_metrics", "error", "reward_curves", "merged"} & set(started)
+    record.ended(3, [2.0, 4.0], [{"step": 3, "reward": 0.5, "note": "text"}])
+    record.fail(ValueError(""))  # an empty message is still one line: the type
+    record.write(tmp_path)
+    failed = json.loads((tmp_path / "rlvr_run.json").read_text())
+    assert (failed["status"], failed["error"], failed["global_step"]) == ("failed", "ValueError", 3)
+    assert failed["seconds_per_step"] == 3.0 and failed["final_metrics"] == {"step": 3, "reward": 0.5}
+    assert RunRecord.read(tmp_path).to_dict() == failed  # read back unchanged
+    assert set(RunRecord.from_dict({"status": "completed"}).to_dict(complete=True)) == set(
+        record.to_dict(complete=True)
+    )
+    assert STATUSES == ("running", "completed", "interrupted", "failed", "aborted")

@@ -1,4 +1,4 @@
-"""Verifiable tasks by name: the built-ins, and any another package registers.
+"""Verifiable tasks by name (the built-ins, and any that another package registers), and rewards by name.
 
     from rlvr_cli.tasks import get_task
     task = get_task("reasoning-gym", {"dataset": "chain_sum", "max_digits": 2})
@@ -15,7 +15,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from rlvr_cli.errors import UsageError
+from rlvr_cli.core.errors import UsageError
 from rlvr_cli.tasks.base import Task
 
 ENTRY_POINT_GROUP = "rlvr.tasks"
@@ -68,7 +68,8 @@ def task_for_source(source: str, task: str | None, options: dict[str, Any]) -> t
     return task or DEFAULT_TASK, options
 
 
-def task_from_manifest(manifest: dict[str, Any] | None) -> Task:
-    """The task a prepared dataset was made for; GSM8K for sets prepared before tasks existed."""
-    info = (manifest or {}).get("task") or {}
+def task_from_description(described: dict[str, Any] | None) -> Task:
+    """The task `Task.describe()` wrote (a manifest's `task`); GSM8K when there is none (data
+    prepared before tasks existed)."""
+    info = described or {}
     return get_task(info.get("name") or DEFAULT_TASK, info.get("options") or {})

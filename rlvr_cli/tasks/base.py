@@ -220,7 +220,7 @@ class Task:
         """Refuse an unknown option, naming the closest valid one."""
         import difflib
 
-        from rlvr_cli.errors import UsageError
+        from rlvr_cli.core.errors import UsageError
 
         for key in options:
             if key not in self.options_help:

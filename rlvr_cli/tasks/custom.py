@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from rlvr_cli.errors import UsageError
+from rlvr_cli.core.errors import UsageError
 from rlvr_cli.tasks.base import Answer, Problem, SourceData, Task
 from rlvr_cli.tasks.files import load_dir, text_field
 
@@ -47,7 +47,7 @@ class CustomTask(Task):
 
     def readable(self, gold: str) -> bool:
         if self.compare == "numeric":
-            from rlvr_cli.answers import parse_number
+            from rlvr_cli.tasks.gsm8k.answers import parse_number
 
             return parse_number(gold) is not None
         if self.compare == "math-verify":
@@ -82,7 +82,7 @@ class CustomTask(Task):
 
     def read(self, completion: Any) -> Answer:
         if self.compare == "numeric":
-            from rlvr_cli.answers import extract_answer
+            from rlvr_cli.tasks.gsm8k.answers import extract_answer
 
             return extract_answer(completion)
         return super().read(completion)
@@ -91,7 +91,7 @@ class CustomTask(Task):
         if not self.readable(gold):
             return None
         if self.compare == "numeric":
-            from rlvr_cli.answers import is_correct, parse_number
+            from rlvr_cli.tasks.gsm8k.answers import is_correct, parse_number
 
             return is_correct(answer.value, parse_number(gold))
         if answer.text is None:

@@ -3,28 +3,70 @@ a JSON array, or parquet), read row by row with `file:line` in every error."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import json
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from rlvr_cli.errors import RlvrError, UsageError
+from rlvr_cli.core.errors import RlvrError, UsageError
 from rlvr_cli.tasks.base import Problem, SourceData
 
 # (split, index, row) -> a Problem, or None when the gold answer cannot be read (skipped, counted)
 MakeProblem = Callable[[str, int, dict[str, Any]], Problem | None]
+DATA_EXTENSIONS = (".jsonl", ".json", ".parquet")
+
+
+def rows_from_file(path: Path) -> Iterable[tuple[int, dict[str, Any]]]:
+    """Yield (line number or row index, row) from a JSONL, JSON-array or parquet file."""
+    if path.suffix == ".parquet":
+        try:
+            import pyarrow.parquet as pq
+        except ImportError as exc:
+            raise RlvrError(f"{path}: reading parquet needs pyarrow: pip install 'rlvr[train]'") from exc
+        for i, row in enumerate(pq.read_table(path).to_pylist(), start=1):
+            yield i, row
+        return
+    text = path.read_text(encoding="utf-8")
+    if text.lstrip().startswith("["):
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise RlvrError(f"{path}:{exc.lineno}: malformed JSON: {exc.msg}") from exc
+        for i, row in enumerate(data, start=1):
+            yield i, row
+        return
+    for lineno, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            yield lineno, json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise RlvrError(
+                f"{path}:{lineno}: malformed JSON line: {exc.msg}; fix or remove that line"
+            ) from exc
+
+
+def find_split_file(directory: Path, split: str) -> Path | None:
+    candidates = [
+        p
+        for d in (directory, directory / "main")
+        if d.is_dir()
+        for p in sorted(d.iterdir())
+        if p.is_file() and p.name.startswith(split) and any(p.name.endswith(ext) for ext in DATA_EXTENSIONS)
+    ]
+    return candidates[0] if candidates else None
 
 
 def load_dir(source: str, make: MakeProblem, needs: str, strict: bool, *, kind: str = "local") -> SourceData:
     """Read `train*` and `test*` files under `source`; `needs` names the required columns in errors."""
-    from rlvr_cli.data import _find_split_file, _rows_from_file
-    from rlvr_cli.fsutil import sha256_file
+    from rlvr_cli.core.files import sha256_file
 
     path = Path(source).expanduser()
     if not path.is_dir():
         raise UsageError(
             f"{source}: not a directory; give a directory holding train.jsonl and test.jsonl with {needs}"
         )
-    files = {split: _find_split_file(path, split) for split in ("train", "test")}
+    files = {split: find_split_file(path, split) for split in ("train", "test")}
     missing = [s for s, f in files.items() if f is None]
     if missing:
         raise UsageError(
@@ -34,14 +76,14 @@ def load_dir(source: str, make: MakeProblem, needs: str, strict: bool, *, kind: 
     for split, file in files.items():
         assert file is not None
         problems, skipped = [], 0
-        for index, (pos, row) in enumerate(_rows_from_file(file)):
+        for index, (pos, row) in enumerate(rows_from_file(file)):
             where = f"{file}:{pos}"
             if not isinstance(row, dict):
                 raise RlvrError(f"{where}: expected an object with {needs}")
             try:
                 problem = make(split, index, row)
             except KeyError as exc:
-                raise RlvrError(f"{where}: missing column {exc.args[0]!r}; rows need {needs}") from None
+                raise RlvrError(f"{where}: missing column {exc.args[0]!r}; rows need {needs}") from exc
             if problem is None:
                 if strict:
                     raise RlvrError(

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from rlvr_cli.errors import RlvrError
+from rlvr_cli.core.errors import RlvrError
 from rlvr_cli.tasks.base import ANSWER_MARKER, ANSWER_PHRASE, Answer, Problem, SourceData, Task
 from rlvr_cli.tasks.files import load_dir, text_field
 
@@ -40,8 +40,8 @@ def last_boxed(text: str) -> str | None:
 def _math_verify() -> Any:
     try:
         import math_verify
-    except ImportError:
-        raise RlvrError(f"the math task needs math-verify: {INSTALL}") from None
+    except ImportError as exc:
+        raise RlvrError(f"the math task needs math-verify: {INSTALL}") from exc
     return math_verify
 
 

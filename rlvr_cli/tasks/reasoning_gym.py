@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from rlvr_cli.errors import RlvrError, UsageError
+from rlvr_cli.core.errors import RlvrError, UsageError
 from rlvr_cli.tasks.base import ANSWER_MARKER, Answer, Problem, SourceData, Task
 
 INSTALL = "pip install 'rlvr[train]' (reasoning-gym)"
@@ -22,8 +22,8 @@ INSTALL = "pip install 'rlvr[train]' (reasoning-gym)"
 def _reasoning_gym() -> Any:
     try:
         import reasoning_gym
-    except ImportError:
-        raise RlvrError(f"the reasoning-gym task needs the reasoning-gym package: {INSTALL}") from None
+    except ImportError as exc:
+        raise RlvrError(f"the reasoning-gym task needs the reasoning-gym package: {INSTALL}") from exc
     return reasoning_gym
 
 
@@ -74,7 +74,7 @@ class ReasoningGymTask(Task):
                 self.dataset_name, size=size, seed=seed, **self.generator_options
             )
         except (TypeError, ValueError, AssertionError) as exc:
-            raise UsageError(f"reasoning-gym:{self.dataset_name}: bad options ({exc})") from None
+            raise UsageError(f"reasoning-gym:{self.dataset_name}: bad options ({exc})") from exc
 
     def load(self, source: str, *, size: int, seed: int, strict: bool) -> SourceData:
         test_size = max(50, size // 10)

@@ -1,0 +1,470 @@
+"""The `rlvr` command line: one small function per subcommand that parses, calls a quiet function
+(which returns data), and renders its result (`rlvr_cli.cli.render`: tables, --json, next steps).
+
+Heavy libraries (torch, transformers, trl, datasets, mlflow, boto3) are imported inside the
+commands that need them, so `rlvr --help` and `rlvr status` start fast. Expected failures are
+`RlvrError`s, raised anywhere below and printed here as one `error:` line each; `RLVR_DEBUG=1`
+re-raises them instead, with the traceback and its causes, for bug reports.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+
+from rlvr_cli import __version__
+from rlvr_cli.core import console
+from rlvr_cli.core.errors import ExitCode, RlvrError, error_lines
+
+app = typer.Typer(
+    name="rlvr",
+    help="GRPO with verifiable rewards on GSM8K: prepare data, train locally or on SageMaker, evaluate honestly.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="rich",
+)
+
+ConfigOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--config", "-c", help="Recipe YAML (see configs/). Default: the built-in reference recipe."
+    ),
+]
+SetOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--set", help="Override a recipe key, typed by the recipe: --set learning_rate=1e-5 (repeatable)."
+    ),
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout.")]
+ProfileOpt = Annotated[str | None, typer.Option("--profile", help="AWS profile (default: the boto3 chain).")]
+RegionOpt = Annotated[
+    str | None, typer.Option("--region", help="AWS region (default: recipe, then the boto3 chain).")
+]
+JobArg = Annotated[
+    str | None, typer.Argument(help="Training job name. Default: the last job submitted from here.")
+]
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"rlvr {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version and exit.")
+    ] = False,
+) -> None:
+    pass
+
+
+def _recipe(config: Path | None, overrides: list[str] | None, quiet: bool = False):
+    from rlvr_cli.config.loading import load_recipe
+
+    loaded = load_recipe(config, overrides or [])
+    if not quiet:
+        for line in loaded.notices:
+            console.notice(escape(line))
+    return loaded
+
+
+@app.command()
+def prepare(
+    shots: Annotated[int, typer.Option(help="Solved examples before each question (0-32).")] = 8,
+    source: Annotated[
+        str,
+        typer.Option(
+            help="Hub dataset id, a local directory (train*/test* files), or reasoning-gym[:DATASET] (offline generator)."
+        ),
+    ] = "openai/gsm8k",
+    output: Annotated[
+        Path, typer.Option("--output", "-o", help="Directory for train/ val/ test/ and manifest.json.")
+    ] = Path("data"),
+    val_fraction: Annotated[float, typer.Option(help="Share of train rows kept for validation.")] = 0.1,
+    seed: Annotated[int, typer.Option(help="Seed for exemplar choice and the train/val split.")] = 42,
+    config: ConfigOpt = None,
+    strict: Annotated[
+        bool, typer.Option(help="Fail on rows without a '#### N' answer instead of skipping them.")
+    ] = False,
+    force: Annotated[bool, typer.Option(help="Replace a different dataset already in --output.")] = False,
+    size: Annotated[
+        int, typer.Option(help="reasoning-gym only: train problems to generate (test gets a tenth, >= 50).")
+    ] = 2000,
+    task: Annotated[
+        str | None,
+        typer.Option(
+            help="How problems are prompted and scored: gsm8k (default), math, custom, or a plugin's task; "
+            "a reasoning-gym:NAME source implies its own."
+        ),
+    ] = None,
+    option: Annotated[
+        list[str] | None,
+        typer.Option(help="Task or generator option KEY=VALUE (repeatable), e.g. --option max_digits=2."),
+    ] = None,
+    compare: Annotated[
+        str | None, typer.Option(help="--task custom: how answers are compared: numeric, exact, math-verify.")
+    ] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Build few-shot train/val/test sets with gold answers for a verifiable task (GSM8K by default).
+
+    Example: rlvr prepare --shots 8 --source ../shared/data/gsm8k
+    """
+    from rlvr_cli.cli import render
+    from rlvr_cli.data.prepare import parse_options, run_prepare
+
+    options = parse_options(option or [])
+    if compare is not None:
+        options["compare"] = compare
+
+    tokenizer_model = _recipe(config, None).recipe.model_name_or_path if config else None
+    result = run_prepare(
+        source=source,
+        output=output,
+        shots=shots,
+        val_fraction=val_fraction,
+        seed=seed,
+        strict=strict,
+        force=force,
+        size=size,
+        tokenizer_model=tokenizer_model,
+        task_name=task,
+        options=options,
+    )
+    for line in result.notes:
+        console.notice(line)
+    console.err.print(render.prepare_table(result))
+    if json_out:
+        console.print_json(result.prepared.manifest.to_dict())
+    console.info(
+        f"next: rlvr train --config configs/smoke-cpu.yaml --data {output}   (or rlvr upload --data {output})"
+    )
+
+
+@app.command()
+def validate(
+    config: Annotated[Path, typer.Argument(help="Recipe YAML to check.")],
+    overrides: SetOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Check a recipe and print it fully resolved (YAML, or JSON with --json).
+
+    Example: rlvr validate configs/qwen2.5-0.5b-grpo.yaml --set learning_rate=1e-5
+    """
+    from rlvr_cli.config.loading import recipe_to_yaml
+
+    loaded = _recipe(config, overrides)
+    if json_out:
+        console.print_json(loaded.recipe.model_dump(mode="json"))
+    else:
+        sys.stdout.write(recipe_to_yaml(loaded.recipe))
+    console.info(f"[green]ok[/green]: {escape(str(config))} is a valid recipe")
+
+
+@app.command()
+def train(
+    config: ConfigOpt = None,
+    overrides: SetOpt = None,
+    data: Annotated[
+        Path | None,
+        typer.Option(help="Prepared data directory (sets train_dataset_path and test_dataset_path)."),
+    ] = None,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Output directory (sets output_dir).")
+    ] = None,
+    resume: Annotated[
+        bool, typer.Option(help="Continue from the latest checkpoint in the output directory.")
+    ] = False,
+    force: Annotated[
+        bool, typer.Option(help="Replace a different run already in the output directory.")
+    ] = False,
+    merge: Annotated[bool, typer.Option(help="Also write a merged full model to OUTPUT/merged.")] = False,
+    remote: Annotated[
+        bool, typer.Option(help="Submit as a SageMaker training job instead of training here.")
+    ] = False,
+    dry_run: Annotated[
+        bool, typer.Option(help="--remote: print the request and cost estimate; call nothing.")
+    ] = False,
+    wait: Annotated[
+        bool, typer.Option(help="--remote: follow the logs until the job ends; exit with its status.")
+    ] = False,
+    job_name: Annotated[
+        str | None,
+        typer.Option(help="--remote: the job name (default: derived from the recipe and the time)."),
+    ] = None,
+    profile: ProfileOpt = None,
+    region: RegionOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Train with GRPO here (GPU, or CPU for small models), or on SageMaker with --remote.
+
+    Example: rlvr train --config configs/smoke-cpu.yaml
+    """
+    from rlvr_cli.cli import render
+
+    loaded = _recipe(config, _path_overrides(overrides, data, output))
+    if remote:
+        from rlvr_cli.cloud.sagemaker.commands import submit
+
+        submitted = submit(loaded, dry_run=dry_run, profile=profile, region=region, name=job_name)
+        if json_out:
+            console.print_json(submitted.to_dict())
+        elif submitted.dry_run:  # the dry run's data: the exact request
+            console.print_json(submitted.request)
+        render.submission(submitted)
+        if wait and not submitted.dry_run:
+            raise typer.Exit(_follow(submitted.job_name, True, None, profile, region))
+        raise typer.Exit(0)
+    if dry_run or wait or job_name:
+        raise RlvrError(
+            "--dry-run, --wait and --job-name apply to --remote jobs; drop them or add --remote",
+            ExitCode.USAGE,
+        )
+    from rlvr_cli.training.run import run_training
+
+    result = run_training(loaded, resume=resume, force=force, merge=merge)
+    if json_out:
+        console.print_json(result.to_dict())
+    render.train_outcome(result, loaded.source)
+    raise typer.Exit(result.exit_code)
+
+
+def _path_overrides(overrides: list[str] | None, data: Path | None, output: Path | None) -> list[str]:
+    from rlvr_cli.data.layout import PreparedDir
+
+    items = list(overrides or [])
+    if data is not None:
+        prepared = PreparedDir(data)
+        items += [
+            f"train_dataset_path={prepared.split('train')}",
+            f"test_dataset_path={prepared.split('val')}",
+        ]
+    if output is not None:
+        items.append(f"output_dir={output}")
+    return items
+
+
+@app.command("eval")
+def eval_(
+    checkpoint: Annotated[
+        list[str] | None,
+        typer.Option(
+            metavar="DIR|S3_URI",
+            help="Trained output dir (LoRA adapter or merged model), or s3://.../model.tar.gz. Twice: compare two.",
+        ),
+    ] = None,
+    job: Annotated[
+        str | None,
+        typer.Option(
+            metavar="[NAME]",
+            help="Evaluate a completed SageMaker job's model (fetched from S3 once); no NAME: the latest job.",
+        ),
+    ] = None,
+    model: Annotated[
+        str | None, typer.Option(help="Evaluate a base model: Hub id, local dir, or offline name.")
+    ] = None,
+    baseline: Annotated[
+        bool, typer.Option(help="Also evaluate the checkpoint's base model on the same problems and compare.")
+    ] = False,
+    data: Annotated[
+        str, typer.Option(help="Prepared dataset file or directory (uses test/), or a source as in prepare.")
+    ] = "data",
+    shots: Annotated[
+        int | None, typer.Option(help="Rebuild prompts with this many shots (default: as prepared).")
+    ] = None,
+    limit: Annotated[int | None, typer.Option(help="Evaluate the first N problems.")] = None,
+    batch_size: Annotated[int, typer.Option(help="Prompts generated together.")] = 16,
+    max_new_tokens: Annotated[int, typer.Option(help="Most tokens per completion.")] = 512,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Write summary.json and samples.jsonl here.")
+    ] = None,
+    track: Annotated[
+        bool, typer.Option(help="Log results to MLflow (the checkpoint's run when known).")
+    ] = True,
+    profile: ProfileOpt = None,
+    region: RegionOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Measure GSM8K accuracy: greedy, batched, stopped after the answer line.
+
+    Example: rlvr eval --checkpoint outputs/smoke-cpu --limit 50 --baseline
+    (a SageMaker job's model: rlvr eval --job --baseline)
+    """
+    from rlvr_cli.cli import render
+    from rlvr_cli.evaluation.run import EvalRequest, run_eval
+
+    request = EvalRequest(
+        checkpoints=list(checkpoint or []),
+        job=job,
+        profile=profile,
+        region=region,
+        model=model,
+        baseline=baseline,
+        data=data,
+        shots=shots,
+        limit=limit,
+        batch_size=batch_size,
+        max_new_tokens=max_new_tokens,
+        output=output,
+        track=track,
+    )
+    result = run_eval(request)
+    render.evaluation(result)
+    if json_out:
+        console.print_json(result.to_dict())
+    raise typer.Exit(result.exit_code)
+
+
+@app.command()
+def upload(
+    data: Annotated[Path, typer.Option(help="Prepared data directory.")] = Path("data"),
+    s3: Annotated[
+        str | None, typer.Option("--s3", help="s3://bucket/prefix (default: the recipe's remote.s3_data).")
+    ] = None,
+    config: ConfigOpt = None,
+    force: Annotated[bool, typer.Option(help="Overwrite objects that differ from the local files.")] = False,
+    profile: ProfileOpt = None,
+    region: RegionOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Put the prepared datasets on S3 (checksummed; unchanged files are skipped).
+
+    Example: rlvr upload --data data --s3 s3://my-bucket/rlvr/data
+    """
+    from rlvr_cli.cli import render
+    from rlvr_cli.cloud.sagemaker.commands import upload_data
+
+    recipe = _recipe(config, None, quiet=True).recipe if config else None
+    result = upload_data(data, s3, recipe=recipe, force=force, profile=profile, region=region)
+    render.upload(result)
+    if json_out:
+        console.print_json(result)
+
+
+@app.command()
+def status(
+    job: JobArg = None, profile: ProfileOpt = None, region: RegionOpt = None, json_out: JsonOpt = False
+) -> None:
+    """Show a SageMaker job's state; the exit code tells scripts what happened.
+
+    Exit codes: 0 completed, 3 in progress, 4 failed, 5 stopped, 6 not found.
+    Example: rlvr status --json
+    """
+    from rlvr_cli.cli import render
+    from rlvr_cli.cloud.sagemaker.commands import JobStatus, job_status
+    from rlvr_cli.cloud.sagemaker.jobs import JobNotFound
+
+    try:
+        result = job_status(job, profile=profile, region=region)
+    except JobNotFound as exc:
+        if json_out:  # the same shape as a job's status, for scripts
+            console.print_json(JobStatus.not_found(exc.name).to_dict())
+        raise
+    if json_out:
+        console.print_json(result.to_dict())
+    else:
+        render.status(result)
+    raise typer.Exit(int(result.exit_code))
+
+
+@app.command()
+def logs(
+    job: JobArg = None,
+    follow: Annotated[
+        bool, typer.Option("--follow/--no-follow", help="Keep reading while the job runs.")
+    ] = True,
+    tail: Annotated[int | None, typer.Option(help="Start with the last N lines.")] = None,
+    profile: ProfileOpt = None,
+    region: RegionOpt = None,
+) -> None:
+    """Print a job's CloudWatch logs, all instances merged in time order.
+
+    Example: rlvr logs --tail 50
+    """
+    raise typer.Exit(_follow(job, follow, tail, profile, region))
+
+
+def _follow(job: str | None, follow: bool, tail: int | None, profile: str | None, region: str | None) -> int:
+    from rlvr_cli.cli import render
+    from rlvr_cli.cloud.sagemaker.commands import follow_logs
+
+    return int(
+        follow_logs(
+            job,
+            follow=follow,
+            tail=tail,
+            profile=profile,
+            region=region,
+            write=render.log_events,
+            info=console.info,
+        )
+    )
+
+
+@app.command()
+def stop(
+    job: JobArg = None, profile: ProfileOpt = None, region: RegionOpt = None, json_out: JsonOpt = False
+) -> None:
+    """Ask SageMaker to stop a job (it saves a checkpoint first).
+
+    Example: rlvr stop rlvr-qwen2-5-0-5b-20261125-101500
+    """
+    from rlvr_cli.cli import render
+    from rlvr_cli.cloud.sagemaker.commands import stop_job
+
+    name = stop_job(job, profile=profile, region=region)
+    if json_out:
+        console.print_json({"job_name": name, "status": "Stopping"})
+    render.stopping(name)
+
+
+def _optional_job_name(args: list[str]) -> list[str]:
+    """`rlvr eval --job` with no name means the latest job. Typer options cannot have an optional
+    value, so a bare `--job` (last, or followed by another option) gets the latest-job marker."""
+    if not args or args[0] != "eval":
+        return args
+    from rlvr_cli.cloud.sagemaker.history import LATEST_JOB
+
+    out = []
+    for i, arg in enumerate(args):
+        out.append(arg)
+        if arg == "--job" and (i + 1 == len(args) or args[i + 1].startswith("-")):
+            out.append(LATEST_JOB)  # job names start with a letter or digit, never "-"
+    return out
+
+
+def run(argv: list[str] | None = None) -> int:
+    """Run the CLI and return its exit code; expected errors become one line each on stderr."""
+    try:
+        args = _optional_job_name(list(sys.argv[1:] if argv is None else argv))
+        result = app(args=args, prog_name="rlvr", standalone_mode=False)
+        return int(result) if isinstance(result, int) else 0
+    except RlvrError as exc:
+        if os.environ.get("RLVR_DEBUG") == "1":
+            raise  # the traceback, with the exceptions that caused this one
+        for line in error_lines(exc):
+            console.err.print(f"[red]error:[/red] {escape(line)}", soft_wrap=True)
+        return int(exc.code)
+    except typer.Exit as exc:
+        return int(exc.exit_code)
+    except typer.TyperException as exc:  # usage errors from the argument parser
+        from typer import rich_utils  # only on errors: importing it costs a tenth of a second
+
+        rich_utils.rich_format_error(exc)
+        return int(getattr(exc, "exit_code", ExitCode.USAGE))
+    except (typer.Abort, KeyboardInterrupt):
+        console.err.print("interrupted")
+        return int(ExitCode.INTERRUPTED)
+
+
+def main() -> None:
+    sys.exit(run())

@@ -1,0 +1,265 @@
+"""The SageMaker commands: upload, train --remote, status, logs, stop. Each calls AWS and returns
+what happened as data; the CLI (`rlvr_cli.cli`) renders it (tables, --json, next steps).
+
+Exit codes come from `rlvr_cli.core.errors.ExitCode` (0 completed, 3 in progress, 4 failed, 5 stopped,
+6 not found) so CI scripts can branch on `rlvr status`. A job that does not exist is
+`rlvr_cli.cloud.sagemaker.jobs.JobNotFound` for every command.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from rlvr_cli.cloud.sagemaker import history
+from rlvr_cli.core.errors import ExitCode, RlvrError, UsageError
+
+if TYPE_CHECKING:  # `rlvr status` must start fast: no pydantic import on its path
+    from rlvr_cli.config.loading import LoadedRecipe
+    from rlvr_cli.config.recipe import Recipe
+
+# How often `logs` (following) and `train --remote --wait` poll: $RLVR_POLL_SECONDS, read per command.
+POLL_SECONDS = 10.0
+# After a job ends, how long `logs` waits at most for lines that are still arriving.
+LATE_LOG_SECONDS = 120.0
+
+
+def _region(recipe: Recipe | None, region: str | None) -> str | None:
+    return region or (recipe.remote.region if recipe else None)
+
+
+# --- upload -------------------------------------------------------------------------------------------
+
+
+def upload_data(
+    data: Path, s3: str | None, *, recipe: Recipe | None, force: bool, profile: str | None, region: str | None
+) -> dict[str, Any]:
+    """Upload a prepared directory (`rlvr_cli.cloud.sagemaker.upload`) and remember where it went:
+    {s3_uri, channels, files: [{file, s3_uri, sha256, bytes, action, verified}]}."""
+    from rlvr_cli.cloud.sagemaker.upload import upload_dataset
+
+    uri = s3 or (recipe.remote.uri("data") if recipe else None)
+    if not uri:
+        raise UsageError(
+            "no destination: pass --s3 s3://bucket/prefix, or --config with remote.s3_prefix or remote.s3_data"
+        )
+    result = upload_dataset(data, uri, force=force, profile=profile, region=_region(recipe, region))
+    history.record_upload(result["s3_uri"])
+    return result
+
+
+# --- submit -------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Submission:
+    """`rlvr train --remote`: the request (as sent, or as it would be with --dry-run) and its cost."""
+
+    job_name: str
+    request: dict[str, Any]
+    estimate: dict[str, Any]
+    dry_run: bool
+    arn: str | None = None  # None on a dry run
+    region: str | None = None  # the job's region, when known
+    warnings: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        """What `--json` prints: one shape, dry run or not."""
+        return {
+            "job_name": self.job_name,
+            "arn": self.arn,
+            "dry_run": self.dry_run,
+            "request": self.request,
+            "estimate": self.estimate,
+        }
+
+
+def submit(
+    loaded: LoadedRecipe,
+    *,
+    dry_run: bool,
+    profile: str | None,
+    region: str | None,
+    name: str | None = None,
+) -> Submission:
+    from rlvr_cli.cloud.sagemaker.client import configured_region
+    from rlvr_cli.cloud.sagemaker.request import build_request, estimate_cost, job_name
+    from rlvr_cli.cloud.sagemaker.request_checks import region_problems, setting_warnings
+
+    recipe = loaded.recipe
+    data_uri = recipe.remote.uri("data") or history.last_data_uri()
+    if not data_uri:
+        raise UsageError(
+            "no training data on S3: run `rlvr upload --s3 s3://bucket/prefix`, or set remote.s3_prefix"
+        )
+    if name is not None and not re.match(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$", name):
+        raise UsageError(
+            f"--job-name {name}: 1-63 letters, digits and hyphens, starting with a letter or digit"
+        )
+    name = name or job_name(recipe)
+    request = build_request(recipe, name=name, data_uri=data_uri)  # refuses what AWS would refuse
+    submission = Submission(name, request, estimate_cost(recipe), dry_run)
+    region = _region(recipe, region)
+    job_region = configured_region(profile=profile, region=region)
+    if job_region:  # the image's region is in its URI: no call needed
+        _refuse(region_problems(request, job_region))
+    submission.warnings = setting_warnings(recipe)
+    if dry_run:
+        submission.notes.append(
+            "dry run: bucket regions are checked on submit (they need S3 calls)"
+            + ("" if job_region else "; no region is set, so the image's region was not checked either")
+        )
+        return submission
+    from rlvr_cli.cloud.sagemaker.client import aws_errors, bucket_region, client
+    from rlvr_cli.cloud.sagemaker.request_checks import request_buckets
+
+    sm = client("sagemaker", profile=profile, region=region)
+    job_region = sm.meta.region_name
+    s3 = client("s3", profile=profile, region=job_region)
+    with aws_errors("checking the buckets' regions"):
+        buckets = {bucket: bucket_region(s3, bucket) for bucket in request_buckets(request)}
+    _refuse(region_problems(request, job_region, buckets))
+    with aws_errors(f"submitting {name}"):
+        response = sm.create_training_job(**request)
+    history.record_job(name, region or sm.meta.region_name, profile)
+    submission.arn = response.get("TrainingJobArn")
+    submission.region = job_region
+    return submission
+
+
+def _refuse(problems: list[str]) -> None:
+    if problems:
+        raise UsageError("\n".join(problems))  # one `error:` line each
+
+
+# --- status, logs, stop ---------------------------------------------------------------------------------
+
+
+def _job_client(job: str | None, profile: str | None, region: str | None, service: str = "sagemaker") -> Any:
+    from rlvr_cli.cloud.sagemaker.client import client
+
+    known = history.resolve_job(job)
+    return client(service, profile=profile or known.get("profile"), region=region or known.get("region"))
+
+
+@dataclass
+class JobStatus:
+    """`rlvr status`: the fields of DescribeTrainingJob a user or script needs, and the exit code."""
+
+    view: dict[str, Any]
+    exit_code: ExitCode
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**self.view, "exit_code": int(self.exit_code)}
+
+    @classmethod
+    def not_found(cls, name: str) -> JobStatus:
+        """The same shape for a job that does not exist: every field null, status NotFound."""
+        from rlvr_cli.cloud.sagemaker.jobs import status_view
+
+        return cls({**status_view({}), "job_name": name, "status": "NotFound"}, ExitCode.NOT_FOUND)
+
+
+def job_status(job: str | None, *, profile: str | None, region: str | None) -> JobStatus:
+    """The job's state; `JobNotFound` when there is no such job."""
+    from rlvr_cli.cloud.sagemaker.client import aws_errors
+    from rlvr_cli.cloud.sagemaker.jobs import describe_existing, exit_code, status_view
+
+    name = history.resolve_job(job)["name"]
+    sm = _job_client(job, profile, region)
+    with aws_errors(f"status of {name}"):
+        view = status_view(describe_existing(sm, name))
+    return JobStatus(view, exit_code(view["status"]))
+
+
+def follow_logs(
+    job: str | None,
+    *,
+    follow: bool,
+    tail: int | None,
+    profile: str | None,
+    region: str | None,
+    write: Callable[[Iterable[Any]], int],
+    info: Callable[[str], None],
+    poll_seconds: float | None = None,
+) -> ExitCode:
+    """Hand a job's log events to `write` (it returns how many it wrote), and progress lines to
+    `info`; with `follow`, until the job ends and its last lines have arrived. Returns the exit code
+    of the job's state (0 without `follow`)."""
+    from rlvr_cli.cloud.sagemaker.client import aws_errors
+    from rlvr_cli.cloud.sagemaker.jobs import describe, describe_existing, exit_code
+    from rlvr_cli.cloud.sagemaker.logs import JobLogReader
+    from rlvr_cli.cloud.sagemaker.logs import tail as take_tail
+
+    if tail is not None and tail < 0:
+        raise UsageError(f"--tail {tail}: must be 0 or more")
+    poll = poll_seconds if poll_seconds is not None else _env_seconds("RLVR_POLL_SECONDS", POLL_SECONDS)
+    name = history.resolve_job(job)["name"]
+    sm = _job_client(job, profile, region)
+    reader = JobLogReader(_job_client(job, profile, region, "logs"), name)
+    with aws_errors(f"logs of {name}"):
+        described = describe_existing(sm, name)
+        backlog = reader.poll()
+        write(take_tail(backlog, tail))
+        status = described["TrainingJobStatus"]
+        if not backlog and not follow:
+            info(f"no log lines yet for {name} ({status})")
+        if not follow:
+            return ExitCode.OK
+        while status in ("InProgress", "Stopping"):
+            time.sleep(poll)
+            write(reader.poll())
+            status = (describe(sm, name) or {}).get("TrainingJobStatus", status)
+        info(f"{name} is {status}; reading its last log lines")
+        _read_late_lines(reader, min(poll, 5.0), write)
+        info(f"{name}: {status}")
+    return exit_code(status)
+
+
+def _env_seconds(name: str, default: float) -> float:
+    # Read when called, not at import, so a test (or a user) can set it for one command.
+    try:
+        return float(os.environ.get(name, default))
+    except ValueError as exc:
+        raise UsageError(f"{name}={os.environ[name]!r}: must be a number of seconds") from exc
+
+
+def _read_late_lines(reader: Any, poll: float, write: Callable[[Iterable[Any]], int]) -> None:
+    """Read the lines that reach CloudWatch after the job's status changed.
+
+    A failed job's traceback is often among them: the status flips when the container exits, and
+    its last lines are shipped afterwards. Keep polling until no new line has come for
+    RLVR_LOG_SETTLE_SECONDS (default three polls: 15 s), but not longer than RLVR_LATE_LOG_SECONDS
+    (default 120 s).
+    """
+    settle = _env_seconds("RLVR_LOG_SETTLE_SECONDS", 3 * poll)
+    deadline = time.monotonic() + _env_seconds("RLVR_LATE_LOG_SECONDS", LATE_LOG_SECONDS)
+    last_line = time.monotonic()
+    while True:
+        if write(reader.poll()):
+            last_line = time.monotonic()
+        now = time.monotonic()
+        if now - last_line >= settle or now >= deadline:
+            return
+        time.sleep(min(poll, max(0.0, deadline - now)))
+
+
+def stop_job(job: str | None, *, profile: str | None, region: str | None) -> str:
+    """Ask SageMaker to stop an InProgress job; returns its name."""
+    from rlvr_cli.cloud.sagemaker.client import aws_errors
+    from rlvr_cli.cloud.sagemaker.jobs import describe_existing
+
+    name = history.resolve_job(job)["name"]
+    sm = _job_client(job, profile, region)
+    with aws_errors(f"stopping {name}"):
+        status = describe_existing(sm, name)["TrainingJobStatus"]
+        if status not in ("InProgress",):
+            raise RlvrError(f"{name} is {status}: only an InProgress job can be stopped")
+        sm.stop_training_job(TrainingJobName=name)
+    return name

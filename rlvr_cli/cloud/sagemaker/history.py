@@ -1,0 +1,72 @@
+"""The small local record of submitted jobs and uploads, so `status`, `logs`, `stop` and
+`eval --job` default to the latest job and `train --remote` to the last uploaded data.
+
+Stored in `$RLVR_STATE_DIR/state.json`, default `$XDG_CONFIG_HOME/rlvr/` (`~/.config/rlvr/`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from rlvr_cli.core.errors import ExitCode, RlvrError
+from rlvr_cli.core.files import write_json
+
+MAX_JOBS = 50
+# `rlvr eval --job` without a name: the latest job. Not a valid job name, so it cannot clash with one.
+LATEST_JOB = "@latest"
+
+
+def state_path() -> Path:
+    if os.environ.get("RLVR_STATE_DIR"):
+        return Path(os.environ["RLVR_STATE_DIR"]) / "state.json"
+    base = Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config")
+    return base / "rlvr" / "state.json"
+
+
+def load() -> dict[str, Any]:
+    path = state_path()
+    if not path.is_file():
+        return {"jobs": []}
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError:
+        return {"jobs": []}
+    return data if isinstance(data, dict) else {"jobs": []}
+
+
+def save(state: dict[str, Any]) -> None:
+    write_json(state_path(), state)
+
+
+def record_job(name: str, region: str | None, profile: str | None) -> None:
+    state = load()
+    jobs = [j for j in state.get("jobs", []) if j.get("name") != name]
+    jobs.append({"name": name, "region": region, "profile": profile})
+    state["jobs"] = jobs[-MAX_JOBS:]
+    save(state)
+
+
+def record_upload(uri: str) -> None:
+    state = load()
+    state["last_data_uri"] = uri
+    save(state)
+
+
+def last_data_uri() -> str | None:
+    return load().get("last_data_uri")
+
+
+def resolve_job(name: str | None) -> dict[str, Any]:
+    """The named job (with its region if recorded) or the latest submitted from here."""
+    jobs = load().get("jobs", [])
+    if name == LATEST_JOB:
+        name = None
+    if name:
+        known = next((j for j in reversed(jobs) if j.get("name") == name), None)
+        return known or {"name": name, "region": None, "profile": None}
+    if not jobs:
+        raise RlvrError("no job given and none submitted from here yet; pass a job name", ExitCode.USAGE)
+    return jobs[-1]

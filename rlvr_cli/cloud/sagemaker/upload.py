@@ -1,0 +1,167 @@
+"""`rlvr upload`: prepared datasets to S3, verified, idempotent.
+
+    rlvr upload --data data --s3 s3://my-bucket/rlvr/data
+
+Each file goes to `PREFIX/{train,val,test}/dataset.json` and `PREFIX/manifest.json` with
+`ChecksumAlgorithm=SHA256`, so S3 verifies what it received (per part for multipart uploads), and
+with the file's full SHA-256 in the object metadata (`x-amz-meta-sha256`).
+
+An object already at a key is compared by what S3 itself keeps about its bytes (size, checksum,
+MD5 ETag: `rlvr_cli.cloud.sagemaker.s3objects`), not by the metadata alone, which any writer can set: identical
+objects are skipped, different ones are only replaced with `--force`. The metadata decides only
+when S3 keeps no checksum. Every uploaded object is checked the same way afterwards.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
+
+from rlvr_cli.cloud.sagemaker.client import aws_errors, client, describe_client_error, parse_s3_uri
+from rlvr_cli.cloud.sagemaker.s3objects import RemoteObject, Verification, head, verify_file
+from rlvr_cli.core import console
+from rlvr_cli.core.errors import RlvrError
+from rlvr_cli.core.files import sha256_file
+from rlvr_cli.data.layout import FILES, SPLITS
+
+MULTIPART_THRESHOLD = 16 * 1024 * 1024
+
+
+def same_content(s3: Any, remote: RemoteObject, path: Path, digest: str) -> Verification:
+    """Whether the object holds the file's bytes, what was compared, and what differed."""
+    verification = verify_file(s3, remote, path)
+    if not verification.matches or verification.content_checked:
+        return verification
+    # S3 keeps no checksum rlvr can compute: the size matched, the metadata rlvr wrote decides.
+    checked = [*verification.checked, "x-amz-meta-sha256"]
+    if remote.metadata.get("sha256") == digest:
+        return Verification(True, checked)
+    return Verification(False, checked, "x-amz-meta-sha256 differs")
+
+
+def _check_bucket(s3: Any, bucket: str) -> None:
+    import botocore.exceptions
+
+    try:
+        s3.head_bucket(Bucket=bucket)
+    except botocore.exceptions.ClientError as exc:
+        code = str(exc.response.get("Error", {}).get("Code"))
+        if code in ("404", "NoSuchBucket"):
+            raise RlvrError(
+                f"bucket {bucket} does not exist; create it (aws s3 mb s3://{bucket}) or fix --s3"
+            ) from exc
+        raise
+
+
+def _upload(transfer: Any, item: dict[str, Any], bucket: str, callback: Any) -> None:
+    from boto3.exceptions import S3UploadFailedError
+
+    try:
+        transfer.upload_file(
+            item["file"],
+            bucket,
+            item["key"],
+            extra_args={
+                "ChecksumAlgorithm": "SHA256",
+                "Metadata": {"sha256": item["sha256"]},
+                "ContentType": "application/json",
+            },
+            callback=callback,
+        )
+    except S3UploadFailedError as exc:
+        # boto3 wraps the service's error (a denied PutObject or CreateMultipartUpload) in its own
+        # exception with the original as context; the user needs the service's reason.
+        import botocore.exceptions
+
+        cause = exc.__context__
+        reason = (
+            describe_client_error(cause)
+            if isinstance(cause, botocore.exceptions.ClientError)
+            else str(exc).rsplit(": ", 1)[-1]
+        )
+        raise RlvrError(f"uploading {item['file']} to {item['s3_uri']}: {reason}") from exc
+
+
+def _verify_uploaded(s3: Any, bucket: str, item: dict[str, Any]) -> list[str]:
+    """Read back what S3 stored and compare it with the local file."""
+    remote = head(s3, bucket, item["key"])
+    if remote is None:
+        raise RlvrError(f"{item['s3_uri']}: missing right after its upload; run the upload again")
+    verification = same_content(s3, remote, Path(item["file"]), item["sha256"])
+    if not verification.matches:
+        raise RlvrError(
+            f"{item['s3_uri']}: S3 holds different content than {item['file']} right after the upload "
+            f"({verification.mismatch}); run the upload again"
+        )
+    return verification.checked
+
+
+def upload_dataset(
+    data: Path, uri: str, *, force: bool, profile: str | None, region: str | None
+) -> dict[str, Any]:
+    missing = [rel for rel in FILES if not (data / rel).is_file()]
+    if missing:
+        raise RlvrError(f"{data}: missing {', '.join(missing)}; run `rlvr prepare --output {data}` first")
+    bucket, prefix = parse_s3_uri(uri)
+    from boto3.s3.transfer import S3Transfer, TransferConfig
+
+    s3 = client("s3", profile=profile, region=region)
+    files = [(rel, data / rel, sha256_file(data / rel)) for rel in FILES]
+    plan = []
+    with aws_errors(f"s3://{bucket}"):
+        _check_bucket(s3, bucket)
+        for rel, path, digest in files:
+            key = f"{prefix}/{rel}" if prefix else rel
+            remote = head(s3, bucket, key)
+            verification = same_content(s3, remote, path, digest) if remote else None
+            same = verification is not None and verification.matches
+            if same:
+                action = "skipped"
+            elif remote and not force:
+                raise RlvrError(
+                    f"s3://{bucket}/{key} exists with different content ({verification.mismatch}); "
+                    "pass --force to replace it or upload to another prefix"
+                )
+            else:
+                action = "replaced" if remote else "uploaded"
+            plan.append(
+                {
+                    "file": str(path),
+                    "s3_uri": f"s3://{bucket}/{key}",
+                    "key": key,
+                    "sha256": digest,
+                    "bytes": path.stat().st_size,
+                    "action": action,
+                    "verified": verification.checked if same else None,
+                }
+            )
+
+        total = sum(p["bytes"] for p in plan if p["action"] != "skipped")
+        transfer = S3Transfer(s3, TransferConfig(multipart_threshold=MULTIPART_THRESHOLD))
+        with Progress(
+            TextColumn("[bold]upload[/bold] {task.description}"),
+            BarColumn(),
+            DownloadColumn(),
+            TransferSpeedColumn(),
+            console=console.err,
+            transient=True,
+        ) as bar:
+            task = bar.add_task("", total=total or 1)
+            for item in plan:
+                if item["action"] == "skipped":
+                    continue
+                bar.update(task, description=item["key"])
+                _upload(transfer, item, bucket, callback=lambda n: bar.advance(task, n))
+        for item in plan:
+            if item["action"] != "skipped":
+                item["verified"] = _verify_uploaded(s3, bucket, item)
+    root = f"s3://{bucket}/{prefix}" if prefix else f"s3://{bucket}"
+    for item in plan:
+        item.pop("key")
+    return {
+        "s3_uri": root,
+        "channels": {split: f"{root}/{split}/" for split in SPLITS},
+        "files": plan,
+    }

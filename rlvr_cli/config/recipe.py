@@ -1,0 +1,445 @@
+"""The recipe schema: one pydantic model tree, a flat TRL-style part and a nested `remote:` section.
+
+A recipe is flat like the reference's (TRL-style) YAML, so a user who has that file can run it
+unchanged, plus a nested `remote:` section for SageMaker. Every model forbids unknown keys: a typo
+is an error that names the closest valid key, never a silently ignored setting. Loading a file with
+overrides is `rlvr_cli.config.loading`.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from rlvr_cli.config.patterns import (
+    KMS_KEY,
+    MLFLOW_ARN,
+    REGION,
+    ROLE_ARN,
+    S3_URI,
+    SECURITY_GROUP,
+    SUBNET,
+    TRAINING_PLAN_ARN,
+)
+from rlvr_cli.tasks.rewards import BUILTIN_REWARDS, check_reward_names
+
+# 28 days: SageMaker's ceiling for MaxRuntimeInSeconds.
+MAX_RUNTIME_CEILING = 28 * 24 * 3600
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, protected_namespaces=())
+
+
+class RemoteConfig(_Strict):
+    """SageMaker training job settings, used by `rlvr upload` and `rlvr train --remote`."""
+
+    region: str | None = Field(None, description="AWS region; default: the boto3 chain (AWS_REGION, profile)")
+    role_arn: str | None = Field(
+        None, description="IAM role SageMaker assumes for the job (arn:aws:iam::ACCOUNT:role/NAME)"
+    )
+    image_uri: str | None = Field(
+        None, description="training image built from container/ (`make push` prints it)"
+    )
+    instance_type: str = Field(
+        "ml.p4d.24xlarge",
+        description="SageMaker instance type, checked against SageMaker's list (prices: `rlvr train --remote`)",
+    )
+    instance_count: int = Field(1, ge=1, le=64, description="number of instances")
+    volume_size_gb: int = Field(100, ge=1, le=16384, description="EBS volume per instance, GB")
+    max_runtime_seconds: int = Field(
+        24 * 3600, ge=60, le=MAX_RUNTIME_CEILING, description="stop the job after this many seconds"
+    )
+    use_spot: bool = Field(
+        False, description="managed spot training (cheaper, can be interrupted and resumed)"
+    )
+    max_wait_seconds: int | None = Field(
+        None,
+        ge=60,
+        description="spot only: total time including waiting for capacity; >= max_runtime_seconds",
+    )
+    s3_prefix: str | None = Field(
+        None, description="s3://bucket/prefix: root for data/, output/ and checkpoints/ unless set below"
+    )
+    s3_data: str | None = Field(
+        None, description="where `rlvr upload` puts the datasets; default {s3_prefix}/data"
+    )
+    s3_output: str | None = Field(None, description="job output (model.tar.gz); default {s3_prefix}/output")
+    s3_checkpoints: str | None = Field(
+        None, description="checkpoints synced from /opt/ml/checkpoints; default {s3_prefix}/checkpoints"
+    )
+    base_job_name: str | None = Field(
+        None, description="job name prefix; default derived from the recipe's model"
+    )
+    environment: dict[str, str] = Field(
+        default_factory=dict,
+        description="environment variables for the container (no secrets: see hf_token_secret)",
+    )
+    hf_token_secret: str | None = Field(
+        None,
+        description="Secrets Manager secret (name or ARN) holding a Hugging Face token, read inside the container",
+    )
+    tags: dict[str, str] = Field(default_factory=dict, description="tags on the training job")
+    # --- network, encryption, scheduling (CreateTrainingJob members of the same names) ------------
+    subnets: list[str] = Field(
+        default_factory=list,
+        max_length=16,
+        description="VPC subnet ids (subnet-...) for the job's instances; needs security_group_ids",
+    )
+    security_group_ids: list[str] = Field(
+        default_factory=list, max_length=5, description="VPC security group ids (sg-...); needs subnets"
+    )
+    volume_kms_key_id: str | None = Field(
+        None,
+        description="KMS key (id, ARN or alias) for the instances' EBS volumes; not for instances with "
+        "local NVMe storage (g5, g6, p4d, p5, ...), which encrypt it themselves",
+    )
+    output_kms_key_id: str | None = Field(
+        None, description="KMS key (id, ARN or alias) that encrypts the job's output in S3"
+    )
+    enable_network_isolation: bool = Field(
+        False,
+        description="no network from the container: the model must be in the image (a path), and "
+        "hf_token_secret, the Hub and MLflow servers are out of reach",
+    )
+    encrypt_inter_container_traffic: bool = Field(
+        False, description="encrypt traffic between instances (instance_count > 1); slower"
+    )
+    keep_alive_seconds: int | None = Field(
+        None,
+        ge=0,
+        le=21600,
+        description="warm pool: keep the instances this long after the job for a matching next job; "
+        "billed at the instance price while kept",
+    )
+    max_pending_seconds: int | None = Field(
+        None,
+        ge=1800,
+        le=28 * 24 * 3600,
+        description="stop the job if it waits longer than this for capacity (GPU instances)",
+    )
+    max_retry_attempts: int | None = Field(
+        None, ge=1, le=30, description="retry the job this many times after an InternalServerError"
+    )
+    training_plan_arn: str | None = Field(
+        None, description="SageMaker training plan (reserved capacity) to run on"
+    )
+
+    @field_validator("role_arn")
+    @classmethod
+    def _role(cls, v: str | None) -> str | None:
+        if v is not None and not ROLE_ARN.match(v):
+            raise ValueError("must look like arn:aws:iam::123456789012:role/NAME")
+        return v
+
+    @field_validator("region")
+    @classmethod
+    def _region(cls, v: str | None) -> str | None:
+        if v is not None and not REGION.match(v):
+            raise ValueError("must be an AWS region name such as us-east-1")
+        return v
+
+    @field_validator("instance_type")
+    @classmethod
+    def _instance(cls, v: str) -> str:
+        if not re.match(r"^ml\.[a-z0-9-]+\.[a-z0-9]+$", v):
+            raise ValueError("must be a SageMaker instance type such as ml.p4d.24xlarge (prefix 'ml.')")
+        return v
+
+    @field_validator("s3_prefix", "s3_data", "s3_output", "s3_checkpoints")
+    @classmethod
+    def _s3(cls, v: str | None) -> str | None:
+        if v is not None:
+            if not S3_URI.match(v):
+                raise ValueError("must be an S3 URI such as s3://my-bucket/rlvr")
+            v = v.rstrip("/")
+        return v
+
+    @field_validator("base_job_name")
+    @classmethod
+    def _job_name(cls, v: str | None) -> str | None:
+        if v is not None and not re.match(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,39}$", v):
+            raise ValueError("must be 1-40 characters of letters, digits and hyphens (SageMaker job names)")
+        return v
+
+    @field_validator("environment")
+    @classmethod
+    def _env(cls, v: dict[str, str]) -> dict[str, str]:
+        bad = [k for k in v if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", k)]
+        if bad:
+            raise ValueError(f"invalid environment variable name(s): {', '.join(bad)}")
+        return v
+
+    @field_validator("subnets")
+    @classmethod
+    def _subnets(cls, v: list[str]) -> list[str]:
+        bad = [x for x in v if not SUBNET.match(x)]
+        if bad:
+            raise ValueError(f"not subnet ids (subnet-0123abcd...): {', '.join(bad)}")
+        return v
+
+    @field_validator("security_group_ids")
+    @classmethod
+    def _security_groups(cls, v: list[str]) -> list[str]:
+        bad = [x for x in v if not SECURITY_GROUP.match(x)]
+        if bad:
+            raise ValueError(f"not security group ids (sg-0123abcd...): {', '.join(bad)}")
+        return v
+
+    @field_validator("volume_kms_key_id", "output_kms_key_id")
+    @classmethod
+    def _kms(cls, v: str | None) -> str | None:
+        if v is not None and not KMS_KEY.match(v):
+            raise ValueError(
+                "must be a KMS key id, key ARN, alias/NAME or alias ARN "
+                "(e.g. arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab)"
+            )
+        return v
+
+    @field_validator("training_plan_arn")
+    @classmethod
+    def _plan(cls, v: str | None) -> str | None:
+        if v is not None and not TRAINING_PLAN_ARN.match(v):
+            raise ValueError("must look like arn:aws:sagemaker:REGION:ACCOUNT:training-plan/NAME")
+        return v
+
+    @model_validator(mode="after")
+    def _vpc(self) -> RemoteConfig:
+        if bool(self.subnets) != bool(self.security_group_ids):
+            given, missing = (
+                ("subnets", "security_group_ids") if self.subnets else ("security_group_ids", "subnets")
+            )
+            raise ValueError(
+                f"a VPC needs both subnets and security_group_ids: {given} is set, add {missing}"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _spot(self) -> RemoteConfig:
+        if self.max_wait_seconds is not None:
+            if not self.use_spot:
+                raise ValueError(
+                    "max_wait_seconds applies to spot training only: set use_spot: true or remove it"
+                )
+            if self.max_wait_seconds < self.max_runtime_seconds:
+                raise ValueError(
+                    f"max_wait_seconds ({self.max_wait_seconds}) must be >= max_runtime_seconds ({self.max_runtime_seconds})"
+                )
+        return self
+
+    def uri(self, kind: Literal["data", "output", "checkpoints"]) -> str | None:
+        explicit = {"data": self.s3_data, "output": self.s3_output, "checkpoints": self.s3_checkpoints}[kind]
+        if explicit:
+            return explicit
+        return f"{self.s3_prefix}/{kind}" if self.s3_prefix else None
+
+
+class Recipe(_Strict):
+    """A GRPO training recipe. Defaults are the reference recipe (Qwen2.5-0.5B, QLoRA, GSM8K 8-shot)."""
+
+    # --- model -----------------------------------------------------------------------------------
+    model_name_or_path: str = Field(
+        "Qwen/Qwen2.5-0.5B", description="Hub id, local directory, or an offline model name (`smollm2-135m`)"
+    )
+    model_revision: str = Field("main", description="Hub revision (branch, tag or commit)")
+    tokenizer_name_or_path: str | None = Field(None, description="tokenizer if not the model's own")
+    torch_dtype: Literal["auto", "bfloat16", "float16", "float32"] = Field(
+        "bfloat16", description="dtype of the base weights (4-bit compute dtype when load_in_4bit)"
+    )
+    attn_implementation: Literal["eager", "sdpa", "flash_attention_2", "flash_attention_3"] = Field(
+        "flash_attention_2",
+        description="falls back to sdpa with a warning when flash-attn or CUDA is missing",
+    )
+    bf16: bool = Field(True, description="bf16 mixed precision (GPU); ignored with a warning on CPU")
+    tf32: bool | None = Field(True, description="allow TF32 matmuls on Ampere+ GPUs")
+    load_in_4bit: bool = Field(
+        True, description="QLoRA: 4-bit NF4 base with double quantisation (needs CUDA)"
+    )
+    trust_remote_code: bool = Field(False, description="allow model code from the Hub")
+    # --- LoRA --------------------------------------------------------------------------------------
+    use_peft: bool = Field(True, description="train LoRA adapters (false: full fine-tuning)")
+    lora_r: int = Field(16, ge=1, description="LoRA rank")
+    lora_alpha: int = Field(16, ge=1, description="LoRA alpha")
+    lora_dropout: float = Field(0.05, ge=0, lt=1, description="LoRA dropout")
+    lora_target_modules: list[str] | Literal["all-linear"] = Field(
+        default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "up_proj", "down_proj", "gate_proj"],
+        description="modules that get adapters",
+    )
+    lora_modules_to_save: list[str] | None = Field(
+        default_factory=lambda: ["lm_head", "embed_tokens"],
+        description="modules trained in full and saved with the adapter",
+    )
+    # --- optimisation ------------------------------------------------------------------------------
+    num_train_epochs: float = Field(2, gt=0, description="passes over the train set")
+    max_steps: int = Field(-1, description="stop after this many optimizer steps (-1: use num_train_epochs)")
+    per_device_train_batch_size: int = Field(16, ge=1, description="completions per device per micro-batch")
+    per_device_eval_batch_size: int = Field(16, ge=1, description="completions per device per eval batch")
+    gradient_accumulation_steps: int = Field(2, ge=1, description="micro-batches per optimizer step")
+    gradient_checkpointing: bool = Field(True, description="trade compute for activation memory")
+    gradient_checkpointing_kwargs: dict[str, Any] | None = Field(
+        default_factory=lambda: {"use_reentrant": True}, description="passed to torch.utils.checkpoint"
+    )
+    learning_rate: float = Field(1.84e-4, gt=0, description="peak learning rate")
+    lr_scheduler_type: str = Field("cosine", description="transformers scheduler name")
+    warmup_ratio: float = Field(0.1, ge=0, lt=1, description="share of steps spent warming up")
+    weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay")
+    max_grad_norm: float = Field(1.0, gt=0, description="gradient clipping")
+    seed: int = Field(42, description="seed for sampling, LoRA init and data order")
+    # --- GRPO --------------------------------------------------------------------------------------
+    num_generations: int = Field(
+        8, ge=2, description="completions per prompt; GRPO compares them within the group"
+    )
+    max_completion_length: int = Field(512, ge=1, description="most new tokens per completion")
+    temperature: float = Field(1.0, gt=0, description="sampling temperature for training completions")
+    top_p: float = Field(1.0, gt=0, le=1, description="nucleus sampling")
+    beta: float = Field(0.04, ge=0, description="KL penalty against the base model (0: no reference model)")
+    loss_type: Literal["grpo", "bnpo", "dr_grpo", "dapo"] = Field(
+        "dapo", description="GRPO loss normalisation (TRL); dapo averages over tokens of the whole batch"
+    )
+    epsilon: float = Field(0.2, gt=0, description="PPO-style clip range")
+    num_iterations: int = Field(1, ge=1, description="optimisation passes per generated batch")
+    task: str | None = Field(
+        None,
+        description="verifiable task: gsm8k, reasoning-gym, math, custom, or one a package registers; "
+        "default: the task the prepared data was made for (manifest.json), else gsm8k",
+    )
+    task_options: dict[str, Any] = Field(
+        default_factory=dict,
+        description="the task's options (e.g. `{compare: exact}` for custom); default: as prepared",
+    )
+    reward_funcs: list[str] = Field(
+        default_factory=lambda: ["format", "correctness"],
+        description=f"rewards by name ({', '.join(BUILTIN_REWARDS)}) or custom ones as package.module:function",
+    )
+    reward_weights: list[float] | None = Field(None, description="one weight per reward (default: all 1.0)")
+    stop_at_answer: bool = Field(
+        True,
+        description="end each completion after its answer line (`#### ...\\n`) or an invented `Question:`",
+    )
+    share_prompt_prefix: bool = Field(
+        True,
+        description="run each shared prompt part (the exemplars, each question) once per batch instead "
+        "of once per completion: in HF generation and in the policy and reference forward passes",
+    )
+    mask_truncated_completions: bool = Field(
+        False, description="exclude completions cut at max_completion_length from the loss"
+    )
+    use_vllm: bool = Field(False, description="generate with vLLM (GPU; `pip install rlvr[vllm]`)")
+    generation_kwargs: dict[str, Any] | None = Field(
+        None,
+        description="extra generation settings for TRL (transformers GenerationConfig, or vLLM SamplingParams)",
+    )
+    max_seq_length: int | None = Field(
+        2048,
+        ge=16,
+        description="limit on prompt + completion tokens, checked before training (never truncates)",
+    )
+    packing: bool | None = Field(
+        None, description="accepted for compatibility with SFT recipes; GRPO does not pack"
+    )
+    # --- data, output, checkpoints -----------------------------------------------------------------
+    train_dataset_path: str = Field("data/train/dataset.json", description="prepared train set (JSON lines)")
+    test_dataset_path: str | None = Field(
+        "data/val/dataset.json", description="set evaluated during training when eval_strategy is not 'no'"
+    )
+    output_dir: str = Field(
+        "outputs/qwen2.5-0.5b-grpo", description="adapter, tokenizer, run manifest, reward plot"
+    )
+    checkpoint_dir: str | None = Field(
+        None, description="checkpoints (checkpoint-N/); default: output_dir. SageMaker: /opt/ml/checkpoints"
+    )
+    logging_steps: int = Field(5, ge=1, description="log metrics every N steps")
+    eval_strategy: Literal["no", "steps", "epoch"] = Field(
+        "no", description="evaluate on test_dataset_path during training"
+    )
+    eval_steps: int | None = Field(None, ge=1, description="with eval_strategy: steps")
+    save_strategy: Literal["no", "steps", "epoch"] = Field("steps", description="checkpoint schedule")
+    save_steps: int = Field(50, ge=1, description="with save_strategy: steps")
+    save_total_limit: int | None = Field(2, ge=1, description="checkpoints kept")
+    # --- tracking ----------------------------------------------------------------------------------
+    report_to: list[str] = Field(
+        default_factory=lambda: ["mlflow"], description="'mlflow', 'none', or other transformers integrations"
+    )
+    mlflow_tracking_uri: str | None = Field(
+        None, description="default: $MLFLOW_TRACKING_URI, else sqlite:///mlruns/mlflow.db in the working dir"
+    )
+    mlflow_experiment_name: str = Field("rlvr", description="MLflow experiment")
+    run_name: str | None = Field(None, description="MLflow run name; default derived from the output dir")
+    # --- SageMaker ---------------------------------------------------------------------------------
+    remote: RemoteConfig = Field(default_factory=RemoteConfig, description="SageMaker job settings")
+
+    @field_validator("report_to", mode="before")
+    @classmethod
+    def _report_to(cls, v: Any) -> Any:
+        if v is None:
+            return []
+        if isinstance(v, str):
+            v = [v]
+        if isinstance(v, list) and any(x in ("none", "None") for x in v):
+            return []
+        return v
+
+    @field_validator("lora_target_modules", "lora_modules_to_save", mode="before")
+    @classmethod
+    def _module_list(cls, v: Any) -> Any:
+        if isinstance(v, str) and v != "all-linear":
+            return [x.strip() for x in v.split(",") if x.strip()]
+        return v
+
+    @field_validator("reward_funcs")
+    @classmethod
+    def _rewards(cls, v: list[str]) -> list[str]:
+        if not v:
+            raise ValueError(f"at least one reward is needed; valid rewards: {', '.join(BUILTIN_REWARDS)}")
+        # Names only: a custom reward's module may exist only where training runs (the image), so
+        # it is imported by `rlvr train`, not by validation (`train --remote` must not need it).
+        check_reward_names(v)
+        return v
+
+    @field_validator("mlflow_tracking_uri")
+    @classmethod
+    def _tracking(cls, v: str | None) -> str | None:
+        if v and v.startswith("arn:") and not MLFLOW_ARN.match(v):
+            raise ValueError(
+                "an ARN tracking URI must look like arn:aws:sagemaker:REGION:ACCOUNT:mlflow-tracking-server/NAME"
+            )
+        return v
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Recipe:
+        if self.reward_weights is not None and len(self.reward_weights) != len(self.reward_funcs):
+            raise ValueError(
+                f"reward_weights has {len(self.reward_weights)} values but reward_funcs has {len(self.reward_funcs)}: give one weight per reward"
+            )
+        if self.load_in_4bit and not self.use_peft:
+            raise ValueError(
+                "load_in_4bit (QLoRA) trains adapters on a frozen 4-bit base: set use_peft: true"
+            )
+        if self.eval_strategy == "steps" and not self.eval_steps:
+            raise ValueError("eval_strategy 'steps' needs eval_steps")
+        if self.eval_strategy != "no" and not self.test_dataset_path:
+            raise ValueError("eval_strategy needs test_dataset_path")
+        return self
+
+    @property
+    def weights(self) -> list[float]:
+        return self.reward_weights or [1.0] * len(self.reward_funcs)
+
+    def notices(self, given: set[str]) -> list[str]:
+        """One line for each key that is accepted but means something else (or nothing) for GRPO."""
+        out = []
+        if "packing" in given:
+            out.append(
+                "packing: ignored: GRPO generates its own completions per prompt, there is nothing to pack"
+            )
+        if "max_seq_length" in given and self.max_seq_length:
+            out.append(
+                f"max_seq_length: {self.max_seq_length} is checked against prompt + max_completion_length tokens "
+                "before training; prompts are never truncated"
+            )
+        return out
+
+
+# --- loading -----------------------------------------------------------------------------------------

@@ -1,0 +1,136 @@
+"""A prepared data directory: where its files are, its manifest, and the one reader of its rows.
+
+    DIR/train/dataset.json   JSON lines: id, question, answer, final_answer, prompt (+ metadata)
+    DIR/val/dataset.json
+    DIR/test/dataset.json
+    DIR/manifest.json        what made them: source, task, shots, seed, counts, sha256 of each file
+
+`rlvr prepare` writes this layout, `rlvr upload` puts it on S3 as it is (SageMaker gets `train/`
+and `val/` as channels), `rlvr train` and `rlvr eval` read it. No third-party imports: the
+SageMaker control plane uses the file names.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rlvr_cli.core.errors import RlvrError
+
+SPLITS = ("train", "val", "test")
+DATASET_FILE = "dataset.json"
+MANIFEST_FILE = "manifest.json"
+# Columns every prepared row has for training and scoring; `metadata` (a JSON string) is optional.
+REQUIRED_COLUMNS = ("prompt", "final_answer")
+
+
+def split_file(split: str) -> str:
+    """`train` -> `train/dataset.json`, relative to the data directory."""
+    return f"{split}/{DATASET_FILE}"
+
+
+# Every file of a prepared directory, the manifest last (it is written last: it describes complete files).
+FILES = (*(split_file(s) for s in SPLITS), MANIFEST_FILE)
+
+
+@dataclass
+class Manifest:
+    """`manifest.json`: what a prepared directory holds and what made it."""
+
+    rlvr_version: str
+    source: dict[str, Any]  # name, kind (hub | local | generator), files (local file -> sha256)
+    task: dict[str, Any]  # name, options: the task that scores these rows
+    shots: int
+    seed: int
+    val_fraction: float
+    exemplar_ids: list[str]
+    counts: dict[str, int]  # split -> rows
+    skipped: dict[str, int]  # source split -> rows without a readable gold answer
+    longest_prompt: dict[str, Any]  # id, chars, tokens, tokenizer
+    files: dict[str, dict[str, Any]] = field(default_factory=dict)  # split file -> sha256, bytes, rows
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def to_json(self) -> bytes:
+        return (json.dumps(self.to_dict(), indent=2) + "\n").encode("utf-8")
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Manifest:
+        """Tolerant of manifests from older versions (no `task`: GSM8K, the only task then)."""
+        return cls(
+            rlvr_version=str(data.get("rlvr_version", "")),
+            source=dict(data.get("source") or {}),
+            task=dict(data.get("task") or {}),
+            shots=int(data.get("shots", 0)),
+            seed=int(data.get("seed", 0)),
+            val_fraction=float(data.get("val_fraction", 0.0)),
+            exemplar_ids=list(data.get("exemplar_ids") or []),
+            counts=dict(data.get("counts") or {}),
+            skipped=dict(data.get("skipped") or {}),
+            longest_prompt=dict(data.get("longest_prompt") or {}),
+            files=dict(data.get("files") or {}),
+        )
+
+
+@dataclass(frozen=True)
+class PreparedDir:
+    """A data directory in the layout above."""
+
+    root: Path
+
+    @classmethod
+    def of_split_file(cls, path: Path) -> PreparedDir:
+        """The directory a split file such as `DIR/train/dataset.json` belongs to."""
+        return cls(Path(path).parent.parent)
+
+    def split(self, name: str) -> Path:
+        return self.root / split_file(name)
+
+    @property
+    def manifest_path(self) -> Path:
+        return self.root / MANIFEST_FILE
+
+    def manifest(self) -> Manifest | None:
+        """The manifest, or None when there is none or it is not readable JSON (hand-made data)."""
+        if not self.manifest_path.is_file():
+            return None
+        try:
+            data = json.loads(self.manifest_path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError:
+            return None
+        return Manifest.from_dict(data) if isinstance(data, dict) else None
+
+
+def read_rows(path: Path, what: str) -> list[dict[str, Any]]:
+    """The rows of a prepared split file, each checked for the columns training and scoring read.
+
+    `what` names the set in errors (`train`, `evaluation`, `test`). Every problem is one line that
+    says how to fix it; nothing is skipped silently.
+    """
+    if not path.is_file():
+        raise RlvrError(f"{path}: {what} set not found; run `rlvr prepare` first or pass --data DIR")
+    rows = []
+    with open(path, encoding="utf-8") as fh:
+        for lineno, line in enumerate(fh, start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise RlvrError(
+                    f"{path}:{lineno}: malformed JSON line ({exc.msg}); re-run `rlvr prepare`"
+                ) from exc
+            missing = [c for c in REQUIRED_COLUMNS if c not in row] if isinstance(row, dict) else None
+            if missing is None or missing:
+                lacking = ", ".join(missing or REQUIRED_COLUMNS)
+                raise RlvrError(
+                    f"{path}:{lineno}: rows lack {lacking}; a prepared set has 'prompt' and "
+                    "'final_answer' columns (`rlvr prepare` writes them)"
+                )
+            rows.append(row)
+    if not rows:
+        raise RlvrError(f"{path}: the {what} set is empty; re-run `rlvr prepare`")
+    return rows

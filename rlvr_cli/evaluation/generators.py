@@ -1,0 +1,177 @@
+"""Generators for evaluation: prompts in, completions out. `HFGenerator` (transformers, CPU or GPU)
+is the one implemented; a vLLM generator would implement the same `generate` and leave scoring and
+reporting untouched.
+
+`greedy_generate` is its decoding loop: greedy, the shared prompt prefix run once, finished rows
+dropped from the batch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import torch
+
+from rlvr_cli.tasks.base import StopRule
+from rlvr_cli.training.generation import (
+    MIN_SHARED_TOKENS,
+    cache_kwarg_name,
+    common_prefix_length,
+    layout_rows,
+)
+
+
+@dataclass
+class Generation:
+    text: str
+    tokens: int
+    cut: bool
+
+
+class Generator(Protocol):
+    name: str
+
+    def generate(self, prompts: list[str]) -> list[Generation]: ...
+
+
+class HFGenerator:
+    """Greedy, batched transformers decoding (`rlvr_cli.training.generation.greedy_generate`): stops after the
+    answer line, runs the shared prompt prefix once, drops finished rows from the batch."""
+
+    name = "transformers"
+
+    def __init__(
+        self,
+        model: Any,
+        tokenizer: Any,
+        max_new_tokens: int,
+        suppress_tokens: list[int] | None = None,
+        stop_rule: Any = None,
+    ):
+        from rlvr_cli.training.stopping import TokenText
+
+        self.model = model.eval()
+        self.tokenizer = tokenizer
+        if tokenizer.pad_token_id is None:
+            tokenizer.pad_token = tokenizer.eos_token
+        self.max_new_tokens = max_new_tokens
+        self.suppress_tokens = suppress_tokens  # token ids never generated (benchmarks/bench_gpu.py)
+        self.stop = TokenText(tokenizer)  # the answer-line stop reads each token's text
+        self.stop_rule = stop_rule  # the task's (default: after the first answer line)
+
+    def generate(self, prompts: list[str]) -> list[Generation]:
+        rows = [self.tokenizer(p, add_special_tokens=True)["input_ids"] for p in prompts]
+        outputs = greedy_generate(
+            self.model,
+            rows,
+            max_new_tokens=self.max_new_tokens,
+            eos_token_id=self.tokenizer.eos_token_id,
+            pad_id=self.tokenizer.pad_token_id,
+            token_text=self.stop,
+            suppress_tokens=self.suppress_tokens,
+            stop_rule=self.stop_rule,
+        )
+        return [
+            Generation(
+                text=self.tokenizer.decode(ids, skip_special_tokens=True),
+                tokens=len(ids),
+                cut=not ended and len(ids) >= self.max_new_tokens,
+            )
+            for ids, ended in outputs
+        ]
+
+
+def greedy_generate(
+    model: Any,
+    rows: list[list[int]],
+    *,
+    max_new_tokens: int,
+    eos_token_id: int,
+    pad_id: int,
+    token_text: Any = None,
+    suppress_tokens: list[int] | None = None,
+    stop_rule: Any = None,
+) -> list[tuple[list[int], bool]]:
+    """Greedy decoding for evaluation: shared prefix run once, finished rows dropped from the batch.
+
+    Returns, per row, the completion's token ids (EOS excluded) and whether it ended (EOS, or the
+    answer line done when `token_text` is given) rather than hitting `max_new_tokens`.
+
+    `generate` keeps every row in the batch until the longest one ends; with a few-shot model a
+    single rambling completion then sets the cost of all. Here a row leaves the batch, and its KV
+    cache is dropped, the moment it ends, so the work is the sum of the completions' lengths, not
+    their maximum times the batch size. Same tokens as `generate` with `AnswerStop` (tested).
+    """
+    from transformers import DynamicCache
+
+    stop_rule = stop_rule or StopRule  # the task's: ends a row after its answer line
+
+    device = model.device if hasattr(model, "device") else next(model.parameters()).device
+    width = max(len(r) for r in rows)
+    shared = min(common_prefix_length(rows), min(len(r) for r in rows) - 1)
+    shared = shared if shared >= MIN_SHARED_TOKENS else 0
+    ids, mask = (t.to(device) for t in layout_rows(rows, shared, width, pad_id))
+    positions = (mask.cumsum(-1) - 1).clamp(min=0)
+    cache_kwarg = cache_kwarg_name(model)
+    cache = DynamicCache(config=model.config)
+    with torch.no_grad():
+        if shared:
+            model(
+                input_ids=ids[:1, :shared],
+                attention_mask=mask[:1, :shared],
+                position_ids=positions[:1, :shared],
+                use_cache=True,
+                logits_to_keep=1,
+                **{cache_kwarg: cache},
+            )
+            cache.reorder_cache(torch.zeros(len(rows), dtype=torch.long, device=device))
+        out = model(
+            input_ids=ids[:, shared:],
+            attention_mask=mask,
+            position_ids=positions[:, shared:],
+            use_cache=True,
+            logits_to_keep=1,
+            **{cache_kwarg: cache},
+        )
+        logits = out.logits[:, -1]
+        active = list(range(len(rows)))
+        next_position = positions[:, -1] + 1
+        completions: list[list[int]] = [[] for _ in rows]
+        ended = [False] * len(rows)
+        states = [stop_rule() for _ in rows]
+        suppressed = torch.tensor(suppress_tokens, device=device) if suppress_tokens else None
+        for step in range(max_new_tokens):
+            if suppressed is not None:
+                logits[:, suppressed] = torch.finfo(logits.dtype).min
+            tokens = logits.argmax(-1)
+            keep = []
+            for j, token in enumerate(tokens.tolist()):
+                row = active[j]
+                if token == eos_token_id:
+                    ended[row] = True
+                    continue
+                completions[row].append(token)
+                if token_text is not None and states[row].feed(token_text(token)):
+                    ended[row] = True
+                    continue
+                keep.append(j)
+            if not keep or step == max_new_tokens - 1:
+                break
+            if len(keep) < len(active):
+                index = torch.tensor(keep, device=device)
+                cache.batch_select_indices(index)
+                mask, tokens, next_position = mask[index], tokens[index], next_position[index]
+                active = [active[j] for j in keep]
+            mask = torch.cat([mask, mask.new_ones((len(active), 1))], dim=1)
+            out = model(
+                input_ids=tokens[:, None],
+                attention_mask=mask,
+                position_ids=next_position[:, None],
+                use_cache=True,
+                logits_to_keep=1,
+                **{cache_kwarg: cache},
+            )
+            next_position = next_position + 1
+            logits = out.logits[:, -1]
+    return list(zip(completions, ended, strict=True))

@@ -1,0 +1,80 @@
+"""Loading what `rlvr eval` compares: a trained output (LoRA adapter, merged into its base for speed,
+or a full model) or a base model, with the run record that names its base and MLflow run."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rlvr_cli.core.errors import RlvrError, UsageError
+from rlvr_cli.training.record import RunRecord
+
+
+@dataclass
+class LoadedModel:
+    label: str  # what the report calls it
+    model: Any
+    tokenizer: Any
+    base: str | None  # base model name, for --baseline
+    run: RunRecord | None  # the checkpoint's rlvr_run.json
+
+
+def _device_and_dtype() -> tuple[str, Any]:
+    import torch
+
+    if torch.cuda.is_available():
+        return "cuda", torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return "cpu", torch.float32  # bf16 matmuls are slow or unsupported on most CPUs
+
+
+def load_model(spec: str, *, is_checkpoint: bool) -> LoadedModel:
+    from rlvr_cli.models.loading import load_causal_lm, load_tokenizer, resolve_model
+
+    device, dtype = _device_and_dtype()
+    path = Path(spec)
+    if not is_checkpoint:
+        resolved = resolve_model(spec)
+        model = load_causal_lm(resolved, dtype=dtype).to(device)
+        # A merged model written by `rlvr train --merge` keeps its run record one level up.
+        run = None
+        if path.is_dir():
+            run = RunRecord.read(path) or (RunRecord.read(path.parent) if path.name == "merged" else None)
+        base = (run.base_model if run else None) or spec
+        tokenizer = load_tokenizer(spec, padding_side="left")
+        return LoadedModel(label=spec, model=model, tokenizer=tokenizer, base=base, run=run)
+    if not path.is_dir():
+        raise UsageError(f"--checkpoint {spec}: directory not found")
+    run = RunRecord.read(path)
+    if (path / "adapter_config.json").is_file():
+        config = json.loads((path / "adapter_config.json").read_text(encoding="utf-8"))
+        # The run record keeps the name the user trained from (e.g. an offline model's short name).
+        base = (run.base_model if run else None) or config.get("base_model_name_or_path")
+        if not base:
+            raise RlvrError(f"{spec}: adapter_config.json names no base model; pass the base with --model")
+        try:
+            resolved = resolve_model(base)
+            base_model = load_causal_lm(resolved, dtype=dtype)
+        except RlvrError as exc:
+            raise RlvrError(f"{spec}: the adapter's base model cannot be loaded ({exc.message})") from exc
+        from peft import PeftModel
+
+        # Merging the adapter makes inference as fast as the base model's.
+        model = PeftModel.from_pretrained(base_model, str(path)).merge_and_unload().to(device)
+        return LoadedModel(
+            label=spec, model=model, tokenizer=load_tokenizer(spec, padding_side="left"), base=base, run=run
+        )
+    if (path / "config.json").is_file():
+        resolved = resolve_model(spec)
+        model = load_causal_lm(resolved, dtype=dtype).to(device)
+        return LoadedModel(
+            label=spec,
+            model=model,
+            tokenizer=load_tokenizer(spec, padding_side="left"),
+            base=run.base_model if run else None,
+            run=run,
+        )
+    raise UsageError(
+        f"--checkpoint {spec}: not a model or adapter directory (no adapter_config.json or config.json)"
+    )

@@ -1,0 +1,312 @@
+"""`rlvr eval`: accuracy that can be quoted.
+
+    rlvr eval --checkpoint outputs/smoke-cpu --limit 50 --baseline
+    rlvr eval --model smollm2-135m --data data --limit 100 --output eval-results/base
+    rlvr eval --job --baseline          # the model of the latest SageMaker job (rlvr_cli.cloud.sagemaker.artifacts)
+
+What makes it honest, against the reference's evaluation (../shared/GUIDE.md):
+- the test split, never train; base and tuned models on the same problems in the same run;
+- greedy decoding, stopped after the answer line, so an invented follow-up question is neither
+  generated nor scored;
+- the answer read exactly as the correctness reward reads it (the task's `read` and `check`);
+- accuracy with a 95 % interval, and the paired fixed/broken counts when comparing.
+
+`run_eval` returns an `EvalResult` and prints nothing but progress; the CLI renders the table.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
+from rlvr_cli.core import console
+from rlvr_cli.core.errors import ExitCode, RlvrError, UsageError
+from rlvr_cli.core.files import atomic_write, write_json
+from rlvr_cli.evaluation.generators import Generator, HFGenerator
+from rlvr_cli.evaluation.loading import LoadedModel, load_model
+from rlvr_cli.evaluation.problems import load_problems
+from rlvr_cli.evaluation.scoring import Sample, compare, score, summarize
+from rlvr_cli.training.record import RunRecord
+
+
+@dataclass
+class EvalRequest:
+    checkpoints: list[str | Path] = field(default_factory=list)  # directories or s3://.../model.tar.gz
+    job: str | None = None  # a SageMaker job whose model to evaluate; history.LATEST_JOB for the latest
+    profile: str | None = None  # AWS, for --job and S3 checkpoints
+    region: str | None = None
+    model: str | None = None
+    baseline: bool = False
+    data: str = "data"
+    shots: int | None = None
+    limit: int | None = None
+    batch_size: int = 16
+    max_new_tokens: int = 512
+    output: Path | None = None
+    track: bool = True
+
+
+@dataclass
+class EvalResult:
+    summary: dict[str, Any]  # summary.json: data, task, settings, results per model, comparison
+    task_title: str
+    mlflow: dict[str, Any] | None = None  # the run the results were logged to
+    written: list[Path] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def interrupted(self) -> bool:
+        return bool(self.summary["interrupted"])
+
+    @property
+    def exit_code(self) -> int:
+        return int(ExitCode.INTERRUPTED if self.interrupted else ExitCode.OK)
+
+    def to_dict(self) -> dict[str, Any]:
+        """What `rlvr eval --json` prints."""
+        return {**self.summary, "mlflow": self.mlflow, "exit_code": self.exit_code}
+
+
+def evaluate(
+    generator: Generator, rows: list[dict[str, Any]], batch_size: int, label: str, task: Any = None
+) -> tuple[list[Sample], float, bool]:
+    """Generate and score every row; returns samples in input order, wall seconds, interrupted."""
+    # Similar lengths together: less padding per batch. Scores are mapped back to input order.
+    lengths = [len(r["prompt"]) for r in rows]
+    order = sorted(range(len(rows)), key=lambda i: lengths[i])
+    done: dict[int, Sample] = {}
+    start = time.perf_counter()
+    interrupted = False
+    with Progress(
+        TextColumn(f"[bold]{label}[/bold]"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[status]}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=console.err,
+    ) as bar:
+        bar_task = bar.add_task("eval", total=len(rows), status="")
+        try:
+            for i in range(0, len(order), batch_size):
+                batch = order[i : i + batch_size]
+                for index, gen in zip(
+                    batch, generator.generate([rows[j]["prompt"] for j in batch]), strict=True
+                ):
+                    done[index] = score(rows[index], gen.text, gen.tokens, gen.cut, task)
+                correct = sum(s.correct for s in done.values())
+                bar.update(bar_task, completed=len(done), status=f"acc {correct / len(done):.3f}")
+        except KeyboardInterrupt:
+            interrupted = True
+    return [done[i] for i in sorted(done)], time.perf_counter() - start, interrupted
+
+
+def _write_outputs(output: Path, summary: dict[str, Any], samples: dict[str, list[Sample]]) -> None:
+    write_json(output / "summary.json", summary)
+    for name, rows in samples.items():
+        with atomic_write(output / name) as fh:
+            for s in rows:
+                fh.write(json.dumps(s.as_dict(), ensure_ascii=False) + "\n")
+
+
+def _track(
+    request: EvalRequest,
+    primary: LoadedModel,
+    summary: dict[str, Any],
+    output: Path | None,
+    result: EvalResult,
+) -> dict[str, Any] | None:
+    if not request.track:
+        return None
+    from rlvr_cli.tracking.trackers import MLflowTracker
+
+    mlflow_info = (primary.run.mlflow if primary.run else None) or {}
+    try:
+        tracker = MLflowTracker(
+            tracking_uri=mlflow_info.get("tracking_uri"),
+            experiment=mlflow_info.get("experiment") or "rlvr",
+            run_id=mlflow_info.get("run_id"),
+            run_name=None if mlflow_info.get("run_id") else f"eval-{Path(primary.label).name}",
+        )
+    except RlvrError as exc:
+        result.warnings.append(f"results not logged to MLflow: {exc.message}")
+        return None
+    except ImportError:
+        result.warnings.append(
+            "results not logged to MLflow: mlflow is not installed (pip install 'rlvr[train]')"
+        )
+        return None
+    for item in summary["results"]:
+        prefix = "eval/" if item is summary["results"][0] else "eval_baseline/"
+        tracker.log_metrics(
+            {f"{prefix}{k}": v for k, v in item["summary"].items() if isinstance(v, int | float)}
+        )
+    if summary.get("comparison"):
+        tracker.log_metrics({f"eval_comparison/{k}": v for k, v in summary["comparison"].items()})
+    tracker.log_dict(summary, "eval/summary.json")
+    if output:
+        tracker.log_artifact(output / "samples.jsonl", "eval")
+    tracker.finish("FINISHED")
+    return {"tracking_uri": tracker.tracking_uri, "run_id": tracker.run_id}
+
+
+def check_request(request: EvalRequest) -> None:
+    """Refuse a bad request before anything heavy is loaded."""
+    if request.limit is not None and request.limit < 1:
+        raise UsageError(f"--limit {request.limit}: must be at least 1")
+    if request.batch_size < 1 or request.max_new_tokens < 1:
+        raise UsageError("--batch-size and --max-new-tokens must be at least 1")
+    count = len(request.checkpoints) + (request.job is not None)
+    if not count and not request.model:
+        raise UsageError(
+            "nothing to evaluate: pass --checkpoint DIR (a trained output), --job (a SageMaker job) or --model NAME"
+        )
+    if count > 2 or (request.model and count > 1):
+        raise UsageError(
+            "compare at most two models: two --checkpoint (or --job and a --checkpoint), or one with --baseline"
+        )
+    if request.baseline and count == 2:
+        raise UsageError(
+            "--baseline compares a checkpoint with its base; with two --checkpoint drop --baseline"
+        )
+    for checkpoint in request.checkpoints:
+        if _is_s3(checkpoint):
+            continue
+        checkpoint = Path(checkpoint)
+        if not checkpoint.is_dir():
+            raise UsageError(f"--checkpoint {checkpoint}: directory not found")
+        if not (checkpoint / "adapter_config.json").is_file() and not (checkpoint / "config.json").is_file():
+            raise UsageError(
+                f"--checkpoint {checkpoint}: not a model or adapter directory (no adapter_config.json or config.json)"
+            )
+
+
+def run_eval(request: EvalRequest) -> EvalResult:
+    check_request(request)
+    problems = load_problems(request.data, request.shots)
+    for note in problems.notes:
+        console.notice(note)
+    rows, where, task = problems.rows, problems.where, problems.task
+    if request.limit:
+        rows = rows[: request.limit]
+    # Models on S3 (a job's model.tar.gz) are fetched into the cache, then evaluated like local ones.
+    from rlvr_cli.cloud.sagemaker.artifacts import FetchedCheckpoint, resolve_remote
+
+    checkpoints: list[str] = []
+    fetched: dict[str, FetchedCheckpoint] = {}
+    for item in resolve_remote(
+        [str(c) for c in request.checkpoints], request.job, profile=request.profile, region=request.region
+    ):
+        if isinstance(item, FetchedCheckpoint):
+            fetched[str(item.path)] = item
+            item = str(item.path)
+        checkpoints.append(item)
+    console.info(f"evaluating on {len(rows)} problems from {where}")
+
+    from rlvr_cli.models.loading import quiet_libraries
+
+    quiet_libraries()
+    result = EvalResult(summary={}, task_title=task.title)
+    # What to evaluate, in report order: the model of interest first, then the one it is compared with.
+    specs: list[tuple[str, bool]] = [(c, True) for c in checkpoints]
+    if request.model:
+        specs.insert(0, (request.model, False))
+    results, all_samples, loaded_first = [], [], None
+    interrupted = False
+    for index, (spec, is_checkpoint) in enumerate(specs):
+        loaded = load_model(spec, is_checkpoint=is_checkpoint)
+        source = fetched.get(spec)
+        if source is not None:
+            loaded.label = source.label  # the job or S3 URI, not the cache path
+            if request.track and loaded.run and _mlflow_inside_container(loaded.run):
+                uri = (loaded.run.mlflow or {}).get("tracking_uri")
+                result.notes.append(
+                    f"the job logged to MLflow inside its container ({uri or 'embedded store'}); results go to a new run here"
+                )
+                loaded.run.mlflow = None
+        loaded_first = loaded_first or loaded
+        samples, wall, interrupted = _run_one(loaded, rows, request, task)
+        item: dict[str, Any] = {"label": loaded.label, "summary": summarize(samples, wall)}
+        if source is not None:
+            item["checkpoint"] = source.as_dict()
+        results.append(item)
+        all_samples.append(samples)
+        if interrupted:
+            break
+        if index == 0 and request.baseline:
+            if loaded.base == spec:
+                result.notes.append(
+                    f"{spec} is a base model: there is no other model to compare it with; --baseline ignored"
+                )
+                continue
+            if not loaded.base:
+                raise RlvrError(
+                    f"{spec}: its base model is unknown (no rlvr_run.json or adapter config); pass --model BASE instead of --baseline"
+                )
+            base = load_model(loaded.base, is_checkpoint=False)
+            base.label = f"base: {loaded.base}"
+            samples, wall, interrupted = _run_one(base, rows[: len(samples)], request, task)
+            results.append({"label": base.label, "summary": summarize(samples, wall)})
+            all_samples.append(samples)
+            if interrupted:
+                break
+
+    comparison = compare(all_samples[1], all_samples[0]) if len(all_samples) == 2 else None
+    result.summary = {
+        "data": where,
+        "task": task.describe(),
+        "max_new_tokens": request.max_new_tokens,
+        "batch_size": request.batch_size,
+        "generator": HFGenerator.name,
+        "interrupted": interrupted,
+        "results": results,
+        "comparison": comparison,
+    }
+    if request.output:
+        names = ["samples.jsonl", "baseline_samples.jsonl" if request.baseline else "compared_samples.jsonl"]
+        _write_outputs(request.output, result.summary, dict(zip(names, all_samples, strict=False)))
+        result.written = [request.output / "summary.json", request.output / "samples.jsonl"]
+    assert loaded_first is not None
+    result.mlflow = _track(request, loaded_first, result.summary, request.output, result)
+    return result
+
+
+def _is_s3(checkpoint: str | Path) -> bool:
+    return str(checkpoint).startswith("s3://")
+
+
+def _mlflow_inside_container(run: RunRecord) -> bool:
+    """Whether a SageMaker job's run record names an MLflow run that is not reachable from here.
+
+    A job with no tracking server logs to an embedded store on its own disk (sqlite or file): its
+    results go to a new run here. A server (http, a SageMaker MLflow ARN) is reachable: the
+    evaluation is logged to the job's run there."""
+    mlflow_info = run.mlflow or {}
+    uri = str(mlflow_info.get("tracking_uri") or "")
+    return bool(mlflow_info.get("run_id")) and not (uri and not uri.startswith(("sqlite:", "file:", "/")))
+
+
+def _run_one(
+    loaded: LoadedModel, rows: list[dict[str, Any]], request: EvalRequest, task: Any
+) -> tuple[list[Sample], float, bool]:
+    generator = HFGenerator(loaded.model, loaded.tokenizer, request.max_new_tokens, stop_rule=task.stop_rule)
+    samples, wall, interrupted = evaluate(
+        generator, rows, request.batch_size, Path(loaded.label).name or loaded.label, task
+    )
+    # Free the model before loading the next one.
+    del generator
+    loaded.model = None
+    return samples, wall, interrupted

@@ -1,0 +1,158 @@
+"""What this machine can do, and the settings a recipe actually runs with here.
+
+A recipe written for a GPU (4-bit QLoRA, flash-attention, bf16) also runs on a CPU for small
+models: each GPU-only setting that has a sensible fallback produces one warning and the fallback,
+and the effective settings are recorded in the run manifest. Settings without a fallback (vLLM)
+are errors.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+import os
+import platform
+import subprocess
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from rlvr_cli.config.recipe import Recipe
+from rlvr_cli.core.errors import RlvrError, UsageError
+
+
+@dataclass
+class Environment:
+    device: str  # cuda | cpu
+    device_name: str
+    world_size: int
+    local_rank: int
+    dtype: str  # torch dtype name the base weights load in
+    bf16: bool
+    tf32: bool | None
+    load_in_4bit: bool
+    attn_implementation: str
+    fallbacks: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _installed(module: str) -> bool:
+    return importlib.util.find_spec(module) is not None
+
+
+def resolve_environment(recipe: Recipe) -> Environment:
+    import torch
+
+    cuda = torch.cuda.is_available()
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    fallbacks: list[str] = []
+
+    if recipe.use_vllm:
+        if not cuda:
+            raise UsageError("use_vllm needs a CUDA GPU; set use_vllm: false to generate with transformers")
+        if not _installed("vllm"):
+            raise RlvrError(
+                "use_vllm: vLLM is not installed: pip install 'rlvr[vllm]', or set use_vllm: false"
+            )
+
+    load_in_4bit = recipe.load_in_4bit
+    if load_in_4bit and not cuda:
+        load_in_4bit = False
+        fallbacks.append(
+            "load_in_4bit needs CUDA (bitsandbytes): training LoRA on full-precision weights instead"
+        )
+    elif load_in_4bit and not _installed("bitsandbytes"):
+        raise RlvrError(
+            "load_in_4bit needs bitsandbytes: pip install 'rlvr[gpu]', or set load_in_4bit: false"
+        )
+
+    attn = recipe.attn_implementation
+    if attn.startswith("flash_attention"):
+        package = "flash_attn_interface" if attn == "flash_attention_3" else "flash_attn"
+        if not cuda:
+            fallbacks.append(f"attn_implementation {attn} needs CUDA: using sdpa")
+            attn = "sdpa"
+        elif not _installed(package):
+            fallbacks.append(
+                f"attn_implementation {attn}: flash-attn is not installed (pip install 'rlvr[gpu]'): using sdpa"
+            )
+            attn = "sdpa"
+
+    dtype = "float32" if recipe.torch_dtype == "auto" and not cuda else recipe.torch_dtype
+    bf16 = recipe.bf16
+    if not cuda and (bf16 or dtype in ("bfloat16", "float16")):
+        fallbacks.append(
+            f"{dtype if dtype != 'float32' else 'bf16'} asked for: on CPU rlvr trains in float32"
+        )
+        dtype, bf16 = "float32", False
+    elif cuda and (bf16 or dtype == "bfloat16") and not torch.cuda.is_bf16_supported():
+        fallbacks.append("this GPU has no bf16: training in float32")
+        dtype, bf16 = "float32", False
+
+    tf32 = recipe.tf32 if cuda and torch.cuda.get_device_capability()[0] >= 8 else None
+    if cuda:
+        device, name = "cuda", torch.cuda.get_device_name(local_rank % max(torch.cuda.device_count(), 1))
+    else:
+        device, name = "cpu", platform.processor() or platform.machine()
+    return Environment(
+        device=device,
+        device_name=name,
+        world_size=world_size,
+        local_rank=local_rank,
+        dtype=dtype,
+        bf16=bf16,
+        tf32=tf32,
+        load_in_4bit=load_in_4bit,
+        attn_implementation=attn,
+        fallbacks=fallbacks,
+    )
+
+
+def check_generation_batch(recipe: Recipe, world_size: int) -> None:
+    """GRPO needs every prompt's group of completions in one generation batch."""
+    batch = recipe.per_device_train_batch_size * recipe.gradient_accumulation_steps * world_size
+    if batch % recipe.num_generations:
+        others = recipe.gradient_accumulation_steps * world_size
+        fix = recipe.num_generations // math.gcd(recipe.num_generations, others)
+        raise UsageError(
+            f"per_device_train_batch_size ({recipe.per_device_train_batch_size}) x gradient_accumulation_steps "
+            f"({recipe.gradient_accumulation_steps}) x processes ({world_size}) = {batch} completions per step is not a "
+            f"multiple of num_generations ({recipe.num_generations}); e.g. set per_device_train_batch_size to a multiple of {fix}"
+        )
+
+
+def package_versions() -> dict[str, str | None]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out: dict[str, str | None] = {"python": platform.python_version()}
+    for name in (
+        "rlvr",
+        "torch",
+        "transformers",
+        "trl",
+        "peft",
+        "accelerate",
+        "datasets",
+        "mlflow",
+        "bitsandbytes",
+        "flash-attn",
+        "vllm",
+    ):
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def git_commit() -> str | None:
+    """The commit of the working directory's git checkout (the user's project), if any."""
+    try:
+        result = subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, check=False
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return result.stdout.strip() or None if result.returncode == 0 else None

@@ -1,0 +1,125 @@
+"""TRL's GRPOTrainer with rlvr's additions (the callbacks it runs with: `rlvr_cli.training.callbacks`).
+
+The subclass overrides three methods, each calling the original where rlvr's version does not apply:
+- `_generate_single_turn`: HF generation stops after the answer line (`rlvr_cli.training.stopping`)
+  and runs the prompt prefix shared by the batch once (`rlvr_cli.training.trl_generate`).
+- `_get_per_token_logps_and_entropies`: the policy and reference forward passes run each shared
+  prompt once instead of once per completion (`rlvr_cli.training.prefix_logps`).
+- `_calculate_rewards`: logs accuracy, format rate and the share of completions cut at
+  max_completion_length, and keeps a small sample of completions for the tracker.
+
+A fourth, `_save_checkpoint`, only reads `RLVR_TEST_SAVE_DELAY_S` (tests only): every checkpoint
+save takes that many seconds longer, standing in for a large model written to slow storage; the
+container tests check that a stop on several ranks waits for such a save.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from typing import Any
+
+import torch
+from trl import GRPOTrainer
+
+from rlvr_cli.tasks.base import completion_text
+from rlvr_cli.training.prefix_logps import shared_prefix_logps
+from rlvr_cli.training.stopping import AnswerStop
+from rlvr_cli.training.trl_generate import generate_with
+
+SAMPLE_SIZE = 8  # completions kept per step for the tracker's table
+# Reward functions (by TRL's name for them) whose hit rate is logged as its own metric.
+RATE_METRICS = (("correctness_reward", "accuracy"), ("format_reward", "format_rate"))
+
+
+class RlvrGRPOTrainer(GRPOTrainer):
+    def __init__(
+        self, *args: Any, answer_stop: AnswerStop | None = None, share_prefix: bool = True, **kwargs: Any
+    ):
+        self.answer_stop = answer_stop
+        self.share_prefix = share_prefix
+        self.completion_sample: list[dict[str, Any]] = []
+        super().__init__(*args, **kwargs)
+
+    def _generate_single_turn(self, *args: Any, **kwargs: Any) -> Any:
+        # vLLM stops on strings (generation_kwargs) and caches prefixes itself.
+        if (
+            self.use_vllm
+            or self.use_transformers_continuous_batching
+            or (self.answer_stop is None and not self.share_prefix)
+        ):
+            return super()._generate_single_turn(*args, **kwargs)
+        with generate_with(
+            self.accelerator.unwrap_model(self.model_wrapped), self.answer_stop, self.share_prefix
+        ):
+            return super()._generate_single_turn(*args, **kwargs)
+
+    def _get_per_token_logps_and_entropies(  # type: ignore[no-untyped-def]
+        self,
+        model,
+        input_ids,
+        attention_mask,
+        logits_to_keep,
+        batch_size=None,
+        compute_entropy=False,
+        **kwargs,
+    ):
+        multimodal_or_moe = any(v is not None and v is not False for v in kwargs.values())
+        checkpointed = torch.is_grad_enabled() and self.args.gradient_checkpointing
+        if (
+            not self.share_prefix
+            or multimodal_or_moe
+            or checkpointed
+            or self.accelerator.num_processes > 1
+            or self.is_deepspeed_enabled
+            or self.is_fsdp_enabled
+        ):
+            return super()._get_per_token_logps_and_entropies(
+                model, input_ids, attention_mask, logits_to_keep, batch_size, compute_entropy, **kwargs
+            )
+        with self.accelerator.autocast():
+            logps, entropies = shared_prefix_logps(
+                model, input_ids, attention_mask, logits_to_keep, compute_entropy=compute_entropy
+            )
+        return logps, entropies, None
+
+    def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):  # type: ignore[no-untyped-def]
+        rewards = super()._calculate_rewards(
+            inputs, prompts, completions, completion_ids_list
+        )  # (all processes, F)
+        mode = "train" if self.model.training else "eval"
+        names = self.reward_func_names
+        for name, metric in RATE_METRICS:
+            if name in names:
+                column = rewards[:, names.index(name)]
+                hit = torch.where(torch.isnan(column), column, (column > 0).float())
+                self._metrics[mode][metric].append(torch.nanmean(hit).item())
+        lengths = torch.tensor([len(ids) for ids in completion_ids_list], device=rewards.device)
+        at_max = (lengths >= self.max_completion_length).float()
+        self._metrics[mode]["completions/cut_at_max_ratio"].append(
+            self.accelerator.gather(at_max).mean().item()
+        )
+
+        start = self.accelerator.process_index * len(prompts)
+        local = rewards[start : start + len(prompts)].tolist()
+        sample = []
+        for i in range(min(SAMPLE_SIZE, len(completions))):
+            row: dict[str, Any] = {
+                "step": self.state.global_step,
+                "question": inputs[i].get("question", "")[-500:],
+                "final_answer": inputs[i].get("final_answer"),
+                "completion": completion_text(completions[i]),
+            }
+            row.update(
+                {name: (None if math.isnan(v) else v) for name, v in zip(names, local[i], strict=True)}
+            )
+            sample.append(row)
+        self.completion_sample = sample
+        return rewards
+
+    def _save_checkpoint(self, model: Any, trial: Any) -> None:
+        delay = float(os.environ.get("RLVR_TEST_SAVE_DELAY_S") or 0)
+        if delay:  # before the save, so that a rank killed meanwhile leaves no complete checkpoint
+            time.sleep(delay)
+        super()._save_checkpoint(model, trial)

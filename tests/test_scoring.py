@@ -1,0 +1,193 @@
+"""Scoring evaluation samples: real GSM8K gold answers, the statistics reported with them. Pure Python."""
+
+from __future__ import annotations
+
+import pytest
+
+from rlvr_cli.evaluation.scoring import compare, mcnemar_exact, score, summarize, wilson_interval
+
+from .conftest import require_shared_gsm8k
+
+
+def gsm8k_test_rows() -> list[dict]:
+    from rlvr_cli.tasks.gsm8k.sources import load_source
+
+    return [
+        {"id": p.id, "question": p.question, "final_answer": p.final_answer}
+        for p in load_source(str(require_shared_gsm8k())).test
+    ]
+
+
+def test_scoring_real_gold_answers_with_crafted_completions():
+    rows = gsm8k_test_rows()
+    negative = next(r for r in rows if r["final_answer"].startswith("-"))
+    thousands = next(r for r in rows if len(r["final_answer"]) >= 4 and "." not in r["final_answer"])
+    first = rows[0]  # Janet's ducks: 18
+    assert first["final_answer"] == "18"
+    cases = [
+        (first, "16 - 3 - 4 = 9\n9 * 2 = 18\n#### The final answer is 18", True, True),
+        (first, "#### The final answer is $18.00", True, True),
+        (
+            first,
+            "#### The final answer is 17\n\nQuestion: A farm has 18 cows.\n#### The final answer is 18",
+            False,
+            True,
+        ),
+        (
+            first,
+            "I think 18.\n\nQuestion: How many?\nSolution: Let's think step by step.\n#### The final answer is 18",
+            False,
+            False,
+        ),
+        (negative, f"#### The final answer is {negative['final_answer']}", True, True),
+        (negative, f"#### The final answer is {negative['final_answer'].lstrip('-')}", False, True),
+        (thousands, f"#### The final answer is {int(thousands['final_answer']):,}", True, True),
+    ]
+    for row, completion, correct, format_ok in cases:
+        sample = score(row, completion, tokens=10, cut=False)
+        assert (sample.correct, sample.format_ok) == (correct, format_ok), completion
+
+
+def test_the_reference_method_scores_invented_questions_wrongly():
+    """The reference scored the last number of prompt + completion: an invented follow-up decides."""
+    row = {"id": "x", "question": "q", "final_answer": "18"}
+    completion = (
+        "9 * 2 = 18\n#### The final answer is 18\n\nQuestion: Tom has 3 cats.\n#### The final answer is 3"
+    )
+    assert score(row, completion, 40, False).correct
+    import re
+
+    last_number = re.findall(r"-?\d+(?:\.\d+)?", completion)[-1]
+    assert last_number == "3"  # what the reference would have compared with 18
+
+
+def test_wilson_interval():
+    low, high = wilson_interval(41, 100)
+    assert 0.31 < low < 0.32 and 0.50 < high < 0.52
+    assert wilson_interval(0, 10)[0] == 0.0
+
+
+def test_mcnemar_exact():
+    assert mcnemar_exact(0, 0) == 1.0
+    assert mcnemar_exact(10, 0) == pytest.approx(2 / 1024)
+    assert mcnemar_exact(5, 5) == 1.0
+
+
+def test_paired_comparison_counts_fixed_and_broken():
+    def s(i, ok):
+        return score(
+            {"id": str(i), "question": "", "final_answer": "1"}, "#### 1" if ok else "#### 2", 1, False
+        )
+
+    base = [s(0, True), s(1, False), s(2, False), s(3, True)]
+    tuned = [s(0, True), s(1, True), s(2, True), s(3, False)]
+    result = compare(base, tuned)
+    assert (result["fixed"], result["broken"], result["both_correct"], result["both_wrong"]) == (2, 1, 1, 0)
+    assert result["accuracy_difference"] == pytest.approx(0.25)
+    assert summarize(tuned, 2.0)["accuracy"] == 0.75
+
+
+def test_wilson_interval_values():
+    assert wilson_interval(41, 100) == pytest.approx((0.3187, 0.5080), abs=1e-4)
+    assert wilson_interval(10, 10) == pytest.approx((0.7225, 1.0), abs=1e-4)
+    assert wilson_interval(20, 20)[1] == 1.0  # rounding takes it to 1.0000000000000002: clipped
+    assert wilson_interval(5, 10, z=1.0) == pytest.approx((0.3492, 0.6508), abs=1e-4)
+    assert wilson_interval(0, 0) == (0.0, 0.0)
+
+
+def test_mcnemar_exact_values():
+    assert mcnemar_exact(3, 1) == pytest.approx(0.625)
+    assert mcnemar_exact(1, 3) == pytest.approx(0.625)
+    assert mcnemar_exact(7, 0) == pytest.approx(2 / 128)
+
+
+def _sample(i, correct=True, format_ok=True, tokens=10, cut=False):
+    completion = "#### The final answer is 1" if format_ok else "#### 1"
+    if not correct:
+        completion = completion.replace("1", "2")
+    return score({"id": i, "question": "q", "final_answer": "1"}, completion, tokens, cut)
+
+
+def test_summary_of_samples():
+    samples = [
+        _sample(0),
+        _sample(1, correct=False, tokens=30, cut=True),
+        _sample(2, format_ok=False, tokens=20),
+    ]
+    summary = summarize(samples, 4.0)
+    assert summary == {
+        "n": 3,
+        "correct": 2,
+        "accuracy": pytest.approx(2 / 3),
+        "accuracy_ci95": pytest.approx(list(wilson_interval(2, 3))),
+        "format_rate": pytest.approx(2 / 3),
+        "cut_rate": pytest.approx(1 / 3),
+        "mean_completion_tokens": 20.0,
+        "wall_seconds": 4.0,
+        "problems_per_second": 0.75,
+        "tokens_per_second": 15.0,
+    }
+    empty = summarize([], 0.0)
+    assert {k: v for k, v in empty.items() if k != "accuracy_ci95"} == {
+        "n": 0,
+        "correct": 0,
+        "accuracy": 0.0,
+        "format_rate": 0.0,
+        "cut_rate": 0.0,
+        "mean_completion_tokens": 0.0,
+        "wall_seconds": 0.0,
+        "problems_per_second": 0.0,
+        "tokens_per_second": 0.0,
+    }
+    assert summarize(samples, 0.0)["tokens_per_second"] == 0.0
+    fast = summarize(samples, 0.5)
+    assert (fast["problems_per_second"], fast["tokens_per_second"]) == (6.0, 120.0)
+
+
+def test_comparison_pairs_by_id_only():
+    base = [_sample(0, correct=False), _sample(1), _sample(2, correct=False), _sample(9)]
+    tuned = [_sample(0), _sample(1), _sample(2, correct=False), _sample(5)]  # 9 and 5 have no partner
+    result = compare(base, tuned)
+    assert result == {
+        "n": 3,
+        "accuracy_difference": pytest.approx(1 / 3),
+        "fixed": 1,
+        "broken": 0,
+        "both_correct": 1,
+        "both_wrong": 1,
+        "mcnemar_p": 1.0,
+    }
+    assert compare([], [])["n"] == 0 and compare([], [])["accuracy_difference"] == 0.0
+
+
+def test_a_sample_keeps_what_was_read():
+    sample = score(
+        {"id": 7, "question": "q", "final_answer": "1,000"}, "#### The final answer is 1000", 5, True
+    )
+    assert sample.as_dict() == {
+        "id": "7",
+        "question": "q",
+        "gold": "1,000",
+        "completion": "#### The final answer is 1000",
+        "extracted": "1000",
+        "correct": True,
+        "format_ok": True,
+        "completion_tokens": 5,
+        "cut": True,
+    }
+    bare = score({"final_answer": "3"}, "#### 3", 1, False)  # rows without id or question
+    assert (bare.id, bare.question) == ("", "")
+
+
+def test_a_task_scores_with_the_rows_metadata():
+    """A task's checker gets the row's metadata (a JSON string in prepared data), as the reward does."""
+    from rlvr_cli.tasks import get_task
+
+    class ByMetadata(type(get_task("custom", {"compare": "exact"}))):
+        def check(self, answer, gold, metadata):
+            return metadata == {"accept": answer.text}
+
+    task = ByMetadata({"compare": "exact"})
+    row = {"id": "1", "question": "q", "final_answer": "x", "metadata": '{"accept": "blue"}'}
+    assert score(row, "#### The final answer is blue", 3, False, task).correct
+    assert not score(row, "#### The final answer is red", 3, False, task).correct
