@@ -98,6 +98,9 @@ def submit(
         raise UsageError(
             "no training data on S3: run `rlvr upload --s3 s3://bucket/prefix`, or set remote.s3_prefix"
         )
+    recipe, task_note = _with_prepared_task(
+        recipe, None if dry_run else lambda: _s3_manifest_task(data_uri, profile, region)
+    )
     if name is not None and not re.match(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$", name):
         raise UsageError(
             f"--job-name {name}: 1-63 letters, digits and hyphens, starting with a letter or digit"
@@ -110,6 +113,8 @@ def submit(
     if job_region:  # the image's region is in its URI: no call needed
         _refuse(region_problems(request, job_region))
     submission.warnings = setting_warnings(recipe)
+    if task_note:
+        submission.notes.append(task_note)
     if dry_run:
         submission.notes.append(
             "dry run: bucket regions are checked on submit (they need S3 calls)"
@@ -131,6 +136,46 @@ def submit(
     submission.arn = response.get("TrainingJobArn")
     submission.region = job_region
     return submission
+
+
+def _with_prepared_task(
+    recipe: Any, fetch: Callable[[], dict[str, Any] | None] | None
+) -> tuple[Any, str | None]:
+    """The recipe with the task its data was prepared for, so that the job scores the data as `rlvr
+    train` would here: the container gets the train and val channels, not manifest.json.
+
+    The local manifest (beside `train_dataset_path`) first, else the uploaded one (`fetch`; not on a
+    dry run, which calls nothing). A recipe that names its task keeps it.
+    """
+    if recipe.task:
+        return recipe, None
+    from rlvr_cli.data.layout import PreparedDir
+
+    manifest = PreparedDir.of_split_file(Path(recipe.train_dataset_path)).manifest()
+    task = manifest.task if manifest and manifest.task else (fetch() if fetch else None)
+    if not task or not task.get("name"):
+        return recipe, (
+            "the task the data was prepared for is not known here (no manifest.json beside "
+            f"{recipe.train_dataset_path}); the job trains it as gsm8k unless the recipe sets `task`"
+        )
+    options = recipe.task_options or task.get("options") or {}
+    return recipe.model_copy(update={"task": task["name"], "task_options": options}), None
+
+
+def _s3_manifest_task(data_uri: str, profile: str | None, region: str | None) -> dict[str, Any] | None:
+    """`task` from the manifest `rlvr upload` put beside the data on S3; None when it is not there."""
+    import json
+
+    from rlvr_cli.cloud.sagemaker.client import client
+
+    bucket, _, prefix = data_uri.removeprefix("s3://").partition("/")
+    key = f"{prefix.rstrip('/')}/manifest.json" if prefix else "manifest.json"
+    try:
+        body = client("s3", profile=profile, region=region).get_object(Bucket=bucket, Key=key)["Body"].read()
+        task = json.loads(body).get("task")
+    except Exception:  # missing, denied, or not JSON: the note says what the job will do
+        return None
+    return task if isinstance(task, dict) else None
 
 
 def _refuse(problems: list[str]) -> None:
