@@ -46,7 +46,7 @@ mutation:
 	$(BIN)/mutmut results
 
 
-# The main job, end to end, offline on a CPU, in about 7 minutes on 2 cores: prepare a reasoning-gym
+# The main job, end to end, offline on a CPU, in under 10 minutes on 2 cores: prepare a reasoning-gym
 # arithmetic task within SmolLM2-135M's reach, 30 GRPO steps, then base vs tuned on 300 held-out
 # problems. It ends with the comparison table, whose difference is significant (McNemar's test).
 demo:
