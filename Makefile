@@ -39,7 +39,7 @@ format:
 
 # Mutation testing (not part of `make test`; a few minutes on 2 cores): how many small bugs in the
 # answer reading, rewards, scoring, data preparation and the stop rule the fast tests catch. Settings
-# in pyproject.toml ([tool.mutmut]); the kill-rate report with its survivors is still to be written.
+# in pyproject.toml ([tool.mutmut]); survivors and why they survive: benchmarks/MUTATION.md.
 mutation:
 	rm -rf mutants
 	$(BIN)/mutmut run --max-children 2
