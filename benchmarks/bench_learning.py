@@ -217,7 +217,8 @@ def gsm8k_format(args: argparse.Namespace) -> None:
     work = args.work.parent / "bench-learning-gsm8k"
     data, output = work / "data", work / "model"
     work.mkdir(parents=True, exist_ok=True)
-    source = str(SHARED_GSM8K) if SHARED_GSM8K.is_dir() else "reasoning-gym"
+    # Relative to the repo (where `rlvr` runs), so reports name no path of this machine.
+    source = os.path.relpath(SHARED_GSM8K, REPO) if SHARED_GSM8K.is_dir() else "reasoning-gym"
     _, prepare_s = rlvr("prepare", "--shots", "2", "--source", source, "--output", str(data), "--force")
     steps = 2 if args.quick else GSM8K_STEPS
     sets = [x for o in [*GSM8K_OVERRIDES, f"max_steps={steps}"] for x in ("--set", o)]
