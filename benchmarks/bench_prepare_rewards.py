@@ -11,6 +11,7 @@ an invented follow-up question) and adversarial ones.
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import sys
@@ -23,6 +24,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks.common import SHARED_GSM8K, best_of, write_section
 from rlvr_cli.tasks.gsm8k import answers
 from rlvr_cli.tasks.gsm8k.rewards import correctness_reward, format_reward
+
+RESULTS_JSON = Path(__file__).resolve().parent / "results" / "prepare_rewards.json"
+FIGURES: dict = {}  # what the sections report, for results/prepare_rewards.json
 
 # --- the reference's rewards (reconstructed) -----------------------------------------------------------
 REF_FORMAT = re.compile(r"#### The final answer is \d+")
@@ -79,6 +83,12 @@ def bench_rewards() -> str:
         ref_correctness_reward(completions, final_answer=golds)
 
     t_rlvr, t_ref = best_of(rlvr, repeat=7), best_of(reference, repeat=7)
+    FIGURES["rewards"] = {
+        "completions": n,
+        "rlvr_per_second": n / t_rlvr,
+        "reference_per_second": n / t_ref,
+        "adversarial_ms": {},
+    }
     agree = sum(
         a == b
         for a, b in zip(
@@ -114,6 +124,7 @@ def bench_rewards() -> str:
         else:
             ref = "not run: quadratic, ~100x the 100 KB time"
         rows.append(f"| {label} | {t_r * 1000:.3f} ms | {ref} | |")
+        FIGURES["rewards"]["adversarial_ms"][label] = t_r * 1000
     return (
         "Both reward functions (format + correctness) per completion, best of several runs, one core.\n"
         "Adversarial rows give the time for one completion.\n\n"
@@ -143,6 +154,7 @@ def bench_prepare() -> str:
         best = best_of(run, repeat=3)
         counts = prepared.manifest.counts
         size = sum(len(v) for v in prepared.payloads.values()) / 1e6
+        FIGURES["prepare"] = {"rows": dict(counts), "megabytes": size, "first_s": first, "best_s": best}
     finally:
         shutil.rmtree(out)
     return (
@@ -158,6 +170,8 @@ def main() -> None:
         sys.exit(f"needs {SHARED_GSM8K}")
     write_section("Data preparation (prepare, 8 shots, all of GSM8K)", bench_prepare())
     write_section("Rewards vs the reference's regexes", bench_rewards())
+    RESULTS_JSON.parent.mkdir(exist_ok=True)
+    RESULTS_JSON.write_text(json.dumps(FIGURES, indent=2) + "\n")
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ the median and the best. Baselines in the same run: the Python interpreter alone
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import statistics
@@ -83,9 +84,11 @@ def main() -> None:
             ("rlvr status --json", [*rlvr, "status", "--json"]),
         ]
         table = ["| command | median | best |", "| --- | ---: | ---: |"]
+        figures = {}
         for label, command in rows:
             med, best = timed(command, env)
             table.append(f"| {label} | {med:.2f} s | {best:.2f} s |")
+            figures[label] = {"median_s": med, "best_s": best}
     finally:
         server.stop()
     write_section(
@@ -96,6 +99,10 @@ def main() -> None:
         "API model; what is left is the interpreter, Typer/Rich and botocore. Target: under 0.5 s.\n\n"
         "Reproduce: `python benchmarks/bench_status.py`.",
     )
+
+    results = Path(__file__).resolve().parent / "results" / "status.json"
+    results.parent.mkdir(exist_ok=True)
+    results.write_text(json.dumps({"runs": RUNS, "commands": figures}, indent=2) + "\n")
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@ statistics: tests/test_scoring.py)."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from pathlib import Path
 
@@ -95,11 +96,60 @@ def test_checkpoint_with_baseline_compares_on_the_same_problems(
         (["--checkpoint", "nowhere"], 2, "--checkpoint nowhere: directory not found"),
         (["--limit", "0", "--model", "x"], 2, "--limit 0: must be at least 1"),
         ([], 2, "nothing to evaluate"),
+        (
+            ["--model", "x", "--generator", "tgi"],
+            2,
+            "--generator tgi: unknown; use one of transformers, vllm",
+        ),
     ],
 )
 def test_bad_input(cli, args, code, message):
     result = cli("eval", *args)
     assert result.code == code and message in result.err and "Traceback" not in result.err
+
+
+def _cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+@pytest.mark.skipif(_cuda(), reason="this machine has a GPU")
+def test_vllm_without_a_gpu_is_one_line(cli, prepared: Path, tiny_model_dir: Path):
+    result = cli("eval", "--model", tiny_model_dir, "--data", prepared, "--generator", "vllm")
+    assert result.code == 2, result.err
+    assert "--generator vllm needs a CUDA GPU; use --generator transformers" in result.err
+    assert "Traceback" not in result.err and "loading" not in result.err  # refused before any model loads
+
+
+@pytest.mark.skipif(not _cuda() or importlib.util.find_spec("vllm") is None, reason="needs CUDA and vLLM")
+def test_vllm_generator_scores_like_transformers(cli, prepared: Path, smol_dir: Path, tmp_path: Path):
+    """On a GPU: vLLM and transformers evaluate the same problems, the same way (greedy, cut after
+    the answer line); their completions agree on most problems (bf16 kernels differ slightly)."""
+    runs = {}
+    for generator in ("transformers", "vllm"):
+        out = tmp_path / generator
+        result = cli(
+            "eval",
+            "--model",
+            smol_dir,
+            "--data",
+            prepared,
+            "--generator",
+            generator,
+            "--limit",
+            "8",
+            "--no-track",
+            "--output",
+            out,
+        )
+        assert result.code == 0, result.err
+        assert json.loads((out / "summary.json").read_text())["generator"] == generator
+        runs[generator] = [
+            json.loads(x)["completion"] for x in (out / "samples.jsonl").read_text().splitlines()
+        ]
+    same = sum(a == b for a, b in zip(runs["transformers"], runs["vllm"], strict=True))
+    assert same >= 6, runs
 
 
 def test_baseline_of_a_base_model_is_a_notice_not_an_error(cli, prepared: Path, tiny_model_dir: Path):

@@ -212,3 +212,67 @@ def test_greedy_generate_matches_generate_with_the_answer_stop(tiny):
     for row, (ids, _ended) in zip(reference[:, width:].tolist(), results, strict=True):
         expected = row[: row.index(tokenizer.eos_token_id)] if tokenizer.eos_token_id in row else row
         assert ids == expected
+
+
+def test_sample_tokens_draws_the_given_distribution():
+    from rlvr_cli.training.generation import sample_tokens
+
+    torch.manual_seed(0)
+    probs = torch.tensor([[0.1, 0.0, 0.6, 0.3, 0.0]]).expand(40000, -1)
+    counts = torch.bincount(sample_tokens(probs), minlength=5).float() / 40000
+    assert counts[1] == 0 and counts[4] == 0  # zero-weight tokens are never drawn, even the last one
+    torch.testing.assert_close(counts, probs[0], atol=0.01, rtol=0)
+    # Unnormalised weights draw the same distribution.
+    counts = torch.bincount(sample_tokens(probs * 7), minlength=5).float() / 40000
+    torch.testing.assert_close(counts, probs[0], atol=0.01, rtol=0)
+
+
+def test_trl_generation_runs_rlvr_loop_with_finished_rows_leaving(tiny, monkeypatch):
+    """TRL's generate call (sampling settings in a GenerationConfig) runs rlvr's loop: top-k 1
+    sampling gives greedy's tokens exactly (the warpers are generate's), rows leave the batch as
+    their stop rule ends them, and the output is laid out as generate's."""
+    from transformers import DynamicCache, GenerationConfig
+
+    import rlvr_cli.training.trl_generate as trl_generate
+
+    model, tokenizer = tiny
+    inputs, reference = full_batch(model, tokenizer)
+    eos, pad = tokenizer.eos_token_id, tokenizer.pad_token_id
+    calls, dropped = [], []
+    real_loop, real_select = trl_generate.sample_shared_prefix, DynamicCache.batch_select_indices
+    monkeypatch.setattr(
+        trl_generate, "sample_shared_prefix", lambda *a, **k: calls.append(1) or real_loop(*a, **k)
+    )
+    monkeypatch.setattr(
+        DynamicCache,
+        "batch_select_indices",
+        lambda self, i: dropped.append(i.tolist()) or real_select(self, i),
+    )
+    stop = AnswerStop(tokenizer, eos, rule=staggered(len(PROMPTS)))
+    config = GenerationConfig(
+        max_new_tokens=STEPS, do_sample=True, top_k=1, temperature=0.7, pad_token_id=pad, eos_token_id=eos
+    )
+    with generate_with(model, stop, share_prefix=True):
+        out = model.generate(**inputs, generation_config=config)
+    assert calls == [1]
+    completions = out[:, inputs["input_ids"].shape[1] :].tolist()
+    for i, (row, expected) in enumerate(zip(completions, reference, strict=True)):
+        assert row[: i + 2] == [*expected[: i + 1], eos], i
+        assert all(token == pad for token in row[i + 2 :]), i
+    assert dropped == [[1, 2, 3, 4], [1, 2, 3], [1, 2], [1]]
+
+
+def test_unsupported_settings_go_to_generate(tiny, monkeypatch):
+    from transformers import GenerationConfig
+
+    import rlvr_cli.training.trl_generate as trl_generate
+
+    model, tokenizer = tiny
+    inputs = tokenizer(PROMPTS, return_tensors="pt", padding=True)
+    monkeypatch.setattr(trl_generate, "sample_shared_prefix", lambda *a, **k: pytest.fail("rlvr's loop used"))
+    config = GenerationConfig(
+        max_new_tokens=3, do_sample=False, repetition_penalty=1.3, pad_token_id=tokenizer.pad_token_id
+    )
+    with generate_with(model, None, share_prefix=True):
+        out = model.generate(**inputs, generation_config=config)
+    assert out.shape[1] == inputs["input_ids"].shape[1] + 3

@@ -121,6 +121,42 @@ def test_each_prompt_token_is_run_once(policy):
     finally:
         hook.remove()
     # 20 shared tokens; prompt A's rest 5-1, B's 2-1 (their last token goes with the completions);
-    # then 3 rows x (1 + keep) per group.
-    assert seen == [20, 4, 3 * (1 + keep), 1, 3 * (1 + keep)]
+    # then each group's completions (A: 6, 1, 4 tokens; B: 3, 6, 5) in chunks padded to their longest,
+    # with the prompt's last token: A [6, 4] and [1], B [6, 5] and [3], not 3 rows x (1 + keep) each.
+    assert seen == [20, 4, 2 * (1 + 6), 1 * (1 + 1), 1, 2 * (1 + 6), 1 * (1 + 3)]
     assert sum(seen) < mask.numel() / 2
+
+
+def test_length_chunks_bound_the_padding():
+    from rlvr_cli.training.prefix_logps import length_chunks
+
+    lengths = [256, 40, 250, 90, 200, 60, 230, 120]
+    chunks = length_chunks(list(range(8)), lengths)
+    assert sorted(r for c in chunks for r in c) == list(range(8))
+    for chunk in chunks:
+        padded = max(lengths[r] for r in chunk) * len(chunk)
+        assert padded <= 1.25 * sum(lengths[r] for r in chunk)
+    # Far fewer tokens than one batch padded to 256, in a few forwards, not one per row.
+    assert sum(max(lengths[r] for r in c) * len(c) for c in chunks) < 0.75 * 8 * 256
+    assert len(chunks) < 8
+    assert length_chunks([3, 4], [10, 10]) == [[3, 4]]
+
+
+def test_policy_pass_keeps_the_kv_heads_unrepeated(policy, monkeypatch):
+    """On a CPU the policy pass hands SDPA the model's 2 kv heads (not 4 repeated copies) with the
+    mask, and leaves the model's attention setting as it found it."""
+    import torch.nn.functional as F
+
+    calls = []
+    real = F.scaled_dot_product_attention
+
+    def spy(query, key, value, *args, **kwargs):
+        calls.append((query.shape[1], key.shape[1], kwargs.get("enable_gqa", False)))
+        return real(query, key, value, *args, **kwargs)
+
+    monkeypatch.setattr(F, "scaled_dot_product_attention", spy)
+    ids, mask, keep = _batch()
+    before = policy.config._attn_implementation
+    shared_prefix_logps(policy, ids, mask, keep)
+    assert calls and set(calls) == {(4, 2, True)}
+    assert policy.config._attn_implementation == before == "sdpa"

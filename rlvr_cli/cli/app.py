@@ -282,8 +282,13 @@ def eval_(
         int | None, typer.Option(help="Rebuild prompts with this many shots (default: as prepared).")
     ] = None,
     limit: Annotated[int | None, typer.Option(help="Evaluate the first N problems.")] = None,
-    batch_size: Annotated[int, typer.Option(help="Prompts generated together.")] = 16,
+    batch_size: Annotated[
+        int, typer.Option(help="Prompts generated together (the shared exemplars are cached once per batch).")
+    ] = 64,
     max_new_tokens: Annotated[int, typer.Option(help="Most tokens per completion.")] = 512,
+    generator: Annotated[
+        str, typer.Option(help="transformers (CPU or GPU) or vllm (CUDA GPU, pip install 'rlvr[vllm]').")
+    ] = "transformers",
     output: Annotated[
         Path | None, typer.Option("--output", "-o", help="Write summary.json and samples.jsonl here.")
     ] = None,
@@ -316,6 +321,7 @@ def eval_(
         max_new_tokens=max_new_tokens,
         output=output,
         track=track,
+        generator=generator,
     )
     result = run_eval(request)
     render.evaluation(result)

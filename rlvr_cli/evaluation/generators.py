@@ -1,6 +1,6 @@
 """Generators for evaluation: prompts in, completions out. `HFGenerator` (transformers, CPU or GPU)
-is the one implemented; a vLLM generator would implement the same `generate` and leave scoring and
-reporting untouched.
+and `VLLMGenerator` (`rlvr eval --generator vllm`, CUDA only) implement the same `generate`;
+scoring and reporting do not know which one ran.
 
 `greedy_generate` is its decoding loop: greedy, the shared prompt prefix run once, finished rows
 dropped from the batch.
@@ -14,12 +14,7 @@ from typing import Any, Protocol
 import torch
 
 from rlvr_cli.tasks.base import StopRule
-from rlvr_cli.training.generation import (
-    MIN_SHARED_TOKENS,
-    cache_kwarg_name,
-    common_prefix_length,
-    layout_rows,
-)
+from rlvr_cli.training.generation import cache_kwarg_name, prefill_shared
 
 
 @dataclass
@@ -82,6 +77,82 @@ class HFGenerator:
         ]
 
 
+GENERATORS = ("transformers", "vllm")
+
+
+def check_generator(name: str) -> None:
+    """Refuse a generator this machine cannot run, before any model is loaded."""
+    import importlib.util
+
+    from rlvr_cli.core.errors import RlvrError, UsageError
+
+    if name not in GENERATORS:
+        raise UsageError(f"--generator {name}: unknown; use one of {', '.join(GENERATORS)}")
+    if name == "vllm":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise UsageError("--generator vllm needs a CUDA GPU; use --generator transformers (the default)")
+        if importlib.util.find_spec("vllm") is None:
+            raise RlvrError("--generator vllm: vLLM is not installed: pip install 'rlvr[vllm]'")
+
+
+class VLLMGenerator:
+    """Greedy vLLM decoding on a GPU, as lighteval and open-r1 evaluate.
+
+    vLLM's prefix caching keeps the shared exemplars once; the task's stop strings end invented
+    questions, and each completion is then cut where the task's stop rule ends it (after the first
+    answer line), token by token as `HFGenerator` does, so both are scored on the same text.
+    `model_dir` is a model directory (a trained adapter is merged and saved first, by the caller).
+    """
+
+    name = "vllm"
+
+    def __init__(
+        self,
+        model_dir: str,
+        tokenizer: Any,
+        max_new_tokens: int,
+        stop_rule: Any = None,
+        stop_strings: list[str] | None = None,
+    ):
+        from vllm import LLM, SamplingParams
+
+        from rlvr_cli.training.stopping import TokenText
+
+        self.llm = LLM(model=model_dir, tokenizer=model_dir, enable_prefix_caching=True, seed=0)
+        self.params = SamplingParams(
+            temperature=0.0,
+            max_tokens=max_new_tokens,
+            stop=list(stop_strings or []),
+            include_stop_str_in_output=False,
+        )
+        self.tokenizer = tokenizer
+        self.token_text = TokenText(tokenizer)
+        self.stop_rule = stop_rule or StopRule
+        self.max_new_tokens = max_new_tokens
+
+    def generate(self, prompts: list[str]) -> list[Generation]:
+        outputs = self.llm.generate(prompts, self.params, use_tqdm=False)
+        results = []
+        for output in outputs:
+            ids = list(output.outputs[0].token_ids)
+            rule = self.stop_rule()
+            ended = output.outputs[0].finish_reason == "stop"
+            for k, token in enumerate(ids):
+                if token == self.tokenizer.eos_token_id or rule.feed(self.token_text(token)):
+                    ids, ended = ids[: k + (token != self.tokenizer.eos_token_id)], True
+                    break
+            results.append(
+                Generation(
+                    text=self.tokenizer.decode(ids, skip_special_tokens=True),
+                    tokens=len(ids),
+                    cut=not ended and len(ids) >= self.max_new_tokens,
+                )
+            )
+        return results
+
+
 def greedy_generate(
     model: Any,
     rows: list[list[int]],
@@ -103,33 +174,20 @@ def greedy_generate(
     cache is dropped, the moment it ends, so the work is the sum of the completions' lengths, not
     their maximum times the batch size. Same tokens as `generate` with `AnswerStop` (tested).
     """
-    from transformers import DynamicCache
+    from rlvr_cli.models.cascade import cascade_attention
 
     stop_rule = stop_rule or StopRule  # the task's: ends a row after its answer line
 
     device = model.device if hasattr(model, "device") else next(model.parameters()).device
-    width = max(len(r) for r in rows)
-    shared = min(common_prefix_length(rows), min(len(r) for r in rows) - 1)
-    shared = shared if shared >= MIN_SHARED_TOKENS else 0
-    ids, mask = (t.to(device) for t in layout_rows(rows, shared, width, pad_id))
-    positions = (mask.cumsum(-1) - 1).clamp(min=0)
+    # The exemplars common to the batch run once and stay in the cache once (cascade attention).
+    prefill = prefill_shared(model, rows, pad_id)
+    mask, cache, positions = prefill.mask, prefill.cache, prefill.positions
     cache_kwarg = cache_kwarg_name(model)
-    cache = DynamicCache(config=model.config)
-    with torch.no_grad():
-        if shared:
-            model(
-                input_ids=ids[:1, :shared],
-                attention_mask=mask[:1, :shared],
-                position_ids=positions[:1, :shared],
-                use_cache=True,
-                logits_to_keep=1,
-                **{cache_kwarg: cache},
-            )
-            cache.reorder_cache(torch.zeros(len(rows), dtype=torch.long, device=device))
+    with torch.no_grad(), cascade_attention(model, cache):
         out = model(
-            input_ids=ids[:, shared:],
+            input_ids=prefill.ids[:, prefill.cached :],
             attention_mask=mask,
-            position_ids=positions[:, shared:],
+            position_ids=positions[:, prefill.cached :],
             use_cache=True,
             logits_to_keep=1,
             **{cache_kwarg: cache},

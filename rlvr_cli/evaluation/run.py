@@ -34,7 +34,7 @@ from rich.progress import (
 from rlvr_cli.core import console
 from rlvr_cli.core.errors import ExitCode, RlvrError, UsageError
 from rlvr_cli.core.files import atomic_write, write_json
-from rlvr_cli.evaluation.generators import Generator, HFGenerator
+from rlvr_cli.evaluation.generators import Generator, HFGenerator, VLLMGenerator, check_generator
 from rlvr_cli.evaluation.loading import LoadedModel, load_model
 from rlvr_cli.evaluation.problems import load_problems
 from rlvr_cli.evaluation.scoring import Sample, compare, score, summarize
@@ -52,10 +52,11 @@ class EvalRequest:
     data: str = "data"
     shots: int | None = None
     limit: int | None = None
-    batch_size: int = 16
+    batch_size: int = 64
     max_new_tokens: int = 512
     output: Path | None = None
     track: bool = True
+    generator: str = "transformers"  # or vllm (CUDA)
 
 
 @dataclass
@@ -169,6 +170,7 @@ def check_request(request: EvalRequest) -> None:
         raise UsageError(f"--limit {request.limit}: must be at least 1")
     if request.batch_size < 1 or request.max_new_tokens < 1:
         raise UsageError("--batch-size and --max-new-tokens must be at least 1")
+    check_generator(request.generator)
     count = len(request.checkpoints) + (request.job is not None)
     if not count and not request.model:
         raise UsageError(
@@ -270,7 +272,7 @@ def run_eval(request: EvalRequest) -> EvalResult:
         "task": task.describe(),
         "max_new_tokens": request.max_new_tokens,
         "batch_size": request.batch_size,
-        "generator": HFGenerator.name,
+        "generator": request.generator,
         "interrupted": interrupted,
         "results": results,
         "comparison": comparison,
@@ -302,6 +304,10 @@ def _mlflow_inside_container(run: RunRecord) -> bool:
 def _run_one(
     loaded: LoadedModel, rows: list[dict[str, Any]], request: EvalRequest, task: Any
 ) -> tuple[list[Sample], float, bool]:
+    if request.generator == "vllm":
+        samples, wall, interrupted = _run_vllm(loaded, rows, request, task)
+        loaded.model = None
+        return samples, wall, interrupted
     generator = HFGenerator(loaded.model, loaded.tokenizer, request.max_new_tokens, stop_rule=task.stop_rule)
     samples, wall, interrupted = evaluate(
         generator, rows, request.batch_size, Path(loaded.label).name or loaded.label, task
@@ -310,3 +316,40 @@ def _run_one(
     del generator
     loaded.model = None
     return samples, wall, interrupted
+
+
+def _run_vllm(
+    loaded: LoadedModel, rows: list[dict[str, Any]], request: EvalRequest, task: Any
+) -> tuple[list[Sample], float, bool]:
+    """vLLM reads a model directory: the loaded model (a trained adapter already merged) is saved to
+    a temporary one, freed from the GPU, and served from there."""
+    import gc
+    import tempfile
+
+    import torch
+
+    with tempfile.TemporaryDirectory(prefix="rlvr-vllm-") as model_dir:
+        loaded.model.save_pretrained(model_dir)
+        loaded.tokenizer.save_pretrained(model_dir)
+        loaded.model = None
+        gc.collect()
+        torch.cuda.empty_cache()
+        generator = VLLMGenerator(
+            model_dir,
+            loaded.tokenizer,
+            request.max_new_tokens,
+            stop_rule=task.stop_rule,
+            stop_strings=task.stop_strings,
+        )
+        try:
+            # vLLM schedules its own batches: hand it everything at once.
+            return evaluate(
+                generator,
+                rows,
+                max(request.batch_size, len(rows)),
+                Path(loaded.label).name or loaded.label,
+                task,
+            )
+        finally:
+            del generator
+            gc.collect()

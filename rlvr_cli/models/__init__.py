@@ -1,1 +1,1 @@
-"""Model sources: Hub ids, local directories, offline models from wheels; loading with one-line errors."""
+"""Model sources: Hub ids, local directories, offline models from wheels; loading with one-line errors; cascade attention that holds a shared prompt once while decoding; SDPA that keeps GQA heads unrepeated."""

@@ -110,6 +110,35 @@ def resolve_environment(recipe: Recipe) -> Environment:
     )
 
 
+# Allocations from this size up get their own mapping, returned to the system when freed.
+MMAP_THRESHOLD = 1 << 20
+
+
+def return_freed_memory() -> bool:
+    """Make glibc give large freed blocks back to the system (Linux; skipped if the user set
+    MALLOC_MMAP_THRESHOLD_ or RLVR_ALLOCATOR=default). Returns whether it changed anything.
+
+    A GRPO step allocates and frees gigabytes of activations. glibc raises its mmap threshold
+    after large blocks are freed (up to 32 MiB), so later tensors come from the heap, whose freed
+    pages stay resident: the policy pass then starts on top of what generation and the previous
+    backward left, and the process peaks ~2.4 GB higher (benchmarks/RESULTS.md, memory section).
+    A fixed 1 MiB threshold keeps every large tensor in its own mapping; measured at the same
+    speed on CPU.
+    """
+    if platform.system() != "Linux" or os.environ.get("RLVR_ALLOCATOR") == "default":
+        return False
+    if "MALLOC_MMAP_THRESHOLD_" in os.environ:
+        return False
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:  # not glibc (e.g. musl)
+        return False
+    m_mmap_threshold = -3  # <malloc.h>
+    return bool(libc.mallopt(m_mmap_threshold, MMAP_THRESHOLD))
+
+
 def check_generation_batch(recipe: Recipe, world_size: int) -> None:
     """GRPO needs every prompt's group of completions in one generation batch."""
     batch = recipe.per_device_train_batch_size * recipe.gradient_accumulation_steps * world_size

@@ -8,7 +8,8 @@ of the tokens. Here the rows are grouped by prompt and the work is laid out as a
 
     prefix common to every row (the exemplars)      run once, batch 1
       └─ rest of prompt A (its question)            run once per prompt, batch 1
-           └─ completions A1..A8                    run once per row, on the cached prompt
+           └─ completions A1..A8                    run once per row, on the cached prompt,
+                                                     in chunks of similar length (`length_chunks`)
 
 Keys and values of the shared parts go into a KV cache that is repeated for the rows below; the
 repeat is an ordinary autograd op, so gradients from every completion flow back into the shared
@@ -26,6 +27,7 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 
 from rlvr_cli.training.generation import MIN_SHARED_TOKENS, cache_kwarg_name, common_prefix_length, unpad_left
 
@@ -44,6 +46,31 @@ def _fork(cache: Any, config: Any) -> Any:
     return fork
 
 
+# A chunk of completions is padded to its longest; start a new chunk rather than pad by more than this.
+MAX_PADDING = 0.25
+
+
+def length_chunks(rows: list[int], lengths: list[int]) -> list[list[int]]:
+    """`rows` grouped, longest first, into chunks whose padding (to the chunk's longest completion)
+    stays under MAX_PADDING of their tokens. GRPO completions of one prompt range from a few dozen
+    tokens to max_completion_length, and a forward and backward over one batch padded to the
+    longest spends much of its time on padding."""
+    order = sorted(range(len(rows)), key=lambda i: -lengths[i])
+    chunks: list[list[int]] = []
+    tokens = 0
+    for i in order:
+        if chunks:
+            longest = lengths[chunks[-1][0]]
+            size = len(chunks[-1]) + 1
+            if longest * size <= (1 + MAX_PADDING) * (tokens + lengths[i]):
+                chunks[-1].append(i)
+                tokens += lengths[i]
+                continue
+        chunks.append([i])
+        tokens = lengths[i]
+    return [[rows[i] for i in chunk] for chunk in chunks]
+
+
 def shared_prefix_logps(
     model: Any,
     input_ids: torch.Tensor,
@@ -56,7 +83,21 @@ def shared_prefix_logps(
 
     `input_ids` is TRL's `[left-padded prompt | right-padded completion]`; `model` has TRL's fused
     LM head (`model(..., labels=..., fused_lm_head=True)` returns `log_probs` and `entropy`).
+    On a CPU with SDPA, attention keeps the kv heads unrepeated (`rlvr_cli.models.attention`).
     """
+    from rlvr_cli.models.attention import GQA_SDPA, attention_implementation
+
+    with attention_implementation(model, GQA_SDPA, only_from="sdpa"):
+        return _shared_prefix_logps(model, input_ids, attention_mask, logits_to_keep, compute_entropy)
+
+
+def _shared_prefix_logps(
+    model: Any,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor,
+    logits_to_keep: int,
+    compute_entropy: bool,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
     device = input_ids.device
     completion_ids = input_ids[:, -logits_to_keep:]
     completion_mask = attention_mask[:, -logits_to_keep:]
@@ -94,26 +135,36 @@ def shared_prefix_logps(
                 logits_to_keep=1,
                 **{cache_kwarg: cache},
             )
-        cache.batch_repeat_interleave(len(rows))
-        index = torch.tensor(rows, device=device)
-        completions = completion_ids[index]
-        first = torch.full((len(rows), 1), prompt[-1], dtype=completions.dtype, device=device)
-        labels = torch.cat(
-            [torch.full_like(first, IGNORE), completions.masked_fill(completion_mask[index] == 0, IGNORE)],
-            dim=1,
-        )
-        # No attention mask: completions are right-padded, and under the causal mask a real token
-        # never sees the padding after it.
-        out = model(
-            input_ids=torch.cat([first, completions], dim=1),
-            labels=labels,
-            fused_lm_head=True,
-            **{cache_kwarg: cache},
-        )
-        order.extend(rows)
-        logps.append(out.log_probs[:, -logits_to_keep:])
-        if compute_entropy:
-            entropies.append(out.entropy[:, -logits_to_keep:])
+        lengths = completion_mask[torch.tensor(rows, device=device)].sum(dim=1).tolist()
+        length_of = dict(zip(rows, lengths, strict=True))
+        for chunk in length_chunks(rows, lengths):
+            # Each chunk runs only up to its longest completion: padding costs a forward and backward too.
+            width = max(1, max(length_of[r] for r in chunk))
+            chunk_cache = _fork(cache, config)  # the forward appends to it; the prompt's stays as it is
+            chunk_cache.batch_repeat_interleave(len(chunk))
+            index = torch.tensor(chunk, device=device)
+            completions = completion_ids[index, :width]
+            first = torch.full((len(chunk), 1), prompt[-1], dtype=completions.dtype, device=device)
+            labels = torch.cat(
+                [
+                    torch.full_like(first, IGNORE),
+                    completions.masked_fill(completion_mask[index, :width] == 0, IGNORE),
+                ],
+                dim=1,
+            )
+            # No attention mask: completions are right-padded, and under the causal mask a real token
+            # never sees the padding after it.
+            out = model(
+                input_ids=torch.cat([first, completions], dim=1),
+                labels=labels,
+                fused_lm_head=True,
+                **{cache_kwarg: chunk_cache},
+            )
+            order.extend(chunk)
+            # Back to TRL's width: padding positions get 0 (its completion mask drops them).
+            logps.append(F.pad(out.log_probs[:, -width:], (0, logits_to_keep - width)))
+            if compute_entropy:
+                entropies.append(F.pad(out.entropy[:, -width:], (0, logits_to_keep - width)))
 
     restore = torch.empty(len(order), dtype=torch.long, device=device)
     restore[torch.tensor(order, device=device)] = torch.arange(len(order), device=device)

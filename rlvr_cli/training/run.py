@@ -138,8 +138,9 @@ def prepare_environment(recipe: Recipe) -> tuple[Any, bool]:
     """The effective device and precision (with a warning per fallback), torch seeded; whether this
     process is the main one (it alone writes files and tracks)."""
     console.info("loading torch, transformers and trl ...")
-    from rlvr_cli.training.hardware import check_generation_batch, resolve_environment
+    from rlvr_cli.training.hardware import check_generation_batch, resolve_environment, return_freed_memory
 
+    return_freed_memory()
     env = resolve_environment(recipe)
     for line in env.fallbacks:
         console.warn(line)

@@ -16,7 +16,12 @@ from typing import Any
 import torch
 from transformers import LogitsProcessorList
 
-from rlvr_cli.training.generation import generate_shared_prefix, unpad_left
+from rlvr_cli.training.generation import (
+    generate_shared_prefix,
+    sample_shared_prefix,
+    supports_sampling,
+    unpad_left,
+)
 from rlvr_cli.training.stopping import AnswerStop
 
 
@@ -45,6 +50,15 @@ def generate_with(model: Any, processor: AnswerStop | None, share_prefix: bool =
             return original(*args, **kwargs)
         kwargs.pop("input_ids"), kwargs.pop("attention_mask")
         rows = unpad_left(input_ids, attention_mask)
+        others = {
+            k: v
+            for k, v in kwargs.items()
+            if k not in ("generation_config", "logits_processor", "disable_compile")
+        }
+        extra_processors = [p for p in kwargs.get("logits_processor") or [] if p is not processor]
+        if not others and not extra_processors and supports_sampling(config):
+            # rlvr's own loop: finished rows leave the batch (TRL's settings: sampling, EOS, padding).
+            return sample_shared_prefix(model, rows, config, width=input_ids.shape[1], stop=processor)
         return generate_shared_prefix(
             model, rows, config.pad_token_id, width=input_ids.shape[1], generate=original, **kwargs
         )

@@ -1,0 +1,206 @@
+"""Cascade attention (rlvr_cli.models.cascade): the shared prompt held once gives the same attention,
+the same greedy tokens and the same log-probs as the ordinary per-row cache."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from rlvr_cli.models import cascade
+from rlvr_cli.models.cascade import CascadeCache, Level, cascade_attention, cascade_attention_forward
+from rlvr_cli.training.generation import generate_shared_prefix, prefill_shared
+
+KV_HEADS, N_REP, DIM = 2, 3, 8
+
+
+class Module(torch.nn.Module):
+    layer_idx = 0
+
+
+class Config:
+    def get_text_config(self, decoder: bool = True):
+        return type("Text", (), {"num_hidden_layers": 1})()
+
+
+def reference_attention(query, keys, values, visible):
+    """SDPA over the whole cache, laid out per row as an ordinary cache holds it."""
+    keys = keys.repeat_interleave(N_REP, dim=1)
+    values = values.repeat_interleave(N_REP, dim=1)
+    return F.scaled_dot_product_attention(query, keys, values, attn_mask=visible).transpose(1, 2)
+
+
+@pytest.mark.parametrize(
+    "groups", [[0, 0, 1, 1], [1, 0, 1, 0], None], ids=["runs", "interleaved", "one-level"]
+)
+@pytest.mark.parametrize("q", [1, 3], ids=["decode", "prefill"])
+def test_attention_equals_sdpa_over_the_full_cache(groups, q):
+    torch.manual_seed(0)
+    rows, l1, l2, own = 4, 5, 4, 6
+    k1, v1 = torch.randn(1, KV_HEADS, l1, DIM), torch.randn(1, KV_HEADS, l1, DIM)
+    k2, v2 = torch.randn(2, KV_HEADS, l2, DIM), torch.randn(2, KV_HEADS, l2, DIM)
+    k3, v3 = torch.randn(rows, KV_HEADS, own, DIM), torch.randn(rows, KV_HEADS, own, DIM)
+    query = torch.randn(rows, KV_HEADS * N_REP, q, DIM)
+
+    cache = CascadeCache(Config())
+    layer = cache.layers[0]
+    layer.levels.append(Level.of(k1, v1, None))
+    parts_k, parts_v = [k1.expand(rows, -1, -1, -1)], [v1.expand(rows, -1, -1, -1)]
+    total = l1 + own
+    # Padding: group 1's prefix is one token shorter; row 2's own part starts with two pads.
+    visible = torch.ones(rows, 1, q, l1 + (l2 if groups else 0) + own, dtype=torch.bool)
+    if groups:
+        index = torch.tensor(groups)
+        layer.levels.append(Level.of(k2, v2, index))
+        assert layer.levels[-1].block == (
+            2 if groups == [0, 0, 1, 1] else None
+        )  # one product per group, or a gather
+        parts_k.append(k2[index]), parts_v.append(v2[index])
+        visible[index == 1, :, :, l1 + l2 - 1] = False
+        total += l2
+    parts_k.append(k3), parts_v.append(v3)
+    visible[2, :, :, total - own : total - own + 2] = False
+    causal = torch.ones(q, q, dtype=torch.bool).tril()
+    visible[..., total - q :] &= causal
+
+    token = cascade._ACTIVE.set(cache)
+    try:
+        out, _ = cascade_attention_forward(Module(), query, k3, v3, visible)
+    finally:
+        cascade._ACTIVE.reset(token)
+    expected = reference_attention(query, torch.cat(parts_k, dim=2), torch.cat(parts_v, dim=2), visible)
+    torch.testing.assert_close(out, expected, atol=1e-5, rtol=1e-5)
+
+
+@pytest.fixture(scope="module")
+def tiny(tiny_model_dir: Path):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir, padding_side="left")
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32).eval()
+    return model, tokenizer
+
+
+EXEMPLARS = (
+    "Question: Tom has 2 apples and buys 3 more.\nSolution: Let's think step by step. 2 + 3 = 5\n"
+    "#### The final answer is 5\n\n"
+)
+QUESTIONS = [
+    "Question: What is 1 + 7?\nSolution:",
+    "Question: A farmer has 12 cows and sells a third of them. How many are left?\nSolution:",
+    "Question: Sum 3, 4 and 5.\nSolution:",
+]
+
+
+@pytest.fixture
+def count_levels(monkeypatch):
+    """How many shared levels each cascade attention call saw (proof that the cascade ran)."""
+    seen: list[int] = []
+    real = cascade.cascade_attention_forward
+
+    def spy(module, *args, **kwargs):
+        cache = cascade._ACTIVE.get()
+        seen.append(len(cache.layers[module.layer_idx].levels) if cache is not None else 0)
+        return real(module, *args, **kwargs)
+
+    monkeypatch.setitem(cascade.AttentionInterface._global_mapping, cascade.NAME, spy)
+    return seen
+
+
+@pytest.mark.parametrize("repeats", [1, 3], ids=["one-level", "two-levels"])
+def test_generation_equals_plain_generate_with_scores(tiny, count_levels, repeats):
+    """Greedy tokens identical to plain `generate`, and every step's log-probs within float tolerance.
+    `repeats` > 1 is GRPO's layout (each prompt `num_generations` times): exemplars shared by all,
+    each prompt shared by its completions."""
+    model, tokenizer = tiny
+    prompts = [EXEMPLARS + q for q in QUESTIONS for _ in range(repeats)]
+    plain_inputs = tokenizer(prompts, return_tensors="pt", padding=True)
+    options = dict(
+        max_new_tokens=10,
+        do_sample=False,
+        pad_token_id=tokenizer.pad_token_id,
+        output_logits=True,
+        return_dict_in_generate=True,
+    )
+    plain = model.generate(**plain_inputs, **options)
+    assert not count_levels
+    shared = generate_shared_prefix(
+        model, [tokenizer(p)["input_ids"] for p in prompts], tokenizer.pad_token_id, **options
+    )
+    width = plain_inputs["input_ids"].shape[1]
+    assert shared.sequences[:, width:].tolist() == plain.sequences[:, width:].tolist()
+    for ours, theirs in zip(shared.logits, plain.logits, strict=True):
+        torch.testing.assert_close(ours.log_softmax(-1), theirs.log_softmax(-1), atol=1e-4, rtol=1e-4)
+    # Decoding saw every level (with two, the per-prompt level was itself built on top of level 1).
+    assert count_levels[-1] == max(count_levels) == (2 if repeats > 1 else 1)
+
+
+def test_two_levels_hold_each_prompt_once(tiny):
+    model, tokenizer = tiny
+    prompts = [EXEMPLARS + q for q in QUESTIONS for _ in range(4)]
+    rows = [tokenizer(p)["input_ids"] for p in prompts]
+    prefill = prefill_shared(model, rows, tokenizer.pad_token_id)
+    first, second = prefill.cache.layers[0].levels
+    k1, k2 = first.keys, second.keys
+    exemplar_tokens = len(tokenizer(EXEMPLARS)["input_ids"])
+    assert k1.shape[0] == 1 and first.groups is None and k1.shape[2] >= exemplar_tokens - 1
+    assert k2.shape[0] == len(QUESTIONS) and second.groups.tolist() == [0] * 4 + [1] * 4 + [2] * 4
+    assert second.block == 4
+    # Nothing per row is cached yet: decoding starts from each row's last prompt token.
+    assert prefill.cache.layers[0].keys is None
+    assert prefill.cached == k1.shape[2] + k2.shape[2] == prefill.ids.shape[1] - 1
+
+
+def test_training_forwards_keep_sdpa(tiny):
+    """The cascade is switched on only inside `cascade_attention`."""
+    model, tokenizer = tiny
+    before = model.config._attn_implementation
+    rows = [tokenizer(EXEMPLARS + q)["input_ids"] for q in QUESTIONS]
+    prefill = prefill_shared(model, rows, tokenizer.pad_token_id)
+    with cascade_attention(model, prefill.cache):
+        assert model.config._attn_implementation == cascade.NAME
+    assert model.config._attn_implementation == before
+
+
+def test_offline_model_gives_the_same_greedy_tokens(smol_dir: Path):
+    """SmolLM2-135M on real 2-shot GSM8K prompts: eval's loop (one level, rows leaving the batch) and
+    GRPO's generation (two levels) produce exactly plain `generate`'s tokens."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from rlvr_cli.data.build import prepare
+    from rlvr_cli.evaluation.generators import greedy_generate
+    from rlvr_cli.tasks.gsm8k.sources import load_source
+
+    from .conftest import FIXTURE_GSM8K
+
+    tokenizer = AutoTokenizer.from_pretrained(smol_dir, padding_side="left")
+    model = AutoModelForCausalLM.from_pretrained(smol_dir, dtype=torch.float32).eval()
+    prompts = [
+        row["prompt"]
+        for row in prepare(load_source(str(FIXTURE_GSM8K)), shots=2, val_fraction=0.1, seed=1).rows["test"][
+            :3
+        ]
+    ]
+    steps, eos, pad = 24, tokenizer.eos_token_id, tokenizer.pad_token_id
+    inputs = tokenizer(prompts, return_tensors="pt", padding=True)
+    plain = model.generate(**inputs, max_new_tokens=steps, do_sample=False, pad_token_id=pad)
+    expected = [
+        row[: row.index(eos)] if eos in row else row
+        for row in plain[:, inputs["input_ids"].shape[1] :].tolist()
+    ]
+
+    rows = [tokenizer(p)["input_ids"] for p in prompts]
+    assert [
+        ids for ids, _ in greedy_generate(model, rows, max_new_tokens=steps, eos_token_id=eos, pad_id=pad)
+    ] == expected
+
+    grpo_rows = [row for row in rows for _ in range(2)]
+    shared = generate_shared_prefix(
+        model, grpo_rows, pad, max_new_tokens=steps, do_sample=False, pad_token_id=pad
+    )
+    got = shared[:, max(len(r) for r in rows) :].tolist()
+    assert [row[: len(expected[i // 2])] for i, row in enumerate(got)] == [
+        e for e in expected for _ in range(2)
+    ]
