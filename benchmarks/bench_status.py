@@ -53,6 +53,16 @@ def main() -> None:
         "RLVR_STATE_DIR": state,
     }
     try:
+        import boto3
+
+        # Submitting checks the bucket's region (HeadBucket): it has to exist.
+        boto3.client(
+            "s3",
+            endpoint_url=env["AWS_ENDPOINT_URL"],
+            region_name="us-east-1",
+            aws_access_key_id="x",
+            aws_secret_access_key="x",
+        ).create_bucket(Bucket="bench-bucket")
         rlvr = [sys.executable, "-m", "rlvr_cli"]
         subprocess.run(
             [
