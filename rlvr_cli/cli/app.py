@@ -287,7 +287,7 @@ def eval_(
     ] = 64,
     max_new_tokens: Annotated[int, typer.Option(help="Most tokens per completion.")] = 512,
     generator: Annotated[
-        str, typer.Option(help="transformers (CPU or GPU) or vllm (CUDA GPU, pip install 'rlvr[vllm]').")
+        str, typer.Option(help="transformers (CPU or GPU) or vllm (a CUDA GPU and the vllm extra).")
     ] = "transformers",
     output: Annotated[
         Path | None, typer.Option("--output", "-o", help="Write summary.json and samples.jsonl here.")
