@@ -14,7 +14,7 @@ from typing import Any, Protocol
 import torch
 
 from rlvr_cli.tasks.base import StopRule
-from rlvr_cli.training.generation import cache_kwarg_name, prefill_shared
+from rlvr_cli.training.generation import decode_rows, prefill_shared
 
 
 @dataclass
@@ -174,62 +174,30 @@ def greedy_generate(
     cache is dropped, the moment it ends, so the work is the sum of the completions' lengths, not
     their maximum times the batch size. Same tokens as `generate` with `AnswerStop` (tested).
     """
-    from rlvr_cli.models.cascade import cascade_attention
-
     stop_rule = stop_rule or StopRule  # the task's: ends a row after its answer line
+    completions: list[list[int]] = [[] for _ in rows]
+    ended = [False] * len(rows)
+    states = [stop_rule() for _ in rows]
+    suppressed = None
 
-    device = model.device if hasattr(model, "device") else next(model.parameters()).device
+    def choose(logits: torch.Tensor) -> torch.Tensor:
+        if suppressed is not None:
+            logits[:, suppressed] = torch.finfo(logits.dtype).min
+        return logits.argmax(-1)
+
+    def take(row: int, token: int, step: int) -> bool:
+        if token == eos_token_id:
+            ended[row] = True
+            return True
+        completions[row].append(token)
+        if token_text is not None and states[row].feed(token_text(token)):
+            ended[row] = True
+            return True
+        return False
+
     # The exemplars common to the batch run once and stay in the cache once (cascade attention).
     prefill = prefill_shared(model, rows, pad_id)
-    mask, cache, positions = prefill.mask, prefill.cache, prefill.positions
-    cache_kwarg = cache_kwarg_name(model)
-    with torch.no_grad(), cascade_attention(model, cache):
-        out = model(
-            input_ids=prefill.ids[:, prefill.cached :],
-            attention_mask=mask,
-            position_ids=positions[:, prefill.cached :],
-            use_cache=True,
-            logits_to_keep=1,
-            **{cache_kwarg: cache},
-        )
-        logits = out.logits[:, -1]
-        active = list(range(len(rows)))
-        next_position = positions[:, -1] + 1
-        completions: list[list[int]] = [[] for _ in rows]
-        ended = [False] * len(rows)
-        states = [stop_rule() for _ in rows]
-        suppressed = torch.tensor(suppress_tokens, device=device) if suppress_tokens else None
-        for step in range(max_new_tokens):
-            if suppressed is not None:
-                logits[:, suppressed] = torch.finfo(logits.dtype).min
-            tokens = logits.argmax(-1)
-            keep = []
-            for j, token in enumerate(tokens.tolist()):
-                row = active[j]
-                if token == eos_token_id:
-                    ended[row] = True
-                    continue
-                completions[row].append(token)
-                if token_text is not None and states[row].feed(token_text(token)):
-                    ended[row] = True
-                    continue
-                keep.append(j)
-            if not keep or step == max_new_tokens - 1:
-                break
-            if len(keep) < len(active):
-                index = torch.tensor(keep, device=device)
-                cache.batch_select_indices(index)
-                mask, tokens, next_position = mask[index], tokens[index], next_position[index]
-                active = [active[j] for j in keep]
-            mask = torch.cat([mask, mask.new_ones((len(active), 1))], dim=1)
-            out = model(
-                input_ids=tokens[:, None],
-                attention_mask=mask,
-                position_ids=next_position[:, None],
-                use_cache=True,
-                logits_to_keep=1,
-                **{cache_kwarg: cache},
-            )
-            next_position = next_position + 1
-            logits = out.logits[:, -1]
+    if suppress_tokens:
+        suppressed = torch.tensor(suppress_tokens, device=prefill.ids.device)
+    decode_rows(model, prefill, max_new_tokens, choose, take)
     return list(zip(completions, ended, strict=True))

@@ -23,6 +23,7 @@ keeps the position it has in the plain left-padded layout and greedy outputs are
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -240,8 +241,6 @@ def sample_shared_prefix(
         TopPLogitsWarper,
     )
 
-    from rlvr_cli.models.cascade import cascade_attention
-
     pad_id = config.pad_token_id
     eos = config.eos_token_id
     eos_ids = set(eos if isinstance(eos, list) else [eos]) - {None}
@@ -258,13 +257,52 @@ def sample_shared_prefix(
         if config.min_p is not None:
             warpers.append(MinPLogitsWarper(min_p=config.min_p, min_tokens_to_keep=1))
 
-    device = model.device if hasattr(model, "device") else next(model.parameters()).device
-    prefill = prefill_shared(model, rows, pad_id, width)
-    mask, cache, positions = prefill.mask, prefill.cache, prefill.positions
-    cache_kwarg = cache_kwarg_name(model)
     states = [stop.rule() for _ in rows] if stop is not None else None
     completions: list[list[int]] = [[] for _ in rows]
-    active = list(range(len(rows)))
+
+    def choose(logits: torch.Tensor) -> torch.Tensor:
+        scores = warpers(None, logits.float())
+        return sample_tokens(scores.softmax(dim=-1)) if config.do_sample else scores.argmax(dim=-1)
+
+    def take(row: int, token: int, step: int) -> bool:
+        completions[row].append(token)
+        if token in eos_ids:
+            return True
+        if states is not None and states[row].feed(stop.token_text(token)):
+            if step + 1 < config.max_new_tokens:
+                completions[row].append(forced_eos)  # what the forcing processor makes certain
+            return True
+        return False
+
+    prefill = prefill_shared(model, rows, pad_id, width)
+    decode_rows(model, prefill, config.max_new_tokens, choose, take)
+    longest = max(len(c) for c in completions)
+    out = torch.full(
+        (len(rows), prefill.ids.shape[1] + longest), pad_id, dtype=torch.long, device=prefill.ids.device
+    )
+    out[:, : prefill.ids.shape[1]] = prefill.ids
+    for i, completion in enumerate(completions):
+        out[i, prefill.ids.shape[1] : prefill.ids.shape[1] + len(completion)] = torch.tensor(completion)
+    return out
+
+
+def decode_rows(
+    model: Any,
+    prefill: SharedPrefill,
+    max_new_tokens: int,
+    choose: Callable[[torch.Tensor], torch.Tensor],
+    take: Callable[[int, int, int], bool],
+) -> None:
+    """Decode from `prefill`, one token per running row per step: `choose(logits)` picks the tokens,
+    `take(row, token, step)` records one and says whether its row has ended. An ended row leaves
+    the batch at once (its cache rows dropped), so a step costs the rows still running.
+    """
+    from rlvr_cli.models.cascade import cascade_attention
+
+    device = prefill.ids.device
+    mask, cache, positions = prefill.mask, prefill.cache, prefill.positions
+    cache_kwarg = cache_kwarg_name(model)
+    active = list(range(prefill.ids.shape[0]))
     with torch.no_grad(), cascade_attention(model, cache):
         logits = model(
             input_ids=prefill.ids[:, prefill.cached :],
@@ -275,22 +313,11 @@ def sample_shared_prefix(
             **{cache_kwarg: cache},
         ).logits[:, -1]
         next_position = positions[:, -1] + 1
-        for step in range(config.max_new_tokens):
-            scores = warpers(None, logits.float())
-            tokens = sample_tokens(scores.softmax(dim=-1)) if config.do_sample else scores.argmax(dim=-1)
-            keep = []
-            for j, token in enumerate(tokens.tolist()):
-                row = active[j]
-                completions[row].append(token)
-                if token in eos_ids:
-                    continue
-                if states is not None and states[row].feed(stop.token_text(token)):
-                    if step + 1 < config.max_new_tokens:
-                        completions[row].append(forced_eos)  # what the forcing processor makes certain
-                    continue
-                keep.append(j)
-            if not keep or step == config.max_new_tokens - 1:
-                break
+        for step in range(max_new_tokens):
+            tokens = choose(logits)
+            keep = [j for j, token in enumerate(tokens.tolist()) if not take(active[j], token, step)]
+            if not keep or step == max_new_tokens - 1:
+                return
             if len(keep) < len(active):
                 index = torch.tensor(keep, device=device)
                 cache.batch_select_indices(index)
@@ -306,12 +333,6 @@ def sample_shared_prefix(
                 **{cache_kwarg: cache},
             ).logits[:, -1]
             next_position = next_position + 1
-    longest = max(len(c) for c in completions)
-    out = torch.full((len(rows), prefill.ids.shape[1] + longest), pad_id, dtype=torch.long, device=device)
-    out[:, : prefill.ids.shape[1]] = prefill.ids
-    for i, completion in enumerate(completions):
-        out[i, prefill.ids.shape[1] : prefill.ids.shape[1] + len(completion)] = torch.tensor(completion)
-    return out
 
 
 def layout_rows(
