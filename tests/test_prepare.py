@@ -130,6 +130,52 @@ def test_malformed_json_line_is_reported_with_file_and_line(cli, tmp_path: Path,
     assert result.code == 1 and f"{source / 'train.jsonl'}:5: malformed JSON line" in result.err
 
 
+@pytest.mark.parametrize("separator", ["\u2028", "\u2029", "\x85"])
+def test_line_separators_inside_json_strings_stay_inside_their_row(
+    cli, tmp_path: Path, gsm8k_fixture: Path, separator: str
+):
+    """JSON allows U+2028/U+2029 (and other characters str.splitlines splits at) raw in a string."""
+    import json
+
+    source = tmp_path / "src"
+    source.mkdir()
+    rows = [json.loads(line) for line in (gsm8k_fixture / "train.jsonl").read_text().splitlines()]
+    rows[4]["question"] = f"Tom has 6 apples{separator}and buys 7 more. How many apples does he have now?"
+    text = "\n".join(json.dumps(row, ensure_ascii=False) for row in rows) + "\n"
+    assert separator in text  # raw, not escaped
+    (source / "train.jsonl").write_text(text, encoding="utf-8")
+    (source / "test.jsonl").write_text((gsm8k_fixture / "test.jsonl").read_text())
+    result = cli("prepare", "--source", source, "--output", tmp_path / "d", "--shots", "1", "--json")
+    assert result.code == 0, result.err
+    prepared = [
+        json.loads(line)
+        for split in ("train", "val")
+        for line in (tmp_path / "d" / split / "dataset.json").read_text(encoding="utf-8").split("\n")
+        if line
+    ]
+    manifest = result.json()
+    # Every source row is one row (or the exemplar): none was split in two or lost.
+    assert len(prepared) == len(rows) - manifest["skipped"]["train"] - len(manifest["exemplar_ids"])
+    prompts = [row["prompt"] for row in prepared]
+    assert sum(rows[4]["question"] in prompt for prompt in prompts) >= 1
+
+
+def test_a_data_file_that_is_not_utf8_is_one_line(cli, tmp_path: Path, gsm8k_fixture: Path):
+    source = tmp_path / "src"
+    source.mkdir()
+    (source / "train.jsonl").write_bytes(
+        (gsm8k_fixture / "train.jsonl").read_bytes() + b'{"question": "caf\xe9"}\n'
+    )
+    (source / "test.jsonl").write_text((gsm8k_fixture / "test.jsonl").read_text())
+    result = cli("prepare", "--source", source, "--output", tmp_path / "d")
+    assert result.code == 2 and "Traceback" not in result.err
+    assert result.err.strip().startswith(
+        f"error: {source / 'train.jsonl'}: the data file is not UTF-8 text (byte 0xe9"
+    )
+    assert result.err.strip().endswith("save it as UTF-8")
+    assert not (tmp_path / "d").exists()
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [

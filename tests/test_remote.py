@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from .conftest import rewrite_split
+
 ACCOUNT, REGION = "123456789012", "us-east-1"
 ROLE = f"arn:aws:iam::{ACCOUNT}:role/SageMakerRole"
 IMAGE = f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/rlvr-train:abc123"
@@ -24,8 +26,12 @@ def boto(service: str):
 
 
 @pytest.fixture
-def bucket(aws: str) -> str:
+def bucket(aws: str, prepared: Path) -> str:
+    """The test bucket, holding a complete `rlvr upload` where the recipes' s3_prefix puts the data."""
+    from .conftest import upload_prepared
+
     boto("s3").create_bucket(Bucket="rlvr-test")
+    upload_prepared(prepared, "s3://rlvr-test/rlvr/data")
     return "rlvr-test"
 
 
@@ -109,18 +115,28 @@ def test_upload_skips_identical_refuses_different_and_forces(cli, prepared: Path
     assert cli("upload", "--data", prepared, "--s3", uri).code == 0
     again = cli("upload", "--data", prepared, "--s3", uri, "--json")
     assert [f["action"] for f in again.json()["files"]] == ["skipped"] * 4
-    (prepared / "test" / "dataset.json").write_text('{"prompt": "changed", "final_answer": "1"}\n')
+    rewrite_split(prepared, "test", '{"prompt": "changed", "final_answer": "1"}\n')
     refused = cli("upload", "--data", prepared, "--s3", uri)
     assert refused.code == 1 and "exists with different content (size: S3 has" in refused.err
     assert "pass --force to replace it" in refused.err
     forced = cli("upload", "--data", prepared, "--s3", uri, "--force", "--json")
-    assert [f["action"] for f in forced.json()["files"]] == ["skipped", "skipped", "replaced", "skipped"]
+    assert [f["action"] for f in forced.json()["files"]] == ["skipped", "skipped", "replaced", "replaced"]
+
+
+def test_upload_refuses_files_that_the_manifest_does_not_describe(cli, prepared: Path, bucket: str):
+    (prepared / "val" / "dataset.json").write_text('{"prompt": "edited", "final_answer": "1"}\n')
+    result = cli("upload", "--data", prepared, "--s3", f"s3://{bucket}/edited")
+    assert result.code == 2
+    assert result.err.strip() == (
+        f"error: {prepared / 'manifest.json'} does not describe {prepared / 'val' / 'dataset.json'} "
+        f"(changed since `rlvr prepare`?); prepare {prepared} again before uploading it"
+    )
+    assert keys(bucket, "edited") == []
 
 
 def test_upload_large_file_goes_multipart_and_verifies(cli, prepared: Path, bucket: str):
-    big = prepared / "train" / "dataset.json"
-    line = big.read_text().splitlines()[0] + "\n"
-    big.write_text(line * (20 * 1024 * 1024 // len(line) + 1))  # > 16 MiB: multipart
+    line = (prepared / "train" / "dataset.json").read_text().splitlines()[0] + "\n"
+    big = rewrite_split(prepared, "train", line * (20 * 1024 * 1024 // len(line) + 1))  # > 16 MiB: multipart
     result = cli("upload", "--data", prepared, "--s3", f"s3://{bucket}/big", "--json")
     assert result.code == 0, result.err
     head = boto("s3").head_object(Bucket=bucket, Key="big/train/dataset.json")
@@ -220,29 +236,104 @@ def test_s3_checksums_are_read_as_aws_reports_them(bucket: str, tmp_path: Path):
     assert verify_file(s3, composite, other).mismatch == ("ChecksumSHA256 (composite of 3 parts) differs")
 
 
-@pytest.mark.parametrize("size", [1024, 20 * 1024 * 1024], ids=["PutObject", "multipart"])
-def test_upload_denied_is_one_line(
-    cli, prepared: Path, bucket: str, aws: str, monkeypatch: pytest.MonkeyPatch, size: int
+def keys(bucket: str, prefix: str) -> list[str]:
+    listed = boto("s3").list_objects_v2(Bucket=bucket, Prefix=prefix).get("Contents", [])
+    return sorted(o["Key"].removeprefix(prefix) for o in listed)
+
+
+def submit_from(cli, recipe: Path, uri: str):
+    return cli("train", "--remote", "--config", recipe, "--data", uri, "--job-name", "rlvr-from-prefix")
+
+
+@pytest.mark.parametrize(
+    ("size", "operation", "landed"),
+    [(1024, "PutObject", ["/train/dataset.json"]), (20 * 1024 * 1024, "UploadPart", [])],
+    ids=["PutObject", "multipart"],
+)
+def test_a_failed_upload_is_one_line_and_leaves_a_prefix_no_job_trains_from(
+    cli, prepared: Path, bucket: str, recipe: Path, aws_calls, size: int, operation: str, landed: list[str]
 ):
-    train = prepared / "train" / "dataset.json"
-    line = train.read_text().splitlines()[0] + "\n"
-    train.write_text(line * (size // len(line) + 1))
-    statements = [
-        {
-            "Effect": "Allow",
-            "Action": "s3:*",
-            "Resource": [f"arn:aws:s3:::{bucket}", f"arn:aws:s3:::{bucket}/*"],
-        },
-        {"Effect": "Deny", "Action": "s3:PutObject", "Resource": f"arn:aws:s3:::{bucket}/*"},
-    ]
-    with limited_credentials(aws, monkeypatch, statements):
-        result = cli("upload", "--data", prepared, "--s3", f"s3://{bucket}/denied")
-    assert result.code == 1
-    assert "Traceback" not in result.err
+    """S3 refuses the second request of the kind (the val file's PutObject; the train file's second
+    part): one error line, no manifest, and `train --remote` refuses the prefix."""
+    line = (prepared / "train" / "dataset.json").read_text().splitlines()[0] + "\n"
+    rewrite_split(prepared, "train", line * (size // len(line) + 1))
+    aws_calls.fail(operation, after=1)
+    result = cli("upload", "--data", prepared, "--s3", f"s3://{bucket}/denied")
+    assert result.code == 1 and "Traceback" not in result.err
     lines = [line for line in result.err.splitlines() if line.strip()]
     assert len(lines) == 1, result.err
-    assert lines[0].startswith("error: uploading ") and "access denied" in lines[0]
-    assert boto("s3").list_objects_v2(Bucket=bucket, Prefix="denied/")["KeyCount"] == 0
+    failed = "val" if operation == "PutObject" else "train"
+    assert lines[0].startswith(
+        f"error: uploading {prepared / failed / 'dataset.json'} to s3://{bucket}/denied/"
+    )
+    assert "access denied" in lines[0]
+    assert keys(bucket, "denied") == landed  # the manifest never went up
+    assert not aws_calls.params("PutObject") or all(
+        not p["Key"].endswith("manifest.json") for p in aws_calls.params("PutObject")
+    )
+
+    refused = submit_from(cli, recipe, f"s3://{bucket}/denied")
+    assert refused.code == 2, refused.err
+    assert refused.err.strip() == (
+        f"error: s3://{bucket}/denied/manifest.json not found: s3://{bucket}/denied holds no complete "
+        f"rlvr upload; run `rlvr upload --data DIR --s3 s3://{bucket}/denied` (again)"
+    )
+    assert not aws_calls.params("CreateTrainingJob")
+
+
+def test_the_manifest_goes_last_after_every_file_is_verified(cli, prepared: Path, bucket: str, aws_calls):
+    assert cli("upload", "--data", prepared, "--s3", f"s3://{bucket}/order").code == 0
+    calls = [(op, p.get("Key", "")) for op, p in aws_calls.sent if op in ("PutObject", "HeadObject")]
+    uploads = [key for op, key in calls if op == "PutObject"]
+    assert uploads == [
+        f"order/{f}" for f in ("train/dataset.json", "val/dataset.json", "test/dataset.json", "manifest.json")
+    ]
+    # Each data file is read back (HeadObject) after its upload and before the manifest goes.
+    manifest_at = calls.index(("PutObject", "order/manifest.json"))
+    for split in ("train", "val", "test"):
+        key = f"order/{split}/dataset.json"
+        assert (
+            calls.index(("PutObject", key))
+            < calls.index(("HeadObject", key), calls.index(("PutObject", key)))
+            < manifest_at
+        )
+
+
+def test_a_forced_replacement_removes_the_old_manifest_first(cli, prepared: Path, bucket: str, aws_calls):
+    uri = f"s3://{bucket}/replaced"
+    assert cli("upload", "--data", prepared, "--s3", uri).code == 0
+    train = prepared / "train" / "dataset.json"
+    rewrite_split(prepared, "train", train.read_text().splitlines()[0] + "\n")  # other data
+    aws_calls.fail("PutObject")  # the new train file is refused
+    result = cli("upload", "--data", prepared, "--s3", uri, "--force")
+    assert result.code == 1 and "access denied" in result.err
+    assert "/manifest.json" not in keys(bucket, "replaced")  # the old one no longer vouches for the files
+
+
+def test_submit_refuses_objects_that_disagree_with_the_manifest(
+    cli, prepared: Path, bucket: str, recipe: Path, aws_calls
+):
+    uri = f"s3://{bucket}/mixed"
+    assert cli("upload", "--data", prepared, "--s3", uri).code == 0
+    boto("s3").put_object(
+        Bucket=bucket, Key="mixed/val/dataset.json", Body=b'{"prompt": "x", "final_answer": "1"}\n'
+    )
+    result = submit_from(cli, recipe, uri)
+    assert result.code == 2
+    size = len(b'{"prompt": "x", "final_answer": "1"}\n')
+    expected = (prepared / "val" / "dataset.json").stat().st_size
+    assert result.err.strip() == (
+        f"error: {uri}/val/dataset.json disagrees with manifest.json ({size} bytes, the manifest says "
+        f"{expected}); run `rlvr upload --data DIR --s3 {uri}` (again)"
+    )
+    # Same size, other bytes: the SHA-256 decides.
+    original = (prepared / "val" / "dataset.json").read_bytes()
+    boto("s3").put_object(Bucket=bucket, Key="mixed/val/dataset.json", Body=original[:-2] + b"x\n")
+    result = submit_from(cli, recipe, uri)
+    assert result.code == 2 and "its SHA-256 differs from the manifest's" in result.err
+    assert not aws_calls.params("CreateTrainingJob")
+    boto("s3").put_object(Bucket=bucket, Key="mixed/val/dataset.json", Body=original)
+    assert submit_from(cli, recipe, uri).code == 0
 
 
 @pytest.mark.parametrize(
@@ -396,25 +487,44 @@ def test_submit_needs_role_image_and_output(cli, tmp_path: Path, aws: str):
     assert result.code == 2 and "needs remote.role_arn, remote.image_uri" in result.err
 
 
-def test_submit_uses_the_last_upload_when_the_recipe_has_no_prefix(
-    cli, prepared: Path, bucket: str, tmp_path: Path
+def test_without_data_in_the_recipe_the_last_upload_is_used_only_said_and_tagged(
+    cli, prepared: Path, bucket: str, aws_calls
 ):
-    assert cli("upload", "--data", prepared, "--s3", f"s3://{bucket}/elsewhere").code == 0
-    result = cli(
-        "train",
-        "--remote",
-        "--dry-run",
-        "--set",
-        f"remote.role_arn={ROLE}",
-        "--set",
-        f"remote.image_uri={IMAGE}",
-        "--set",
-        f"remote.s3_output=s3://{bucket}/out",
+    settings = [
+        "--set", f"remote.role_arn={ROLE}", "--set", f"remote.image_uri={IMAGE}",
+        "--set", f"remote.s3_output=s3://{bucket}/out",
+    ]  # fmt: skip
+    nothing = cli("train", "--remote", "--dry-run", *settings)
+    assert nothing.code == 2 and nothing.err.strip() == (
+        "error: no training data on S3: pass --data s3://bucket/prefix (what `rlvr upload` printed), "
+        "or set remote.s3_data or remote.s3_prefix"
     )
+    assert cli("upload", "--data", prepared, "--s3", f"s3://{bucket}/elsewhere").code == 0
+    note = f"note: data: s3://{bucket}/elsewhere  (the last rlvr upload from this machine; --data s3://... to choose)"
+    dry = cli("train", "--remote", "--dry-run", *settings, "--json")
+    assert dry.code == 0 and note in dry.err
+    request = dry.json()["request"]
     assert (
-        json.loads(result.out)["InputDataConfig"][0]["DataSource"]["S3DataSource"]["S3Uri"]
+        request["InputDataConfig"][0]["DataSource"]["S3DataSource"]["S3Uri"]
         == f"s3://{bucket}/elsewhere/train/"
     )
+    assert {"Key": "rlvr:data-from", "Value": "last-upload"} in request["Tags"]
+    sent = cli("train", "--remote", *settings, "--job-name", "rlvr-last")
+    assert sent.code == 0 and note in sent.err
+    (created,) = aws_calls.params("CreateTrainingJob")
+    tags = {t["Key"]: t["Value"] for t in created["Tags"]}
+    assert tags["rlvr:data"] == f"s3://{bucket}/elsewhere" and tags["rlvr:data-from"] == "last-upload"
+
+    # --data names it: no note, no origin tag.
+    chosen = cli(
+        "train", "--remote", *settings, "--data", f"s3://{bucket}/rlvr/data", "--job-name", "rlvr-chosen"
+    )
+    assert chosen.code == 0 and "last rlvr upload" not in chosen.err
+    created = aws_calls.params("CreateTrainingJob")[-1]
+    tags = {t["Key"]: t["Value"] for t in created["Tags"]}
+    assert tags["rlvr:data"] == f"s3://{bucket}/rlvr/data" and "rlvr:data-from" not in tags
+    local = cli("train", "--data", f"s3://{bucket}/rlvr/data")
+    assert local.code == 2 and "add --remote to train there" in local.err
 
 
 # --- status -------------------------------------------------------------------------------------------

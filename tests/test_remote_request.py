@@ -31,8 +31,12 @@ def boto(service: str, region: str = REGION):
 
 
 @pytest.fixture
-def bucket(aws: str) -> str:
+def bucket(aws: str, prepared: Path) -> str:
+    """The test bucket, holding a complete `rlvr upload` where the recipes' s3_prefix puts the data."""
+    from .conftest import upload_prepared
+
     boto("s3").create_bucket(Bucket="rlvr-test")
+    upload_prepared(prepared, "s3://rlvr-test/rlvr/data")
     return "rlvr-test"
 
 
@@ -114,6 +118,9 @@ def test_the_container_resolves_exactly_the_submitted_recipe(cli, tmp_path: Path
         assert local.lora_modules_to_save is None and local.gradient_checkpointing_kwargs is None
     submitted = cli("train", "--remote", "--config", path, "--job-name", f"rlvr-{which}")
     assert submitted.code == 0, submitted.err
+    # The job scores its data with the task the uploaded data was prepared for (the bucket holds
+    # GSM8K): the one key the submit fills in.
+    local = local.model_copy(update={"task": "gsm8k", "task_options": {}})
 
     # What SageMaker stored is what the container gets, as /opt/ml/input/config/hyperparameters.json.
     job = boto("sagemaker").describe_training_job(TrainingJobName=f"rlvr-{which}")
@@ -151,7 +158,7 @@ def test_explicit_nulls_are_sent_as_null(cli, reference: Path, aws: str):
 def test_dry_run_accepts_the_reference_recipe(cli, reference: Path, aws: str):
     result = dry_run(cli, reference)
     assert result.code == 0, result.err
-    assert "bucket regions are checked on submit" in result.err
+    assert "buckets' regions are checked on submit" in result.err
     assert no_job_submitted()
 
 
@@ -173,23 +180,23 @@ def test_dry_run_accepts_the_reference_recipe(cli, reference: Path, aws: str):
         ),
         (
             ["remote.tags.bad!tag=1"],
-            ["remote.tags.bad!tag (Tags[3].Key): does not match SageMaker's pattern"],
+            ["remote.tags.bad!tag (Tags[4].Key): does not match SageMaker's pattern"],
         ),
         (
             ["remote.tags.team=" + "v" * 257],
-            ["remote.tags.team (Tags[3].Value): is 257 characters; SageMaker allows at most 256"],
+            ["remote.tags.team (Tags[4].Value): is 257 characters; SageMaker allows at most 256"],
         ),
         (
             ["remote.tags.aws:owner=me"],
-            ["remote.tags.aws:owner (Tags[3].Key): the prefix aws: is reserved for AWS"],
+            ["remote.tags.aws:owner (Tags[4].Key): the prefix aws: is reserved for AWS"],
         ),
         (
             ["remote.tags.AWS:owner=me"],
-            ["remote.tags.AWS:owner (Tags[3].Key): the prefix aws: is reserved for AWS"],
+            ["remote.tags.AWS:owner (Tags[4].Key): the prefix aws: is reserved for AWS"],
         ),
         (
             ["remote.tags.rlvr:recipe=mine"],
-            ["remote.tags.rlvr:recipe (Tags[3].Key): the tag key appears twice; rlvr sets it"],
+            ["remote.tags.rlvr:recipe (Tags[4].Key): the tag key appears twice; rlvr sets it"],
         ),
         (
             ["remote.s3_output=s3://rlvr-test/" + "p" * 1010],
@@ -197,7 +204,7 @@ def test_dry_run_accepts_the_reference_recipe(cli, reference: Path, aws: str):
         ),
         (
             ["remote.instance_type=ml.p4d.24xlarg", "remote.tags.aws:x=1"],
-            ["remote.tags.aws:x (Tags[3].Key): the prefix aws: is reserved",
+            ["remote.tags.aws:x (Tags[4].Key): the prefix aws: is reserved",
              "remote.instance_type (ResourceConfig.InstanceType): 'ml.p4d.24xlarg'"],
         ),
     ],
@@ -215,15 +222,15 @@ def test_dry_run_refuses_what_aws_would_refuse(cli, reference: Path, aws: str, o
 
 def test_limits_count_what_rlvr_adds(cli, tmp_path: Path, aws: str):
     data = yaml.safe_load(REFERENCE.read_text())
-    # 48 tags of the user's + rlvr:version + rlvr:recipe = 50: accepted; one more is refused.
-    fits = write_recipe(tmp_path / "fits.yaml", data, tags={f"t{i}": "v" for i in range(48)})
+    # 47 tags of the user's + rlvr:version, rlvr:recipe, rlvr:data = 50: accepted; one more is refused.
+    fits = write_recipe(tmp_path / "fits.yaml", data, tags={f"t{i}": "v" for i in range(47)})
     assert dry_run(cli, fits).code == 0
-    over = write_recipe(tmp_path / "over.yaml", data, tags={f"t{i}": "v" for i in range(49)})
+    over = write_recipe(tmp_path / "over.yaml", data, tags={f"t{i}": "v" for i in range(48)})
     result = dry_run(cli, over)
     assert result.code == 2
     assert errors(result) == [
         "error: remote.tags (Tags): has 51 entries; SageMaker allows at most 50 "
-        "(rlvr adds 2: rlvr:version, rlvr:recipe)"
+        "(rlvr adds 3: rlvr:version, rlvr:recipe, rlvr:data)"
     ]
     # 100 variables are SageMaker's limit; with hf_token_secret rlvr adds RLVR_HF_TOKEN_SECRET.
     env = {f"VAR_{i}": "1" for i in range(100)}
@@ -301,11 +308,11 @@ PAT = "github_pat_" + "B" * 30
         ("remote.environment.GITHUB_TOKEN=x", None, "the word TOKEN"),
         ("remote.environment.WANDB_API_KEY=x", None, "the word API_KEY"),
         ("remote.environment.DB_PASSWORD=x", None, "the word PASSWORD"),
-        ("remote.tags.apiToken=x", None, "remote.tags.apiToken (Tags[3].Key): the tag key looks like a secret (the word TOKEN)"),
+        ("remote.tags.apiToken=x", None, "remote.tags.apiToken (Tags[4].Key): the tag key looks like a secret (the word TOKEN)"),
         ("remote.tags.hf-token=x", None, "the word TOKEN"),
         (f"remote.environment.HUB={HF}", HF, "remote.environment.HUB (Environment.HUB): holds a Hugging Face token"),
         (f"remote.environment.X={AKIA}", AKIA, "holds an AWS access key id"),
-        (f"remote.tags.owner={GHP}", GHP, "remote.tags.owner (Tags[3].Value): holds a GitHub token"),
+        (f"remote.tags.owner={GHP}", GHP, "remote.tags.owner (Tags[4].Value): holds a GitHub token"),
         (f"remote.environment.X={PAT}", PAT, "holds a GitHub token"),
         ("mlflow_tracking_uri=https://alice:s3cr3t-pw@mlflow.example.com", "s3cr3t-pw",
          "mlflow_tracking_uri (HyperParameters.mlflow_tracking_uri): holds a URL with a password"),
@@ -384,7 +391,7 @@ def test_a_bucket_in_another_region_is_refused_on_submit(cli, reference: Path, b
     )
     output = ["--set", "remote.s3_output=s3://rlvr-eu/out"]
     dry = cli("train", "--remote", "--dry-run", "--config", reference, *output)
-    assert dry.code == 0 and "bucket regions are checked on submit" in dry.err  # no S3 call in a dry run
+    assert dry.code == 0 and "buckets' regions are checked on submit" in dry.err  # no S3 call in a dry run
     result = cli("train", "--remote", "--config", reference, *output)
     assert result.code == 2
     assert errors(result) == [

@@ -175,8 +175,12 @@ def train(
     config: ConfigOpt = None,
     overrides: SetOpt = None,
     data: Annotated[
-        Path | None,
-        typer.Option(help="Prepared data directory (sets train_dataset_path and test_dataset_path)."),
+        str | None,
+        typer.Option(
+            metavar="DIR|S3_URI",
+            help="Prepared data directory (sets train_dataset_path and test_dataset_path); with "
+            "--remote, the s3://bucket/prefix that `rlvr upload` printed (sets remote.s3_data).",
+        ),
     ] = None,
     output: Annotated[
         Path | None, typer.Option("--output", "-o", help="Output directory (sets output_dir).")
@@ -211,6 +215,11 @@ def train(
     """
     from rlvr_cli.cli import render
 
+    if data and data.startswith("s3://") and not remote:
+        raise RlvrError(
+            f"--data {data} is S3: add --remote to train there, or pass a prepared directory to train here",
+            ExitCode.USAGE,
+        )
     loaded = _recipe(config, _path_overrides(overrides, data, output))
     if remote:
         from rlvr_cli.cloud.sagemaker.commands import submit
@@ -238,12 +247,14 @@ def train(
     raise typer.Exit(result.exit_code)
 
 
-def _path_overrides(overrides: list[str] | None, data: Path | None, output: Path | None) -> list[str]:
+def _path_overrides(overrides: list[str] | None, data: str | None, output: Path | None) -> list[str]:
     from rlvr_cli.data.layout import PreparedDir
 
     items = list(overrides or [])
-    if data is not None:
-        prepared = PreparedDir(data)
+    if data and data.startswith("s3://"):
+        items.append(f"remote.s3_data={data}")
+    elif data is not None:
+        prepared = PreparedDir(Path(data))
         items += [
             f"train_dataset_path={prepared.split('train')}",
             f"test_dataset_path={prepared.split('val')}",
@@ -350,7 +361,10 @@ def upload(
     from rlvr_cli.cloud.sagemaker.commands import upload_data
 
     recipe = _recipe(config, None, quiet=True).recipe if config else None
-    result = upload_data(data, s3, recipe=recipe, force=force, profile=profile, region=region)
+    with render.progress("upload", unit="bytes") as progress:
+        result = upload_data(
+            data, s3, recipe=recipe, force=force, profile=profile, region=region, progress=progress
+        )
     render.upload(result)
     if json_out:
         console.print_json(result)

@@ -4,7 +4,8 @@ but progress."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import contextlib
+from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from rich.markup import escape
@@ -15,9 +16,50 @@ from rlvr_cli.data.layout import SPLITS, split_file
 
 if TYPE_CHECKING:
     from rlvr_cli.cloud.sagemaker.commands import JobStatus, Submission
+    from rlvr_cli.core.progress import Progress
     from rlvr_cli.data.prepare import PrepareResult
     from rlvr_cli.evaluation.run import EvalResult
     from rlvr_cli.training.run import TrainResult
+
+
+# --- progress -----------------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def progress(label: str, *, unit: str = "items", transient: bool = True) -> Iterator[Progress]:
+    """The one progress bar (stderr): yields the `Progress` function library code reports to.
+
+    `unit` "bytes" shows sizes and speed, "items" a count and the time left.
+    """
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+        TransferSpeedColumn,
+    )
+
+    counts = (
+        (DownloadColumn(), TransferSpeedColumn())
+        if unit == "bytes"
+        else (MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn())
+    )
+    with Progress(
+        TextColumn(f"[bold]{escape(label)}[/bold] {{task.description}}"),
+        BarColumn(),
+        *counts,
+        console=console.err,
+        transient=transient,
+    ) as bar:
+        task = bar.add_task("", total=None)
+
+        def report(description: str, done: float, total: float | None) -> None:
+            bar.update(task, description=escape(description), completed=done, total=total)
+
+        yield report
 
 
 # --- prepare ------------------------------------------------------------------------------------------

@@ -22,6 +22,7 @@ from pydantic import BaseModel, ValidationError
 
 from rlvr_cli.config.recipe import Recipe
 from rlvr_cli.core.errors import UsageError, first_line
+from rlvr_cli.core.files import read_text
 
 
 @dataclass
@@ -186,7 +187,7 @@ def load_recipe(path: Path | None, overrides: list[str] | None = None) -> Loaded
             raise UsageError(
                 f"{path}: recipe not found; pass an existing YAML file, e.g. --config configs/smoke-cpu.yaml"
             )
-        loaded, lines = _yaml_with_lines(p.read_text(encoding="utf-8"), source)
+        loaded, lines = _yaml_with_lines(read_text(p, "recipe"), source)
         if loaded is None:
             loaded = {}
         if not isinstance(loaded, dict):

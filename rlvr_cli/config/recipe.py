@@ -249,8 +249,9 @@ class Recipe(_Strict):
         "bfloat16", description="dtype of the base weights (4-bit compute dtype when load_in_4bit)"
     )
     attn_implementation: Literal["eager", "sdpa", "flash_attention_2", "flash_attention_3"] = Field(
-        "flash_attention_2",
-        description="falls back to sdpa with a warning when flash-attn or CUDA is missing",
+        "sdpa",
+        description="sdpa runs torch's flash kernels on CUDA; flash_attention_2/3 need flash-attn "
+        "(not in the image) and fall back to sdpa with a warning without it or CUDA",
     )
     bf16: bool = Field(True, description="bf16 mixed precision (GPU); ignored with a warning on CPU")
     tf32: bool | None = Field(True, description="allow TF32 matmuls on Ampere+ GPUs")

@@ -10,12 +10,12 @@
 
 `RLVR_SM_ROOT` moves `/opt/ml`, so tests run this entry on a host against a temporary tree.
 
-With more than one GPU, or several instances, this process starts one rank per GPU itself
-(`rlvr_cli.container.launcher`, not torchrun, whose 30 s SIGTERM-to-SIGKILL would cut a checkpoint short),
-each rank being this same module with RLVR_RANK_RECIPE set. A stop or spot interruption (SIGTERM)
-reaches every rank, which finishes its step and saves; only global rank 0 writes /opt/ml/model;
-every rank resumes from /opt/ml/checkpoints. On failure the failing rank's one-line error
-becomes the FailureReason.
+With more than one GPU, or several instances, this process starts one rank per GPU with torchrun
+(`rlvr_cli.container.launcher`), each rank being this same module with RLVR_RANK_RECIPE set. A stop
+or spot interruption (SIGTERM) reaches every rank, which finishes its step and saves within
+RLVR_STOP_GRACE_S (torchrun's --shutdown-timeout); only global rank 0 writes /opt/ml/model; every
+rank resumes from /opt/ml/checkpoints. On failure the first failing rank's one-line error becomes
+the FailureReason.
 
 Environment (documented in the README): RLVR_PROCS_PER_HOST (ranks per host, default the GPU
 count), RLVR_STOP_GRACE_S (seconds from SIGTERM to SIGKILL, default 110), MASTER_PORT.
@@ -32,7 +32,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from rlvr_cli.container.launcher import FAILURE_FILE_ENV, Layout, launch
+from rlvr_cli.container.launcher import Layout, launch, write_rank_exit, write_rank_failure
 from rlvr_cli.core.errors import ExitCode, RlvrError, one_line
 from rlvr_cli.data.layout import PreparedDir
 
@@ -212,7 +212,7 @@ def _run_ranks(paths: Paths, recipe_file: Path, resume: bool, ranks: Layout) -> 
         file=sys.stderr,
         flush=True,
     )
-    outcome = launch([sys.executable, "-m", "rlvr_cli.container.entry"], env, ranks, grace_s=grace)
+    outcome = launch([sys.executable, "-u", "-m", "rlvr_cli.container.entry"], env, ranks, grace_s=grace)
     if outcome.failure:
         _write_failure(paths.failure, outcome.failure)
         print(f"error: {outcome.failure}", file=sys.stderr)
@@ -232,23 +232,26 @@ def _train(loaded: Any, resume: bool) -> int:
 
 
 def _rank_main() -> int:
-    """One rank, started by `_run_ranks`: train, and on failure leave the one-line reason for it."""
-    failure = Path(os.environ[FAILURE_FILE_ENV])
+    """One rank, started by torchrun from `_run_ranks`: train; on failure leave the one-line reason
+    in the rank's error file; always leave the exit code (`rlvr_cli.container.launcher`)."""
+    code = 1
     try:
         from rlvr_cli.config.loading import load_recipe
 
         resume = os.environ.get(RANK_RESUME_ENV) == "1"
-        return _train(load_recipe(Path(os.environ[RANK_RECIPE_ENV])), resume)
+        code = _train(load_recipe(Path(os.environ[RANK_RECIPE_ENV])), resume)
     except RlvrError as exc:
-        _write_failure(failure, exc.message)
+        write_rank_failure(exc.message)
         print(f"error: {exc.message}", file=sys.stderr)
-        return int(exc.code) or 1
+        code = int(exc.code) or 1
     except KeyboardInterrupt:  # a second Ctrl-C: abort without saving
-        return int(ExitCode.INTERRUPTED)
+        code = int(ExitCode.INTERRUPTED)
     except Exception as exc:
-        _write_failure(failure, one_line(exc))
+        write_rank_failure(one_line(exc))
         traceback.print_exc()
-        return 1
+        code = 1
+    write_rank_exit(code)
+    return code
 
 
 def main() -> int:

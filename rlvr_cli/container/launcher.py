@@ -1,39 +1,43 @@
-"""One process per GPU on this host, started, signalled and reaped by rlvr itself.
+"""One rank per GPU on this host, started by torchrun, with the promises a SageMaker job needs.
 
-Why not `torchrun` / `accelerate launch`: on SIGTERM torchelastic's agent signals the workers and
-SIGKILLs any still alive after a fixed 30 s (`PContext.close(death_sig, timeout=30)`; only newer
-torch reads TORCH_ELASTIC_SHUTDOWN_TIMEOUT). SageMaker gives a stopped or interrupted job up to
-120 s, and a rank finishing its step and writing a large checkpoint needs that time. So the ranks
-are plain subprocesses here, with the environment torchrun would give them (RANK, LOCAL_RANK,
-WORLD_SIZE, LOCAL_WORLD_SIZE, GROUP_RANK, MASTER_ADDR, MASTER_PORT), and:
+    python -m torch.distributed.run --nnodes N --node-rank R --nproc-per-node P \
+        --master-addr HOST --master-port PORT --shutdown-timeout GRACE --max-restarts 0 \
+        --log-dir SCRATCH/logs --no-python COMMAND...
 
-- SIGTERM / SIGINT are forwarded to every rank (each in its own session, so a terminal's Ctrl-C
-  reaches a rank once, through here); the ranks get `grace_s` to save before SIGKILL;
-- when a rank fails, the outcome names it and carries the one-line error it wrote to its failure
-  file (`FAILURE_FILE_ENV`), with its exit code; the other ranks are then stopped.
+torchrun gives each rank RANK, LOCAL_RANK, WORLD_SIZE, LOCAL_WORLD_SIZE, GROUP_RANK, MASTER_ADDR and
+MASTER_PORT (static rendezvous on the first host). This module adds what torchrun leaves to its caller:
+
+- SIGTERM / SIGINT reach this process (SageMaker signals the container's main process only) and are
+  forwarded to torchrun, started in its own session so that a terminal's Ctrl-C reaches it once.
+  torchrun forwards them to every rank and SIGKILLs a rank only `--shutdown-timeout` seconds later
+  (torch >= 2.10; older releases killed after a fixed 30 s, too short for a large checkpoint);
+- a rank's failure is read from the error file torchrun gives it (`TORCHELASTIC_ERROR_FILE`,
+  written by `write_rank_failure` in torchelastic's format): the first failure by time, so a rank
+  that lost its peer in a collective does not hide the rank that failed first;
+- each rank leaves its exit code in `EXIT_DIR_ENV` (`write_rank_exit`): after a stop, a rank with
+  none was killed by torchrun at the deadline, and the outcome says its checkpoint may be incomplete.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
-import queue
 import signal
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from rlvr_cli.core.errors import ExitCode
 
-FAILURE_FILE_ENV = "RLVR_RANK_FAILURE_FILE"  # where a rank writes its one-line error before exiting
-FAILURE_GRACE_S = 15.0  # after one rank failed, the others get this long to exit before SIGKILL
-_STOP_CODES = {0, int(ExitCode.INTERRUPTED), -signal.SIGTERM, -signal.SIGINT}
+EXIT_DIR_ENV = "RLVR_RANK_EXIT_DIR"  # where each rank writes rank-N.exit (its exit code)
+# After torchrun's own deadline, how long this process waits for torchrun itself before killing it.
+LAUNCHER_MARGIN_S = 30.0
 
 
 @dataclass(frozen=True)
@@ -50,23 +54,26 @@ class Layout:
     def world_size(self) -> int:
         return self.procs_per_node * self.nnodes
 
-    def rank_env(self, local_rank: int) -> dict[str, str]:
-        return {
-            "RANK": str(self.node_rank * self.procs_per_node + local_rank),
-            "LOCAL_RANK": str(local_rank),
-            "WORLD_SIZE": str(self.world_size),
-            "LOCAL_WORLD_SIZE": str(self.procs_per_node),
-            "GROUP_RANK": str(self.node_rank),
-            "MASTER_ADDR": self.master_addr,
-            "MASTER_PORT": str(self.master_port),
-        }
+    @property
+    def ranks(self) -> list[int]:
+        """The global ranks on this host."""
+        first = self.node_rank * self.procs_per_node
+        return list(range(first, first + self.procs_per_node))
+
+    def torchrun_args(self) -> list[str]:
+        return [
+            f"--nnodes={self.nnodes}",
+            f"--node-rank={self.node_rank}",
+            f"--nproc-per-node={self.procs_per_node}",
+            f"--master-addr={self.master_addr}",
+            f"--master-port={self.master_port}",
+        ]
 
 
 @dataclass
 class Outcome:
     code: int  # 0 done, 130 stopped by a signal (checkpoint saved), else the failing rank's code
-    failure: str | None = None  # the failing rank's one-line error, for /opt/ml/output/failure
-    exits: dict[int, int] = field(default_factory=dict)  # global rank -> exit status (negative: signal)
+    failure: str | None = None  # the first failing rank's one-line error, for /opt/ml/output/failure
 
 
 def launch(
@@ -77,9 +84,35 @@ def launch(
     grace_s: float,
     log: Callable[[str], None] | None = None,
 ) -> Outcome:
-    """Run `command` once per local rank and wait for all of them; see the module docstring."""
+    """Run `command` once per local rank under torchrun and wait for all; see the module docstring."""
     with tempfile.TemporaryDirectory(prefix="rlvr-ranks-") as scratch:
         return _Run(command, env, layout, grace_s, Path(scratch), log or _stderr).run()
+
+
+def write_rank_failure(message: str) -> None:
+    """A rank's one-line error, where torchrun and `launch` read it (torchelastic's error-file format,
+    plus the time to the microsecond: torchelastic's own timestamp is in whole seconds)."""
+    path = os.environ.get("TORCHELASTIC_ERROR_FILE")
+    if not path:
+        return
+    now = time.time()
+    data = {
+        "message": {
+            "message": message,
+            "extraInfo": {"timestamp": str(int(now)), "rlvr_time": now, "rank": os.environ.get("RANK")},
+        }
+    }
+    with contextlib.suppress(OSError):
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Path(path).write_text(json.dumps(data), encoding="utf-8")
+
+
+def write_rank_exit(code: int) -> None:
+    """A rank's exit code, written as it exits: `launch` tells a rank that stopped from one killed."""
+    directory, rank = os.environ.get(EXIT_DIR_ENV), os.environ.get("RANK")
+    if directory and rank is not None:
+        with contextlib.suppress(OSError):
+            (Path(directory) / f"rank-{rank}.exit").write_text(str(code), encoding="utf-8")
 
 
 def _stderr(message: str) -> None:
@@ -90,118 +123,121 @@ class _Run:
     def __init__(
         self, command: list[str], env: dict[str, str], layout: Layout, grace_s: float, scratch: Path, log: Any
     ):
-        self.command, self.env, self.layout, self.grace_s = command, env, layout, grace_s
-        self.scratch, self.log = scratch, log
-        self.announce = False  # a stop to report from the main loop (never print in a signal handler)
-        self.procs: dict[int, subprocess.Popen] = {}  # global rank -> process
-        self.exits: queue.Queue[tuple[int, int]] = queue.Queue()
+        self.command, self.layout, self.grace_s, self.log = command, layout, grace_s, log
+        self.exit_dir, self.log_dir = scratch / "exits", scratch / "logs"
+        self.exit_dir.mkdir()
+        self.env = {**env, EXIT_DIR_ENV: str(self.exit_dir)}
+        if "OMP_NUM_THREADS" not in self.env:  # ranks must not each use every core
+            self.env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // layout.procs_per_node))
+        self.process: subprocess.Popen | None = None
         self.stop_signal: int | None = None
-        self.deadline: float | None = None  # when the ranks still alive get SIGKILL
-        self.failure: tuple[int, int, str] | None = None  # rank, code, message
-        self.killed = False
+        self.announce = False  # a stop to report from the main loop (never print in a signal handler)
+        self.deadline: float | None = None  # when torchrun itself is killed if it has not exited
 
     def run(self) -> Outcome:
         previous = {sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
         try:
-            try:
-                for local_rank in range(self.layout.procs_per_node):
-                    if self.stop_signal is not None:
-                        break  # stopped while starting: the ranks not started yet have nothing to save
-                    self._start(local_rank)
-            except BaseException:  # a rank could not be started: leave no orphans behind
-                self._signal_all(signal.SIGKILL)
-                raise
-            return self._wait()
+            torchrun = [
+                sys.executable,
+                "-m",
+                "torch.distributed.run",
+                *self.layout.torchrun_args(),
+                f"--shutdown-timeout={round(self.grace_s)}",
+                "--max-restarts=0",
+                f"--log-dir={self.log_dir}",
+                "--no-python",
+                *self.command,
+            ]
+            self.process = subprocess.Popen(torchrun, env=self.env, start_new_session=True)
+            if self.stop_signal is not None:  # stopped while starting
+                self.process.send_signal(self.stop_signal)
+            while True:
+                if self.announce:
+                    self.announce = False
+                    name = signal.Signals(self.stop_signal or signal.SIGTERM).name
+                    self.log(
+                        f"{name}: forwarded to {self.layout.procs_per_node} ranks; they finish the step "
+                        f"and save a checkpoint (up to {self.grace_s:.0f} s)"
+                    )
+                try:
+                    returncode = self.process.wait(timeout=0.5)
+                    break
+                except subprocess.TimeoutExpired:
+                    if self.deadline is not None and time.monotonic() > self.deadline:
+                        self.log("torchrun did not exit after its shutdown timeout; killing it")
+                        self.process.kill()
+            return self._outcome(returncode)
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
 
-    def _start(self, local_rank: int) -> None:
-        env = {**self.env, **self.layout.rank_env(local_rank)}
-        rank = int(env["RANK"])
-        env[FAILURE_FILE_ENV] = str(self.scratch / f"rank-{rank}.failure")
-        if "OMP_NUM_THREADS" not in env:  # as torchrun: ranks must not each use every core
-            env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // self.layout.procs_per_node))
-        process = subprocess.Popen(self.command, env=env, start_new_session=True)
-        self.procs[rank] = process
-        threading.Thread(target=lambda: self.exits.put((rank, process.wait())), daemon=True).start()
-
     def _on_signal(self, signum: int, frame: Any) -> None:
         if self.stop_signal is None:
-            self.deadline = time.monotonic() + self.grace_s
+            self.deadline = time.monotonic() + self.grace_s + LAUNCHER_MARGIN_S
             self.announce = True
         self.stop_signal = signum
-        self._signal_all(signum)
+        if self.process is not None and self.process.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                self.process.send_signal(signum)
 
-    def _signal_all(self, signum: int) -> None:
-        for process in self.procs.values():
-            if process.returncode is None:
-                with contextlib.suppress(ProcessLookupError):
-                    process.send_signal(signum)
+    def _exits(self) -> dict[int, int]:
+        exits = {}
+        for rank in self.layout.ranks:
+            with contextlib.suppress(OSError, ValueError):
+                exits[rank] = int((self.exit_dir / f"rank-{rank}.exit").read_text(encoding="utf-8"))
+        return exits
 
-    def _wait(self) -> Outcome:
-        running = set(self.procs)
-        exits: dict[int, int] = {}
-        while running:
-            if self.announce:
-                self.announce = False
-                self.log(
-                    f"{signal.Signals(self.stop_signal or signal.SIGTERM).name}: forwarded to {len(self.procs)} ranks; "
-                    f"they finish the step and save a checkpoint (up to {self.grace_s:.0f} s)"
-                )
-            try:
-                rank, code = self.exits.get(timeout=0.5)
-            except queue.Empty:
-                if self.deadline is not None and time.monotonic() > self.deadline and not self.killed:
-                    self._kill(sorted(running))
-                continue
-            running.discard(rank)
-            exits[rank] = code
-            if self._is_failure(code) and self.failure is None:
-                self.failure = (rank, code, self._message(rank, code))
-                if running:  # the others would wait for it in a collective until NCCL's timeout
-                    self.log(f"rank {rank} failed; stopping the other ranks")
-                    self.deadline = time.monotonic() + min(self.grace_s, FAILURE_GRACE_S)
-                    self._signal_all(signal.SIGTERM)
-        return self._outcome(exits)
+    def _first_failure(self) -> tuple[int | None, str] | None:
+        """The earliest error a rank wrote to its torchelastic error file: (rank, message)."""
+        found = []
+        for path in self.log_dir.rglob("error.json"):
+            with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
+                message = json.loads(path.read_text(encoding="utf-8"))["message"]
+                info = message["extraInfo"]
+                rank = info.get("rank")
+                found.append((float(info.get("rlvr_time", info["timestamp"])), rank, str(message["message"])))
+        if not found:
+            return None
+        _, rank, message = min(found, key=lambda f: f[0])
+        return (int(rank) if rank is not None else None, message)
 
-    def _is_failure(self, code: int) -> bool:
-        if code == 0 or code == int(ExitCode.INTERRUPTED):
-            return False
-        if self.killed:
-            return False  # SIGKILLed by us: already recorded
-        return not (self.stop_signal is not None and code in _STOP_CODES)
-
-    def _kill(self, ranks: list[int]) -> None:
-        self.killed = True
-        waited = (
-            f"{self.grace_s:.0f} s after {signal.Signals(self.stop_signal).name}" if self.stop_signal else ""
-        )
-        if self.failure is None:
-            message = (
-                f"ranks {', '.join(map(str, ranks))} did not stop within {waited} and were killed; "
-                "the checkpoint of this stop may be incomplete (the next run resumes from the last complete one)"
+    def _outcome(self, returncode: int) -> Outcome:
+        exits = self._exits()
+        first = self._first_failure()
+        if first is not None:
+            rank, message = first
+            code = exits.get(rank, 1) if rank is not None else 1
+            return Outcome(
+                code if code > 0 else 1, f"rank {rank}: {message}" if rank is not None else message
             )
-            self.failure = (ranks[0], 128 + signal.SIGKILL, message)
-        self.log(f"killing ranks {', '.join(map(str, ranks))}")
-        self._signal_all(signal.SIGKILL)
+        missing = [rank for rank in self.layout.ranks if rank not in exits]
+        if missing and self.stop_signal is not None:
+            name = signal.Signals(self.stop_signal).name
+            return Outcome(
+                128 + signal.SIGKILL,
+                f"ranks {', '.join(map(str, missing))} did not stop within {self.grace_s:.0f} s after {name} "
+                "and were killed; the checkpoint of this stop may be incomplete (the next run resumes from "
+                "the last complete one)",
+            )
+        if not exits and returncode != 0:
+            return Outcome(
+                returncode, f"torchrun exited with code {returncode} before any rank ran; see the job's logs"
+            )
+        if missing:
+            return Outcome(
+                128 + signal.SIGKILL,
+                f"ranks {', '.join(map(str, missing))} ended without an exit code (killed: out of memory?); "
+                "see the job's logs",
+            )
+        if all(code == 0 for code in exits.values()):
+            return Outcome(0)  # done, even if a stop came as the last step ended
+        failed = [(rank, code) for rank, code in exits.items() if code not in _STOPPED]
+        if not failed:
+            return Outcome(int(ExitCode.INTERRUPTED))  # stopped; checkpoint saved
+        rank, code = min(failed)
+        return Outcome(
+            code, f"rank {rank} exited with code {code} without an error message; see the job's logs"
+        )
 
-    def _message(self, rank: int, code: int) -> str:
-        written = self.scratch / f"rank-{rank}.failure"
-        with contextlib.suppress(OSError):
-            text = written.read_text(encoding="utf-8").strip()
-            if text:
-                return f"rank {rank}: {text}"
-        if code < 0:
-            name = signal.Signals(-code).name
-            hint = " (out of memory?)" if -code == signal.SIGKILL else ""
-            return f"rank {rank} was killed by {name}{hint}; see the job's logs"
-        return f"rank {rank} exited with code {code} without an error message; see the job's logs"
 
-    def _outcome(self, exits: dict[int, int]) -> Outcome:
-        if self.failure is not None:
-            _, code, message = self.failure
-            return Outcome(code if code > 0 else 128 - code, message, exits)
-        if exits and all(code == 0 for code in exits.values()):
-            return Outcome(0, None, exits)  # done, even if a stop came as the last step ended
-        return Outcome(int(ExitCode.INTERRUPTED), None, exits)  # stopped; checkpoint saved
+_STOPPED = {0, int(ExitCode.INTERRUPTED)}

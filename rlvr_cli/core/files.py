@@ -42,6 +42,32 @@ def _umask() -> int:
     return mask
 
 
+def read_text(path: Path, what: str = "file") -> str:
+    """A UTF-8 text file's content; a file in another encoding is one error naming it and the fix."""
+    from rlvr_cli.core.errors import UsageError
+
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise UsageError(
+            f"{path}: the {what} is not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset "
+            f"{exc.start}); save it as UTF-8"
+        ) from exc
+
+
+def json_lines(text: str) -> Iterator[tuple[int, str]]:
+    r"""(line number, line) of a JSON-lines text, split at newlines only.
+
+    `str.splitlines` also splits at U+2028, U+2029 and other separators, which JSON allows raw inside
+    strings: a valid row would become two broken ones.
+
+    >>> [(n, json.loads(line)) for n, line in json_lines('{"q": "a\u2028b"}\r\n{"q": 2}')]
+    [(1, {'q': 'a\u2028b'}), (2, {'q': 2})]
+    """
+    for lineno, line in enumerate(text.split("\n"), start=1):
+        yield lineno, line.removesuffix("\r")
+
+
 def write_text(path: Path, text: str) -> None:
     with atomic_write(path) as fh:
         fh.write(text)

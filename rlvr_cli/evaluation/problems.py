@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rlvr_cli.core.errors import UsageError
+from rlvr_cli.core.errors import RlvrError, UsageError
 from rlvr_cli.data.layout import PreparedDir, read_rows
 from rlvr_cli.tasks.base import Task
 
@@ -40,13 +40,23 @@ def load_problems(
     elif path.exists() or "/" in spec or spec.startswith("reasoning-gym"):
         name, task_options = task_for_source(spec, task_name, dict(options or {}))
         task = get_task(name, task_options)
-        source = task.load(spec, size=2000, seed=42, strict=False)
+        try:
+            source = task.load(spec, size=2000, seed=42, strict=False)
+        except RlvrError as exc:
+            if path.exists() or spec.startswith("reasoning-gym"):
+                raise
+            # Neither here nor on the Hub: most likely a prepared directory's path, mistyped.
+            raise UsageError(
+                f"--data {spec}: no such directory, and no Hub dataset of that name could be loaded; "
+                "pass a directory that `rlvr prepare` wrote (it holds test/dataset.json)"
+            ) from exc
         n = 8 if shots is None else shots
         prepared = prepare(source, shots=n, val_fraction=0.1, seed=42, task=task)
         return Problems(prepared.rows["test"], f"{spec} (test, {n} shots)", task)
     else:
         raise UsageError(
-            f"--data {spec}: not found; give a prepared directory (rlvr prepare), a dataset.json, or a source"
+            f"--data {spec}: not found; pass a directory that `rlvr prepare` wrote (it holds "
+            "test/dataset.json), one dataset.json, or a source such as reasoning-gym:DATASET"
         )
     rows, where, manifest = read_rows(test_file, "test"), str(test_file), prepared_dir.manifest()
     task = task_from_description(manifest.task if manifest else None)

@@ -198,6 +198,14 @@ def check_request(request: EvalRequest) -> None:
 
 def run_eval(request: EvalRequest) -> EvalResult:
     check_request(request)
+    from rlvr_cli.cloud.sagemaker.artifacts import FetchedCheckpoint, job_artifact, resolve_remote
+
+    # The job first (one call): a wrong name is reported before anything about the local data.
+    job = (
+        job_artifact(request.job, profile=request.profile, region=request.region)
+        if request.job is not None
+        else None
+    )
     problems = load_problems(request.data, request.shots)
     for note in problems.notes:
         console.notice(note)
@@ -205,12 +213,10 @@ def run_eval(request: EvalRequest) -> EvalResult:
     if request.limit:
         rows = rows[: request.limit]
     # Models on S3 (a job's model.tar.gz) are fetched into the cache, then evaluated like local ones.
-    from rlvr_cli.cloud.sagemaker.artifacts import FetchedCheckpoint, resolve_remote
-
     checkpoints: list[str] = []
     fetched: dict[str, FetchedCheckpoint] = {}
     for item in resolve_remote(
-        [str(c) for c in request.checkpoints], request.job, profile=request.profile, region=request.region
+        [str(c) for c in request.checkpoints], job, profile=request.profile, region=request.region
     ):
         if isinstance(item, FetchedCheckpoint):
             fetched[str(item.path)] = item

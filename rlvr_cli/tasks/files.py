@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from rlvr_cli.core.errors import RlvrError, UsageError
+from rlvr_cli.core.files import json_lines, read_text
 from rlvr_cli.tasks.base import Problem, SourceData
 
 # (split, index, row) -> a Problem, or None when the gold answer cannot be read (skipped, counted)
@@ -26,7 +27,7 @@ def rows_from_file(path: Path) -> Iterable[tuple[int, dict[str, Any]]]:
         for i, row in enumerate(pq.read_table(path).to_pylist(), start=1):
             yield i, row
         return
-    text = path.read_text(encoding="utf-8")
+    text = read_text(path, "data file")
     if text.lstrip().startswith("["):
         try:
             data = json.loads(text)
@@ -35,7 +36,7 @@ def rows_from_file(path: Path) -> Iterable[tuple[int, dict[str, Any]]]:
         for i, row in enumerate(data, start=1):
             yield i, row
         return
-    for lineno, line in enumerate(text.splitlines(), start=1):
+    for lineno, line in json_lines(text):
         if not line.strip():
             continue
         try:

@@ -76,7 +76,8 @@ def resolve_environment(recipe: Recipe) -> Environment:
             attn = "sdpa"
         elif not _installed(package):
             fallbacks.append(
-                f"attn_implementation {attn}: flash-attn is not installed (pip install 'rlvr[gpu]'): using sdpa"
+                f"attn_implementation {attn}: flash-attn is not installed (pip install flash-attn builds it "
+                "for your torch; the image has none): using sdpa, whose CUDA flash kernels serve bf16/fp16"
             )
             attn = "sdpa"
 

@@ -8,16 +8,13 @@ The subclass overrides three methods, each calling the original where rlvr's ver
 - `_calculate_rewards`: logs accuracy, format rate and the share of completions cut at
   max_completion_length, and keeps a small sample of completions for the tracker.
 
-A fourth, `_save_checkpoint`, only reads `RLVR_TEST_SAVE_DELAY_S` (tests only): every checkpoint
-save takes that many seconds longer, standing in for a large model written to slow storage; the
-container tests check that a stop on several ranks waits for such a save.
+tests/test_trl_hook.py names each of them: a TRL release that renames one fails the suite instead
+of silently switching rlvr's behaviour off.
 """
 
 from __future__ import annotations
 
 import math
-import os
-import time
 from typing import Any
 
 import torch
@@ -117,9 +114,3 @@ class RlvrGRPOTrainer(GRPOTrainer):
             sample.append(row)
         self.completion_sample = sample
         return rewards
-
-    def _save_checkpoint(self, model: Any, trial: Any) -> None:
-        delay = float(os.environ.get("RLVR_TEST_SAVE_DELAY_S") or 0)
-        if delay:  # before the save, so that a rank killed meanwhile leaves no complete checkpoint
-            time.sleep(delay)
-        super()._save_checkpoint(model, trial)

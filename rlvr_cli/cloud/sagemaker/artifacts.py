@@ -293,12 +293,17 @@ def unpack(archive: Path, target: Path, uri: str) -> None:
 
 
 def resolve_remote(
-    checkpoints: list[str], job: str | None, *, profile: str | None, region: str | None
+    checkpoints: list[str],
+    job: tuple[str, str, dict[str, Any]] | None,
+    *,
+    profile: str | None,
+    region: str | None,
 ) -> list[FetchedCheckpoint | str]:
-    """The checkpoints to evaluate, S3 ones fetched: a local path stays as it is."""
+    """The checkpoints to evaluate, S3 ones fetched: a local path stays as it is. `job` is what
+    `job_artifact` found (looked up first, so that a wrong job name fails before anything else)."""
     resolved: list[FetchedCheckpoint | str] = []
     if job is not None:
-        name, uri, settings = job_artifact(job, profile=profile, region=region)
+        name, uri, settings = job
         console.info(f"job {name}: model at {uri}")
         resolved.append(fetch_checkpoint(uri, job=name, **settings))
     for checkpoint in checkpoints:

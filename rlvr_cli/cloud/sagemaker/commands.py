@@ -22,6 +22,7 @@ from rlvr_cli.core.errors import ExitCode, RlvrError, UsageError
 if TYPE_CHECKING:  # `rlvr status` must start fast: no pydantic import on its path
     from rlvr_cli.config.loading import LoadedRecipe
     from rlvr_cli.config.recipe import Recipe
+    from rlvr_cli.core.progress import Progress
 
 # How often `logs` (following) and `train --remote --wait` poll: $RLVR_POLL_SECONDS, read per command.
 POLL_SECONDS = 10.0
@@ -37,7 +38,14 @@ def _region(recipe: Recipe | None, region: str | None) -> str | None:
 
 
 def upload_data(
-    data: Path, s3: str | None, *, recipe: Recipe | None, force: bool, profile: str | None, region: str | None
+    data: Path,
+    s3: str | None,
+    *,
+    recipe: Recipe | None,
+    force: bool,
+    profile: str | None,
+    region: str | None,
+    progress: Progress | None = None,
 ) -> dict[str, Any]:
     """Upload a prepared directory (`rlvr_cli.cloud.sagemaker.upload`) and remember where it went:
     {s3_uri, channels, files: [{file, s3_uri, sha256, bytes, action, verified}]}."""
@@ -48,7 +56,9 @@ def upload_data(
         raise UsageError(
             "no destination: pass --s3 s3://bucket/prefix, or --config with remote.s3_prefix or remote.s3_data"
         )
-    result = upload_dataset(data, uri, force=force, profile=profile, region=_region(recipe, region))
+    result = upload_dataset(
+        data, uri, force=force, profile=profile, region=_region(recipe, region), progress=progress
+    )
     history.record_upload(result["s3_uri"])
     return result
 
@@ -88,42 +98,55 @@ def submit(
     region: str | None,
     name: str | None = None,
 ) -> Submission:
-    from rlvr_cli.cloud.sagemaker.client import configured_region
+    """Build the CreateTrainingJob request, check it as AWS would, and send it unless `dry_run`.
+
+    The data is the recipe's (`remote.s3_data` or `remote.s3_prefix`, which `train --data s3://...`
+    sets); without one, the last `rlvr upload` from this machine, said in a note and tagged on the
+    job (`rlvr:data-from`). Before sending, the upload is checked against its manifest
+    (`upload.check_uploaded`): a prefix holding a failed or mixed upload is refused.
+    """
+    from rlvr_cli.cloud.sagemaker.client import aws_errors, bucket_region, client, configured_region
     from rlvr_cli.cloud.sagemaker.request import build_request, estimate_cost, job_name
-    from rlvr_cli.cloud.sagemaker.request_checks import region_problems, setting_warnings
+    from rlvr_cli.cloud.sagemaker.request_checks import region_problems, request_buckets, setting_warnings
+    from rlvr_cli.cloud.sagemaker.upload import check_uploaded
 
     recipe = loaded.recipe
-    data_uri = recipe.remote.uri("data") or history.last_data_uri()
+    notes: list[str] = []
+    data_uri, data_from = recipe.remote.uri("data"), "recipe"
     if not data_uri:
-        raise UsageError(
-            "no training data on S3: run `rlvr upload --s3 s3://bucket/prefix`, or set remote.s3_prefix"
-        )
-    recipe, task_note = _with_prepared_task(
-        recipe, None if dry_run else lambda: _s3_manifest_task(data_uri, profile, region)
-    )
+        data_uri, data_from = history.last_data_uri(), "last-upload"
+        if not data_uri:
+            raise UsageError(
+                "no training data on S3: pass --data s3://bucket/prefix (what `rlvr upload` printed), "
+                "or set remote.s3_data or remote.s3_prefix"
+            )
+        notes.append(f"data: {data_uri}  (the last rlvr upload from this machine; --data s3://... to choose)")
     if name is not None and not re.match(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$", name):
         raise UsageError(
             f"--job-name {name}: 1-63 letters, digits and hyphens, starting with a letter or digit"
         )
-    name = name or job_name(recipe)
-    request = build_request(recipe, name=name, data_uri=data_uri)  # refuses what AWS would refuse
-    submission = Submission(name, request, estimate_cost(recipe), dry_run)
     region = _region(recipe, region)
+    uploaded: dict[str, Any] | None = None
+    if not dry_run:
+        with aws_errors(f"reading {data_uri}"):
+            uploaded = check_uploaded(client("s3", profile=profile, region=region), data_uri)
+    recipe, task_note = _with_prepared_task(recipe, uploaded)
+    if task_note:
+        notes.append(task_note)
+    name = name or job_name(recipe)
+    # refuses what AWS would refuse
+    request = build_request(recipe, name=name, data_uri=data_uri, data_from=data_from)
+    submission = Submission(name, request, estimate_cost(recipe), dry_run, notes=notes)
     job_region = configured_region(profile=profile, region=region)
     if job_region:  # the image's region is in its URI: no call needed
         _refuse(region_problems(request, job_region))
     submission.warnings = setting_warnings(recipe)
-    if task_note:
-        submission.notes.append(task_note)
     if dry_run:
         submission.notes.append(
-            "dry run: bucket regions are checked on submit (they need S3 calls)"
+            "dry run: the data's manifest and the buckets' regions are checked on submit (they need S3 calls)"
             + ("" if job_region else "; no region is set, so the image's region was not checked either")
         )
         return submission
-    from rlvr_cli.cloud.sagemaker.client import aws_errors, bucket_region, client
-    from rlvr_cli.cloud.sagemaker.request_checks import request_buckets
-
     sm = client("sagemaker", profile=profile, region=region)
     job_region = sm.meta.region_name
     s3 = client("s3", profile=profile, region=job_region)
@@ -138,44 +161,30 @@ def submit(
     return submission
 
 
-def _with_prepared_task(
-    recipe: Any, fetch: Callable[[], dict[str, Any] | None] | None
-) -> tuple[Any, str | None]:
+def _with_prepared_task(recipe: Any, uploaded: dict[str, Any] | None) -> tuple[Any, str | None]:
     """The recipe with the task its data was prepared for, so that the job scores the data as `rlvr
     train` would here: the container gets the train and val channels, not manifest.json.
 
-    The local manifest (beside `train_dataset_path`) first, else the uploaded one (`fetch`; not on a
-    dry run, which calls nothing). A recipe that names its task keeps it.
+    On submit, the uploaded manifest's task (the data the job trains on); on a dry run, which calls
+    nothing, the local manifest beside `train_dataset_path`. A recipe that names its task keeps it.
     """
     if recipe.task:
         return recipe, None
-    from rlvr_cli.data.layout import PreparedDir
+    if uploaded is not None:
+        task = uploaded.get("task")
+    else:
+        from rlvr_cli.data.layout import PreparedDir
 
-    manifest = PreparedDir.of_split_file(Path(recipe.train_dataset_path)).manifest()
-    task = manifest.task if manifest and manifest.task else (fetch() if fetch else None)
-    if not task or not task.get("name"):
+        manifest = PreparedDir.of_split_file(Path(recipe.train_dataset_path)).manifest()
+        task = manifest.task if manifest else None
+    if not isinstance(task, dict) or not task.get("name"):
+        where = "the uploaded manifest" if uploaded is not None else f"{recipe.train_dataset_path}'s manifest"
         return recipe, (
-            "the task the data was prepared for is not known here (no manifest.json beside "
-            f"{recipe.train_dataset_path}); the job trains it as gsm8k unless the recipe sets `task`"
+            f"the task the data was prepared for is not in {where}; the job trains it as gsm8k "
+            "unless the recipe sets `task`"
         )
     options = recipe.task_options or task.get("options") or {}
     return recipe.model_copy(update={"task": task["name"], "task_options": options}), None
-
-
-def _s3_manifest_task(data_uri: str, profile: str | None, region: str | None) -> dict[str, Any] | None:
-    """`task` from the manifest `rlvr upload` put beside the data on S3; None when it is not there."""
-    import json
-
-    from rlvr_cli.cloud.sagemaker.client import client
-
-    bucket, _, prefix = data_uri.removeprefix("s3://").partition("/")
-    key = f"{prefix.rstrip('/')}/manifest.json" if prefix else "manifest.json"
-    try:
-        body = client("s3", profile=profile, region=region).get_object(Bucket=bucket, Key=key)["Body"].read()
-        task = json.loads(body).get("task")
-    except Exception:  # missing, denied, or not JSON: the note says what the job will do
-        return None
-    return task if isinstance(task, dict) else None
 
 
 def _refuse(problems: list[str]) -> None:

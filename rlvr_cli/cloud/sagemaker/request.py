@@ -82,9 +82,10 @@ def mlflow_arn(recipe: Recipe) -> str | None:
     return None
 
 
-def build_request(recipe: Recipe, *, name: str, data_uri: str) -> dict[str, Any]:
+def build_request(recipe: Recipe, *, name: str, data_uri: str, data_from: str = "recipe") -> dict[str, Any]:
     """The CreateTrainingJob parameters; a UsageError listing every problem if AWS or rlvr would
-    refuse them (rlvr_cli.cloud.sagemaker.request_checks)."""
+    refuse them (rlvr_cli.cloud.sagemaker.request_checks). `data_from` (recipe | last-upload) says
+    where `data_uri` came from; both are tagged on the job."""
     from rlvr_cli.cloud.sagemaker.request_checks import refusals
 
     remote = recipe.remote
@@ -135,6 +136,8 @@ def build_request(recipe: Recipe, *, name: str, data_uri: str) -> dict[str, Any]
             {"Key": "rlvr:version", "Value": __version__},
             # Equal to the fingerprint in the job's rlvr_run.json: it ignores the keys the container sets.
             {"Key": "rlvr:recipe", "Value": recipe_fingerprint(recipe)},
+            {"Key": "rlvr:data", "Value": data_uri.rstrip("/")},
+            *([{"Key": "rlvr:data-from", "Value": data_from}] if data_from != "recipe" else []),
             *({"Key": k, "Value": v} for k, v in remote.tags.items()),
         ],
     }

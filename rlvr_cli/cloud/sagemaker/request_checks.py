@@ -20,7 +20,7 @@ OPERATION = "CreateTrainingJob"
 # Set by rlvr itself: counted against SageMaker's limits, exempt from the secret-name rule
 # (RLVR_HF_TOKEN_SECRET holds the *name* of a Secrets Manager secret).
 RLVR_ENVIRONMENT = ("RLVR_HF_TOKEN_SECRET",)
-RLVR_TAGS = ("rlvr:version", "rlvr:recipe")
+RLVR_TAGS = ("rlvr:version", "rlvr:recipe", "rlvr:data", "rlvr:data-from")
 
 # A name is secret-looking when one of its words is one of these (words split at `_`, `-`, `.`,
 # `:` and camelCase), so HF_TOKEN and hfToken are refused and TOKENIZERS_PARALLELISM is not.

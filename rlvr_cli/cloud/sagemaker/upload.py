@@ -10,6 +10,10 @@ An object already at a key is compared by what S3 itself keeps about its bytes (
 MD5 ETag: `rlvr_cli.cloud.sagemaker.s3objects`), not by the metadata alone, which any writer can set: identical
 objects are skipped, different ones are only replaced with `--force`. The metadata decides only
 when S3 keeps no checksum. Every uploaded object is checked the same way afterwards.
+
+The manifest goes last, only once every data file is on S3 and verified, and a manifest that the
+upload is about to contradict is deleted first: a prefix with a manifest holds a complete upload,
+and a failed upload leaves a prefix that `rlvr train --remote` refuses (`check_uploaded`).
 """
 
 from __future__ import annotations
@@ -17,14 +21,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
-
 from rlvr_cli.cloud.sagemaker.client import aws_errors, client, describe_client_error, parse_s3_uri
 from rlvr_cli.cloud.sagemaker.s3objects import RemoteObject, Verification, head, verify_file
-from rlvr_cli.core import console
-from rlvr_cli.core.errors import RlvrError
+from rlvr_cli.core.errors import RlvrError, UsageError
 from rlvr_cli.core.files import sha256_file
-from rlvr_cli.data.layout import FILES, SPLITS
+from rlvr_cli.core.progress import Counter, Progress
+from rlvr_cli.data.layout import FILES, MANIFEST_FILE, SPLITS, PreparedDir, split_file
 
 MULTIPART_THRESHOLD = 16 * 1024 * 1024
 
@@ -53,6 +55,19 @@ def _check_bucket(s3: Any, bucket: str) -> None:
                 f"bucket {bucket} does not exist; create it (aws s3 mb s3://{bucket}) or fix --s3"
             ) from exc
         raise
+
+
+def _check_local_manifest(data: Path, digests: dict[str, str]) -> None:
+    """The manifest describes the files beside it: an upload's manifest vouches for them on S3."""
+    manifest = PreparedDir(data).manifest()
+    listed = manifest.files if manifest else {}
+    for split in SPLITS:
+        rel = split_file(split)
+        if (listed.get(rel) or {}).get("sha256") != digests[rel]:
+            raise UsageError(
+                f"{data / MANIFEST_FILE} does not describe {data / rel} (changed since `rlvr prepare`?); "
+                f"prepare {data} again before uploading it"
+            )
 
 
 def _upload(transfer: Any, item: dict[str, Any], bucket: str, callback: Any) -> None:
@@ -99,7 +114,13 @@ def _verify_uploaded(s3: Any, bucket: str, item: dict[str, Any]) -> list[str]:
 
 
 def upload_dataset(
-    data: Path, uri: str, *, force: bool, profile: str | None, region: str | None
+    data: Path,
+    uri: str,
+    *,
+    force: bool,
+    profile: str | None,
+    region: str | None,
+    progress: Progress | None = None,
 ) -> dict[str, Any]:
     missing = [rel for rel in FILES if not (data / rel).is_file()]
     if missing:
@@ -109,6 +130,7 @@ def upload_dataset(
 
     s3 = client("s3", profile=profile, region=region)
     files = [(rel, data / rel, sha256_file(data / rel)) for rel in FILES]
+    _check_local_manifest(data, {rel: digest for rel, _, digest in files})
     plan = []
     with aws_errors(f"s3://{bucket}"):
         _check_bucket(s3, bucket)
@@ -135,33 +157,98 @@ def upload_dataset(
                     "bytes": path.stat().st_size,
                     "action": action,
                     "verified": verification.checked if same else None,
+                    "remote": remote is not None,
                 }
             )
 
-        total = sum(p["bytes"] for p in plan if p["action"] != "skipped")
+        manifest = plan[-1]
+        if any(item["action"] == "replaced" for item in plan[:-1]) and manifest["remote"]:
+            # The old manifest vouches for the old files: gone before any of them changes, and
+            # uploaded again after them.
+            s3.delete_object(Bucket=bucket, Key=manifest["key"])
+            manifest.update(action="replaced", verified=None)
+        changing = [item for item in plan if item["action"] != "skipped"]
         transfer = S3Transfer(s3, TransferConfig(multipart_threshold=MULTIPART_THRESHOLD))
-        with Progress(
-            TextColumn("[bold]upload[/bold] {task.description}"),
-            BarColumn(),
-            DownloadColumn(),
-            TransferSpeedColumn(),
-            console=console.err,
-            transient=True,
-        ) as bar:
-            task = bar.add_task("", total=total or 1)
-            for item in plan:
-                if item["action"] == "skipped":
-                    continue
-                bar.update(task, description=item["key"])
-                _upload(transfer, item, bucket, callback=lambda n: bar.advance(task, n))
-        for item in plan:
-            if item["action"] != "skipped":
-                item["verified"] = _verify_uploaded(s3, bucket, item)
+        sent = Counter(progress, sum(p["bytes"] for p in changing))
+        for item in changing:  # in FILES order: the manifest last
+            sent.describe(item["key"])
+            _upload(transfer, item, bucket, callback=sent.advance)
+            item["verified"] = _verify_uploaded(s3, bucket, item)
     root = f"s3://{bucket}/{prefix}" if prefix else f"s3://{bucket}"
     for item in plan:
         item.pop("key")
+        item.pop("remote")
     return {
         "s3_uri": root,
         "channels": {split: f"{root}/{split}/" for split in SPLITS},
         "files": plan,
     }
+
+
+def check_uploaded(s3: Any, uri: str) -> dict[str, Any]:
+    """The manifest of the upload at `uri`, once every data file it lists is there as it describes.
+
+    A training job must not start on a partial or mixed upload: no manifest (an upload that failed
+    or never ran), an unreadable one, or an object whose size or SHA-256 differs from the manifest's
+    is one error that names `rlvr upload`.
+    """
+    import json
+
+    import botocore.exceptions
+
+    bucket, prefix = parse_s3_uri(uri)
+    root = f"s3://{bucket}/{prefix}" if prefix else f"s3://{bucket}"
+    again = f"run `rlvr upload --data DIR --s3 {root}` (again)"
+
+    def key(rel: str) -> str:
+        return f"{prefix}/{rel}" if prefix else rel
+
+    try:
+        body = s3.get_object(Bucket=bucket, Key=key(MANIFEST_FILE))["Body"].read()
+    except botocore.exceptions.ClientError as exc:
+        if str(exc.response.get("Error", {}).get("Code")) in ("404", "NoSuchKey", "NotFound"):
+            raise UsageError(
+                f"{root}/{MANIFEST_FILE} not found: {root} holds no complete rlvr upload; {again}"
+            ) from exc
+        raise
+    try:
+        manifest = json.loads(body)
+    except ValueError:
+        manifest = None
+    listed = manifest.get("files") if isinstance(manifest, dict) else None
+    if not isinstance(listed, dict) or not all(isinstance(listed.get(split_file(s)), dict) for s in SPLITS):
+        raise UsageError(f"{root}/{MANIFEST_FILE} is not an rlvr manifest; {again}")
+    for split in SPLITS:
+        rel = split_file(split)
+        expected = listed[rel]
+        remote = head(s3, bucket, key(rel))
+        if remote is None:
+            raise UsageError(f"{root}/{rel} is missing but {MANIFEST_FILE} lists it; {again}")
+        if remote.size != expected.get("bytes"):
+            problem = f"{remote.size} bytes, the manifest says {expected.get('bytes')}"
+        elif not _sha256_matches(s3, remote, str(expected.get("sha256"))):
+            problem = "its SHA-256 differs from the manifest's"
+        else:
+            continue
+        raise UsageError(f"{root}/{rel} disagrees with {MANIFEST_FILE} ({problem}); {again}")
+    return manifest
+
+
+def _sha256_matches(s3: Any, remote: RemoteObject, digest: str) -> bool:
+    """The object's SHA-256 is `digest` (hex): by S3's full-object checksum, else the whole-file
+    digest `rlvr upload` wrote into the metadata (S3 verified each part's checksum on the way), else,
+    for an object put there by other means, by reading it (data files are megabytes)."""
+    import base64
+    import hashlib
+
+    single_part = remote.parts is None and remote.checksum_type != "COMPOSITE"
+    full = remote.checksums.get("SHA256") if single_part else None
+    if full is not None:
+        return base64.b64decode(full).hex() == digest
+    if remote.metadata.get("sha256"):
+        return remote.metadata["sha256"] == digest
+    body = s3.get_object(Bucket=remote.bucket, Key=remote.key)["Body"]
+    sha = hashlib.sha256()
+    for chunk in iter(lambda: body.read(1 << 20), b""):
+        sha.update(chunk)
+    return sha.hexdigest() == digest

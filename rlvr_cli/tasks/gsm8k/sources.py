@@ -3,7 +3,7 @@
 Sources (`--source`):
 - a Hugging Face Hub dataset id (default `openai/gsm8k`, config `main`), through `datasets`;
 - a local directory holding `train*` and `test*` files in GSM8K's format (JSON lines, a JSON
-  array, or parquet, with `question` and `answer` columns), e.g. ../shared/data/gsm8k;
+  array, or parquet, with `question` and `answer` columns), such as a downloaded copy of GSM8K;
 - `reasoning-gym[:DATASET]`: GSM-style problems generated offline by the reasoning-gym library
   (default dataset `gsm_symbolic`), for machines without the Hub.
 
@@ -71,7 +71,7 @@ def _problems(
 def load_local(path: Path, strict: bool) -> SourceData:
     if not path.exists():
         raise UsageError(
-            f"{path}: source not found; give a directory with train.jsonl and test.jsonl (e.g. ../shared/data/gsm8k)"
+            f"{path}: source not found; give a directory with train.jsonl and test.jsonl (a local GSM8K copy)"
         )
     if not path.is_dir():
         raise UsageError(f"{path}: give the directory that holds the train and test files, not a single file")
@@ -105,7 +105,7 @@ def load_hub(name: str, strict: bool) -> SourceData:
         reason = first_line(exc)
         raise RlvrError(
             f"could not load {name} from the Hugging Face Hub ({reason}); without the Hub use "
-            "--source DIR (a local GSM8K copy such as ../shared/data/gsm8k) or --source reasoning-gym (offline generator)"
+            "--source DIR (a local GSM8K copy: train.jsonl and test.jsonl) or --source reasoning-gym (offline generator)"
         ) from exc
     source = SourceData(name=name, kind="hub", train=[], test=[])
     for split in ("train", "test"):
