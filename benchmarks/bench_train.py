@@ -250,7 +250,7 @@ def main() -> None:
         "it the saved activations are ~4.1 GB (linear-layer inputs 1.3, attention 1.2, MLP 1.3, norms 0.3), "
         "the LM head ~0 (TRL's chunked log-softmax); of the attention's, the key/value heads repeated 3x for "
         "SDPA whenever a mask is passed (transformers' `repeat_kv`): the policy pass now hands SDPA the kv "
-        "heads with `enable_gqa` (`rlvr_cli/models/attention.py`), a third of that memory and faster. "
+        "heads with `enable_gqa` (`rlvr_cli/decoding/attention.py`), a third of that memory and faster. "
         "glibc kept the freed activations of generation and of the previous backward resident, so each "
         "policy pass started on top of them: `rlvr train` now sets a 1 MiB mmap threshold (the reference "
         "row runs with glibc's default, `RLVR_ALLOCATOR=default`), 9.7 -> 7.4 GB at the same speed in a "

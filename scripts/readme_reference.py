@@ -1,5 +1,5 @@
-"""Regenerate the README's generated parts: the configuration reference (from the recipe schema) and
-the module map (from the package's docstrings).
+"""Regenerate the docs' generated parts: the configuration reference (docs/configuration.md, from the
+recipe schema) and the module map (docs/architecture.md, from the package's docstrings).
 
     python scripts/readme_reference.py        # tests/test_config.py and tests/test_layout.py check them
 """
@@ -10,7 +10,8 @@ import ast
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-README = REPO / "README.md"
+CONFIG_DOC = REPO / "docs" / "configuration.md"
+ARCHITECTURE_DOC = REPO / "docs" / "architecture.md"
 PACKAGE = REPO / "rlvr_cli"
 CONFIG = "<!-- config-reference:start -->", "<!-- config-reference:end -->"
 MODULES = "<!-- module-map:start -->", "<!-- module-map:end -->"
@@ -20,6 +21,7 @@ ORDER = (
     "container",
     "evaluation",
     "training",
+    "decoding",
     "cloud",
     "cloud/sagemaker",
     "data",
@@ -76,11 +78,12 @@ def replace(text: str, markers: tuple[str, str], lines: list[str]) -> str:
 
 
 def main() -> None:
-    text = README.read_text(encoding="utf-8")
-    text = replace(text, CONFIG, config_table())
-    text = replace(text, MODULES, module_map())
-    README.write_text(text, encoding="utf-8")
-    print(f"updated {README}")
+    for path, markers, lines in (
+        (CONFIG_DOC, CONFIG, config_table()),
+        (ARCHITECTURE_DOC, MODULES, module_map()),
+    ):
+        path.write_text(replace(path.read_text(encoding="utf-8"), markers, lines), encoding="utf-8")
+        print(f"updated {path.relative_to(REPO)}")
 
 
 if __name__ == "__main__":

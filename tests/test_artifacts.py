@@ -346,7 +346,7 @@ def test_the_fetching_modules_import_no_ml_library():
 
 def test_a_jobs_mlflow_store_inside_its_container_is_not_reused():
     from rlvr_cli.evaluation.run import _mlflow_inside_container
-    from rlvr_cli.training.record import RunRecord
+    from rlvr_cli.models.record import RunRecord
 
     inside = {"tracking_uri": "sqlite:////opt/ml/output/data/mlruns/mlflow.db", "run_id": "abc"}
     server = {

@@ -1,4 +1,4 @@
-"""Cascade attention (rlvr_cli.models.cascade): the shared prompt held once gives the same attention,
+"""Cascade attention (rlvr_cli.decoding.cascade): the shared prompt held once gives the same attention,
 the same greedy tokens and the same log-probs as the ordinary per-row cache."""
 
 from __future__ import annotations
@@ -9,9 +9,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from rlvr_cli.models import cascade
-from rlvr_cli.models.cascade import CascadeCache, Level, cascade_attention, cascade_attention_forward
-from rlvr_cli.training.generation import generate_shared_prefix, prefill_shared
+from rlvr_cli.decoding import cascade
+from rlvr_cli.decoding.cascade import CascadeCache, Level, cascade_attention, cascade_attention_forward
+from rlvr_cli.decoding.generation import generate_shared_prefix, prefill_shared
 
 KV_HEADS, N_REP, DIM = 2, 3, 8
 

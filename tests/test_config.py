@@ -211,8 +211,8 @@ def test_reward_weights_must_match_rewards():
         load_recipe(None, ["reward_weights=[1.0]"])
 
 
-def test_readme_configuration_reference_matches_the_model():
-    readme = (REPO / "README.md").read_text()
+def test_configuration_reference_matches_the_model():
+    readme = (REPO / "docs" / "configuration.md").read_text()
     start, end = "<!-- config-reference:start -->", "<!-- config-reference:end -->"
     section = readme.split(start, 1)[1].split(end, 1)[0].strip().splitlines()
     assert section[2:] == reference_table(), "regenerate with: python scripts/readme_reference.py"

@@ -125,8 +125,8 @@ def test_entry_follows_the_training_container_contract(tmp_path: Path, prepared:
 
     # SageMaker's metrics: the job's regexes, applied line by line to the log as CloudWatch holds it,
     # find each training step's values in the trainer's `rlvr-metrics` lines, and nothing else.
-    from rlvr_cli.cloud.sagemaker.metrics import METRICS, PREFIX
     from rlvr_cli.cloud.sagemaker.request import METRIC_DEFINITIONS
+    from rlvr_cli.core.metrics import METRICS, PREFIX
 
     lines = result.stderr.splitlines()
     logged = [json.loads(line[len(PREFIX) :]) for line in lines if line.startswith(PREFIX)]

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from rlvr_cli.training.generation import common_prefix_length, generate_shared_prefix
-from rlvr_cli.training.stopping import AnswerStop
+from rlvr_cli.decoding.generation import common_prefix_length, generate_shared_prefix
+from rlvr_cli.decoding.stopping import AnswerStop
 from rlvr_cli.training.trl_generate import generate_with
 
 
@@ -156,8 +156,8 @@ def test_greedy_generate_drops_finished_rows_without_changing_the_others(tiny, m
     the rows left keep producing exactly the full batch's tokens."""
     from transformers import DynamicCache
 
+    from rlvr_cli.decoding.stopping import TokenText
     from rlvr_cli.evaluation.generators import greedy_generate
-    from rlvr_cli.training.stopping import TokenText
 
     model, tokenizer = tiny
     _, reference = full_batch(model, tokenizer)
@@ -185,8 +185,8 @@ def test_greedy_generate_drops_finished_rows_without_changing_the_others(tiny, m
 
 
 def test_greedy_generate_matches_generate_with_the_answer_stop(tiny):
+    from rlvr_cli.decoding.stopping import TokenText
     from rlvr_cli.evaluation.generators import greedy_generate
-    from rlvr_cli.training.stopping import TokenText
 
     model, tokenizer = tiny
     exemplars = "Question: Tom has 2 apples.\nSolution: Let's think step by step. 2 + 3 = 5\n#### The final answer is 5\n\n"
@@ -215,7 +215,7 @@ def test_greedy_generate_matches_generate_with_the_answer_stop(tiny):
 
 
 def test_sample_tokens_draws_the_given_distribution():
-    from rlvr_cli.training.generation import sample_tokens
+    from rlvr_cli.decoding.generation import sample_tokens
 
     torch.manual_seed(0)
     probs = torch.tensor([[0.1, 0.0, 0.6, 0.3, 0.0]]).expand(40000, -1)

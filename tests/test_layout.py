@@ -1,5 +1,5 @@
-"""The package's shape as the README shows it: the module map is generated from the package, and
-every module says what it holds."""
+"""The package's shape as docs/architecture.md shows it: the module map is generated from the
+package, every module says what it holds and stays small, and the README stays a short manual."""
 
 from __future__ import annotations
 
@@ -13,10 +13,44 @@ readme_reference = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(readme_reference)
 
 
-def test_readme_module_map_matches_the_package():
-    readme = (REPO / "README.md").read_text(encoding="utf-8")
-    assert readme_reference.section(readme, readme_reference.MODULES) == readme_reference.module_map(), (
+def test_module_map_matches_the_package():
+    doc = readme_reference.ARCHITECTURE_DOC.read_text(encoding="utf-8")
+    assert readme_reference.section(doc, readme_reference.MODULES) == readme_reference.module_map(), (
         "regenerate with: python scripts/readme_reference.py"
+    )
+
+
+def test_no_module_is_over_450_lines():
+    long = {
+        path.relative_to(REPO).as_posix(): n
+        for path in (REPO / "rlvr_cli").rglob("*.py")
+        if (n := len(path.read_text(encoding="utf-8").splitlines())) > 450
+    }
+    assert not long, f"split these modules by concern: {long}"
+
+
+def test_the_readme_is_a_manual_and_its_links_resolve():
+    import re
+
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    assert len(readme.splitlines()) <= 400, "details go to docs/"
+    for doc in ("README.md", *(f"docs/{p.name}" for p in (REPO / "docs").glob("*.md"))):
+        text = (REPO / doc).read_text(encoding="utf-8")
+        for target in re.findall(r"\]\(([^)#:]+)(?:#[^)]*)?\)", text):
+            assert ((REPO / doc).parent / target).exists(), f"{doc} links to {target}, which does not exist"
+
+
+def test_every_rlvr_environment_variable_is_in_the_readme():
+    import re
+
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    read = {
+        name
+        for path in (REPO / "rlvr_cli").rglob("*.py")
+        for name in re.findall(r"[\"'](RLVR_[A-Z_]+)[\"']", path.read_text(encoding="utf-8"))
+    }
+    assert read and not {name for name in read if f"`{name}`" not in readme}, (
+        "list it under Environment variables"
     )
 
 

@@ -413,9 +413,10 @@ def test_submit_sends_exactly_the_dry_run_request(cli, recipe: Path, bucket: str
         }
     )
     assert job["InputDataConfig"] == dry["InputDataConfig"]
-    assert [c["DataSource"]["S3DataSource"]["S3Uri"] for c in job["InputDataConfig"]] == [
-        "s3://rlvr-test/rlvr/data/train/",
-        "s3://rlvr-test/rlvr/data/val/",
+    assert [(c["ChannelName"], c["DataSource"]["S3DataSource"]["S3Uri"]) for c in job["InputDataConfig"]] == [
+        ("train", "s3://rlvr-test/rlvr/data/train/"),
+        ("val", "s3://rlvr-test/rlvr/data/val/"),
+        ("manifest", "s3://rlvr-test/rlvr/data/manifest.json"),  # the data's task travels with it
     ]
     assert job["OutputDataConfig"]["S3OutputPath"] == "s3://rlvr-test/rlvr/output"
     assert (

@@ -118,9 +118,6 @@ def test_the_container_resolves_exactly_the_submitted_recipe(cli, tmp_path: Path
         assert local.lora_modules_to_save is None and local.gradient_checkpointing_kwargs is None
     submitted = cli("train", "--remote", "--config", path, "--job-name", f"rlvr-{which}")
     assert submitted.code == 0, submitted.err
-    # The job scores its data with the task the uploaded data was prepared for (the bucket holds
-    # GSM8K): the one key the submit fills in.
-    local = local.model_copy(update={"task": "gsm8k", "task_options": {}})
 
     # What SageMaker stored is what the container gets, as /opt/ml/input/config/hyperparameters.json.
     job = boto("sagemaker").describe_training_job(TrainingJobName=f"rlvr-{which}")
@@ -509,27 +506,3 @@ def test_power_user_settings_are_checked_in_the_recipe(cli, reference: Path, ove
 def test_settings_that_cannot_work_are_refused(cli, reference: Path, aws: str, overrides, message: str):
     result = dry_run(cli, reference, *overrides)
     assert result.code == 2 and any(message in line for line in errors(result)), result.err
-
-
-# --- the task the data was prepared for travels with the job ---------------------------------------------
-
-
-def test_the_job_scores_the_data_with_the_task_it_was_prepared_for(cli, tmp_path: Path, aws: str):
-    """The container sees the train/val channels, not manifest.json: the task goes in the recipe."""
-    data = tmp_path / "rg"
-    prepared = cli(
-        "prepare", "--source", "reasoning-gym:chain_sum", "--option", "max_digits=1",
-        "--size", "60", "--shots", "1", "--output", data,
-    )  # fmt: skip
-    assert prepared.code == 0, prepared.err
-    recipe = write_recipe(tmp_path / "r.yaml", {"train_dataset_path": str(data / "train" / "dataset.json")})
-    hyper = dry_run(cli, recipe).json()["request"]["HyperParameters"]
-    assert json.loads(hyper["task"]) == "reasoning-gym"
-    assert json.loads(hyper["task_options"]) == {"dataset": "chain_sum", "max_digits": 1}
-    # A recipe that names its task keeps it; data with no manifest says what the job will do.
-    hyper = dry_run(cli, recipe, "task=gsm8k").json()["request"]["HyperParameters"]
-    assert json.loads(hyper["task"]) == "gsm8k"
-    (data / "manifest.json").unlink()
-    result = dry_run(cli, recipe)
-    assert json.loads(result.json()["request"]["HyperParameters"]["task"]) is None
-    assert "the job trains it as gsm8k unless the recipe sets `task`" in result.err

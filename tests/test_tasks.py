@@ -270,9 +270,7 @@ def test_train_refuses_a_recipe_task_other_than_the_datas(cli, prepared: Path):
         "o",
     )
     assert result.code == 2
-    assert f"the recipe's task is math but {prepared / 'train' / 'dataset.json'} was prepared for gsm8k" in (
-        result.err
-    )
+    assert f"the recipe's task is math but {prepared} was prepared for gsm8k" in (result.err)
 
 
 def test_eval_scores_with_the_task_the_data_names(cli):

@@ -408,7 +408,7 @@ def test_a_failure_while_saving_marks_the_run_failed(
 
 
 def test_the_run_record_file_names_only_what_happened(tmp_path: Path):
-    from rlvr_cli.training.record import STATUSES, RunRecord
+    from rlvr_cli.models.record import STATUSES, RunRecord
 
     record = RunRecord(rlvr_version="x", recipe={"seed": 1}, model={"name": "smollm2-135m"})
     record.write(tmp_path)

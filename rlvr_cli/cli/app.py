@@ -18,38 +18,19 @@ import typer
 from rich.markup import escape
 
 from rlvr_cli import __version__
+from rlvr_cli.cli import jobs
+from rlvr_cli.cli.options import ConfigOpt, JsonOpt, ProfileOpt, RegionOpt, SetOpt, load_recipe_option
 from rlvr_cli.core import console
 from rlvr_cli.core.errors import ExitCode, RlvrError, error_lines
 
 app = typer.Typer(
     name="rlvr",
-    help="GRPO with verifiable rewards on GSM8K: prepare data, train locally or on SageMaker, evaluate honestly.",
+    help="GRPO with verifiable rewards (GSM8K, reasoning-gym, math, your JSONL): prepare data, train locally or on SageMaker, evaluate honestly.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
     rich_markup_mode="rich",
 )
-
-ConfigOpt = Annotated[
-    Path | None,
-    typer.Option(
-        "--config", "-c", help="Recipe YAML (see configs/). Default: the built-in reference recipe."
-    ),
-]
-SetOpt = Annotated[
-    list[str] | None,
-    typer.Option(
-        "--set", help="Override a recipe key, typed by the recipe: --set learning_rate=1e-5 (repeatable)."
-    ),
-]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout.")]
-ProfileOpt = Annotated[str | None, typer.Option("--profile", help="AWS profile (default: the boto3 chain).")]
-RegionOpt = Annotated[
-    str | None, typer.Option("--region", help="AWS region (default: recipe, then the boto3 chain).")
-]
-JobArg = Annotated[
-    str | None, typer.Argument(help="Training job name. Default: the last job submitted from here.")
-]
 
 
 def _version(value: bool) -> None:
@@ -65,16 +46,6 @@ def _root(
     ] = False,
 ) -> None:
     pass
-
-
-def _recipe(config: Path | None, overrides: list[str] | None, quiet: bool = False):
-    from rlvr_cli.config.loading import load_recipe
-
-    loaded = load_recipe(config, overrides or [])
-    if not quiet:
-        for line in loaded.notices:
-            console.notice(escape(line))
-    return loaded
 
 
 @app.command()
@@ -117,7 +88,7 @@ def prepare(
 ) -> None:
     """Build few-shot train/val/test sets with gold answers for a verifiable task (GSM8K by default).
 
-    Example: rlvr prepare --shots 8 --source ../shared/data/gsm8k
+    Example: rlvr prepare --shots 8 --source reasoning-gym
     """
     from rlvr_cli.cli import render
     from rlvr_cli.data.prepare import parse_options, run_prepare
@@ -126,28 +97,29 @@ def prepare(
     if compare is not None:
         options["compare"] = compare
 
-    tokenizer_model = _recipe(config, None).recipe.model_name_or_path if config else None
-    result = run_prepare(
-        source=source,
-        output=output,
-        shots=shots,
-        val_fraction=val_fraction,
-        seed=seed,
-        strict=strict,
-        force=force,
-        size=size,
-        tokenizer_model=tokenizer_model,
-        task_name=task,
-        options=options,
-    )
+    tokenizer_model = load_recipe_option(config, None).recipe.model_name_or_path if config else None
+    with render.progress("prepare") as progress:
+        result = run_prepare(
+            source=source,
+            output=output,
+            shots=shots,
+            val_fraction=val_fraction,
+            seed=seed,
+            strict=strict,
+            force=force,
+            size=size,
+            tokenizer_model=tokenizer_model,
+            task_name=task,
+            options=options,
+            progress=progress,
+        )
     for line in result.notes:
         console.notice(line)
     console.err.print(render.prepare_table(result))
     if json_out:
         console.print_json(result.prepared.manifest.to_dict())
-    console.info(
-        f"next: rlvr train --config configs/smoke-cpu.yaml --data {output}   (or rlvr upload --data {output})"
-    )
+    recipe = render.recipe_for_task(result.prepared.manifest.task)
+    console.info(f"next: rlvr train --config {recipe} --data {output}   (or rlvr upload --data {output})")
 
 
 @app.command()
@@ -162,7 +134,7 @@ def validate(
     """
     from rlvr_cli.config.loading import recipe_to_yaml
 
-    loaded = _recipe(config, overrides)
+    loaded = load_recipe_option(config, overrides)
     if json_out:
         console.print_json(loaded.recipe.model_dump(mode="json"))
     else:
@@ -220,7 +192,7 @@ def train(
             f"--data {data} is S3: add --remote to train there, or pass a prepared directory to train here",
             ExitCode.USAGE,
         )
-    loaded = _recipe(config, _path_overrides(overrides, data, output))
+    loaded = load_recipe_option(config, _path_overrides(overrides, data, output))
     if remote:
         from rlvr_cli.cloud.sagemaker.commands import submit
 
@@ -231,7 +203,7 @@ def train(
             console.print_json(submitted.request)
         render.submission(submitted)
         if wait and not submitted.dry_run:
-            raise typer.Exit(_follow(submitted.job_name, True, None, profile, region))
+            raise typer.Exit(jobs.follow_job(submitted.job_name, True, None, profile, region))
         raise typer.Exit(0)
     if dry_run or wait or job_name:
         raise RlvrError(
@@ -240,7 +212,8 @@ def train(
         )
     from rlvr_cli.training.run import run_training
 
-    result = run_training(loaded, resume=resume, force=force, merge=merge)
+    with render.progress("train", transient=False) as progress:
+        result = run_training(loaded, resume=resume, force=force, merge=merge, progress=progress)
     if json_out:
         console.print_json(result.to_dict())
     render.train_outcome(result, loaded.source)
@@ -310,7 +283,7 @@ def eval_(
     region: RegionOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
-    """Measure GSM8K accuracy: greedy, batched, stopped after the answer line.
+    """Measure a task's accuracy: greedy, batched, stopped after the answer line.
 
     Example: rlvr eval --checkpoint outputs/smoke-cpu --limit 50 --baseline
     (a SageMaker job's model: rlvr eval --job --baseline)
@@ -318,11 +291,16 @@ def eval_(
     from rlvr_cli.cli import render
     from rlvr_cli.evaluation.run import EvalRequest, run_eval
 
+    checkpoints = list(checkpoint or [])
+    remote = None
+    if job is not None or any(c.startswith("s3://") for c in checkpoints):
+        from rlvr_cli.cli.checkpoints import SageMakerCheckpoints
+
+        remote = SageMakerCheckpoints(checkpoints, job, profile=profile, region=region)
     request = EvalRequest(
-        checkpoints=list(checkpoint or []),
+        checkpoints=checkpoints,
         job=job,
-        profile=profile,
-        region=region,
+        remote=remote,
         model=model,
         baseline=baseline,
         data=data,
@@ -334,117 +312,18 @@ def eval_(
         track=track,
         generator=generator,
     )
-    result = run_eval(request)
+    with render.progress("eval") as progress:
+        request.progress = progress
+        result = run_eval(request)
     render.evaluation(result)
     if json_out:
         console.print_json(result.to_dict())
     raise typer.Exit(result.exit_code)
 
 
-@app.command()
-def upload(
-    data: Annotated[Path, typer.Option(help="Prepared data directory.")] = Path("data"),
-    s3: Annotated[
-        str | None, typer.Option("--s3", help="s3://bucket/prefix (default: the recipe's remote.s3_data).")
-    ] = None,
-    config: ConfigOpt = None,
-    force: Annotated[bool, typer.Option(help="Overwrite objects that differ from the local files.")] = False,
-    profile: ProfileOpt = None,
-    region: RegionOpt = None,
-    json_out: JsonOpt = False,
-) -> None:
-    """Put the prepared datasets on S3 (checksummed; unchanged files are skipped).
-
-    Example: rlvr upload --data data --s3 s3://my-bucket/rlvr/data
-    """
-    from rlvr_cli.cli import render
-    from rlvr_cli.cloud.sagemaker.commands import upload_data
-
-    recipe = _recipe(config, None, quiet=True).recipe if config else None
-    with render.progress("upload", unit="bytes") as progress:
-        result = upload_data(
-            data, s3, recipe=recipe, force=force, profile=profile, region=region, progress=progress
-        )
-    render.upload(result)
-    if json_out:
-        console.print_json(result)
-
-
-@app.command()
-def status(
-    job: JobArg = None, profile: ProfileOpt = None, region: RegionOpt = None, json_out: JsonOpt = False
-) -> None:
-    """Show a SageMaker job's state; the exit code tells scripts what happened.
-
-    Exit codes: 0 completed, 3 in progress, 4 failed, 5 stopped, 6 not found.
-    Example: rlvr status --json
-    """
-    from rlvr_cli.cli import render
-    from rlvr_cli.cloud.sagemaker.commands import JobStatus, job_status
-    from rlvr_cli.cloud.sagemaker.jobs import JobNotFound
-
-    try:
-        result = job_status(job, profile=profile, region=region)
-    except JobNotFound as exc:
-        if json_out:  # the same shape as a job's status, for scripts
-            console.print_json(JobStatus.not_found(exc.name).to_dict())
-        raise
-    if json_out:
-        console.print_json(result.to_dict())
-    else:
-        render.status(result)
-    raise typer.Exit(int(result.exit_code))
-
-
-@app.command()
-def logs(
-    job: JobArg = None,
-    follow: Annotated[
-        bool, typer.Option("--follow/--no-follow", help="Keep reading while the job runs.")
-    ] = True,
-    tail: Annotated[int | None, typer.Option(help="Start with the last N lines.")] = None,
-    profile: ProfileOpt = None,
-    region: RegionOpt = None,
-) -> None:
-    """Print a job's CloudWatch logs, all instances merged in time order.
-
-    Example: rlvr logs --tail 50
-    """
-    raise typer.Exit(_follow(job, follow, tail, profile, region))
-
-
-def _follow(job: str | None, follow: bool, tail: int | None, profile: str | None, region: str | None) -> int:
-    from rlvr_cli.cli import render
-    from rlvr_cli.cloud.sagemaker.commands import follow_logs
-
-    return int(
-        follow_logs(
-            job,
-            follow=follow,
-            tail=tail,
-            profile=profile,
-            region=region,
-            write=render.log_events,
-            info=console.info,
-        )
-    )
-
-
-@app.command()
-def stop(
-    job: JobArg = None, profile: ProfileOpt = None, region: RegionOpt = None, json_out: JsonOpt = False
-) -> None:
-    """Ask SageMaker to stop a job (it saves a checkpoint first).
-
-    Example: rlvr stop rlvr-qwen2-5-0-5b-20261125-101500
-    """
-    from rlvr_cli.cli import render
-    from rlvr_cli.cloud.sagemaker.commands import stop_job
-
-    name = stop_job(job, profile=profile, region=region)
-    if json_out:
-        console.print_json({"job_name": name, "status": "Stopping"})
-    render.stopping(name)
+# The SageMaker commands live in rlvr_cli.cli.jobs; registered here, in the order --help lists them.
+for command in (jobs.upload, jobs.status, jobs.logs, jobs.stop):
+    app.command()(command)
 
 
 def _optional_job_name(args: list[str]) -> list[str]:

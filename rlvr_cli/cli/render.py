@@ -27,7 +27,8 @@ if TYPE_CHECKING:
 
 @contextlib.contextmanager
 def progress(label: str, *, unit: str = "items", transient: bool = True) -> Iterator[Progress]:
-    """The one progress bar (stderr): yields the `Progress` function library code reports to.
+    """The one progress bar (stderr): yields the `Progress` function library code reports to. The bar
+    appears at the first report, so a command that fails before its long work draws none.
 
     `unit` "bytes" shows sizes and speed, "items" a count and the time left.
     """
@@ -35,31 +36,38 @@ def progress(label: str, *, unit: str = "items", transient: bool = True) -> Iter
         BarColumn,
         DownloadColumn,
         MofNCompleteColumn,
-        Progress,
         TextColumn,
         TimeElapsedColumn,
         TimeRemainingColumn,
         TransferSpeedColumn,
     )
+    from rich.progress import Progress as Bar
 
     counts = (
         (DownloadColumn(), TransferSpeedColumn())
         if unit == "bytes"
         else (MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn())
     )
-    with Progress(
+    bar = Bar(
         TextColumn(f"[bold]{escape(label)}[/bold] {{task.description}}"),
         BarColumn(),
         *counts,
         console=console.err,
         transient=transient,
-    ) as bar:
-        task = bar.add_task("", total=None)
+    )
+    task = bar.add_task("", total=None, start=False)
 
-        def report(description: str, done: float, total: float | None) -> None:
-            bar.update(task, description=escape(description), completed=done, total=total)
+    def report(description: str, done: float, total: float | None) -> None:
+        if not bar.live.is_started:
+            bar.start()
+            bar.start_task(task)
+        bar.update(task, description=escape(description), completed=done, total=total)
 
+    try:
         yield report
+    finally:
+        if bar.live.is_started:
+            bar.stop()
 
 
 # --- prepare ------------------------------------------------------------------------------------------
@@ -93,6 +101,15 @@ def prepare_table(result: PrepareResult) -> Table:
     return table
 
 
+def recipe_for_task(task: dict[str, Any]) -> str:
+    """The shipped recipe that fits data prepared for `task` (the next step `rlvr prepare` names)."""
+    name = (task or {}).get("name") or "gsm8k"
+    return {
+        "gsm8k": "configs/smoke-cpu.yaml",  # SmolLM2 on a CPU; configs/qwen2.5-0.5b-grpo.yaml on a GPU
+        "reasoning-gym": "configs/smollm2-chain-sum.yaml",  # short answers, short completions
+    }.get(name, "configs/qwen2.5-0.5b-grpo.yaml")
+
+
 # --- train -------------------------------------------------------------------------------------------
 
 
@@ -104,7 +121,7 @@ def train_outcome(result: TrainResult, config_source: str) -> None:
         config = f"--config {config_source} " if config_source != "<defaults>" else ""
         console.warn(f"{outcome}. Continue with: rlvr train {config}--resume")
     elif outcome:
-        console.info(outcome)
+        console.info(f"[green]{escape(outcome)}[/green]")
         console.info(f"next: rlvr eval --checkpoint {result.output} --baseline")
 
 

@@ -258,6 +258,8 @@ def main() -> int:
     if os.environ.get(RANK_RECIPE_ENV):
         return _rank_main()
     paths = Paths(Path(os.environ.get("RLVR_SM_ROOT", "/opt/ml")))
+    # The metric lines SageMaker's regexes read (rlvr_cli.core.metrics), in this job and its ranks.
+    os.environ.setdefault("RLVR_METRICS_LINES", "1")
     try:
         from rlvr_cli.config.loading import load_recipe, recipe_to_yaml
         from rlvr_cli.core.files import write_text

@@ -5,8 +5,9 @@
     DIR/test/dataset.json
     DIR/manifest.json        what made them: source, task, shots, seed, counts, sha256 of each file
 
-`rlvr prepare` writes this layout, `rlvr upload` puts it on S3 as it is (SageMaker gets `train/`
-and `val/` as channels), `rlvr train` and `rlvr eval` read it. No third-party imports: the
+`rlvr prepare` writes this layout, `rlvr upload` puts it on S3 as it is, `rlvr train` and `rlvr
+eval` read it. A SageMaker job gets `train/`, `val/` and the manifest as channels, so in the
+container the manifest is at `DIR/manifest/manifest.json` (`PreparedDir.manifest` looks there too). No third-party imports: the
 SageMaker control plane uses the file names.
 """
 
@@ -22,6 +23,7 @@ from rlvr_cli.core.errors import RlvrError
 SPLITS = ("train", "val", "test")
 DATASET_FILE = "dataset.json"
 MANIFEST_FILE = "manifest.json"
+MANIFEST_CHANNEL = "manifest"  # the SageMaker channel that carries manifest.json
 # Columns every prepared row has for training and scoring; `metadata` (a JSON string) is optional.
 REQUIRED_COLUMNS = ("prompt", "final_answer")
 
@@ -91,7 +93,10 @@ class PreparedDir:
 
     @property
     def manifest_path(self) -> Path:
-        return self.root / MANIFEST_FILE
+        """DIR/manifest.json, or DIR/manifest/manifest.json where SageMaker put the channel."""
+        here = self.root / MANIFEST_FILE
+        channel = sorted((self.root / MANIFEST_CHANNEL).glob("*.json"))  # one object: the manifest
+        return channel[0] if not here.is_file() and channel else here
 
     def manifest(self) -> Manifest | None:
         """The manifest, or None when there is none or it is not readable JSON (hand-made data)."""

@@ -9,10 +9,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-from rlvr_cli.core import console
 from rlvr_cli.core.errors import RlvrError, UsageError
+from rlvr_cli.core.progress import Progress, silent
 from rlvr_cli.data.build import Prepared, existing_differs, prepare, write_prepared
 
 
@@ -72,46 +70,36 @@ def run_prepare(
     tokenizer_model: str | None,
     task_name: str | None = None,
     options: dict[str, Any] | None = None,
+    progress: Progress | None = None,
 ) -> PrepareResult:
-    """The prepared data and what happened on disk (written | unchanged); a progress bar on stderr."""
+    """The prepared data and what happened on disk (written | unchanged); reports to `progress`."""
     from rlvr_cli.tasks import get_task, task_for_source
 
+    report = progress or silent
     name, task_options = task_for_source(source, task_name, dict(options or {}))
     chosen = get_task(name, task_options)  # unknown task or option: fails before any loading
-    with Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=console.err,
-        transient=True,
-    ) as bar:
-        task = bar.add_task(f"loading {source}", total=None)
-        data = chosen.load(source, size=size, seed=seed, strict=strict)
-        notes: list[str] = []
-        counter = _token_counter(tokenizer_model, notes) if tokenizer_model else None
-
-        def progress(stage: str, done: int, total: int) -> None:
-            bar.update(task, description=stage, completed=done, total=total)
-
-        prepared = prepare(
-            data,
-            shots=shots,
-            val_fraction=val_fraction,
-            seed=seed,
-            count_tokens=counter,
-            tokenizer_name=tokenizer_model if counter else None,
-            progress=progress,
-            task=chosen,
+    report(f"loading {source}", 0, None)
+    data = chosen.load(source, size=size, seed=seed, strict=strict)
+    notes: list[str] = []
+    counter = _token_counter(tokenizer_model, notes) if tokenizer_model else None
+    prepared = prepare(
+        data,
+        shots=shots,
+        val_fraction=val_fraction,
+        seed=seed,
+        count_tokens=counter,
+        tokenizer_name=tokenizer_model if counter else None,
+        progress=report,
+        task=chosen,
+    )
+    changed = existing_differs(output, prepared.payloads)
+    if changed and not force:
+        raise RlvrError(
+            f"{output}: holds a different dataset ({', '.join(changed)}); pass --force to replace it "
+            "or --output another directory"
         )
-        changed = existing_differs(output, prepared.payloads)
-        if changed and not force:
-            raise RlvrError(
-                f"{output}: holds a different dataset ({', '.join(changed)}); pass --force to replace it "
-                "or --output another directory"
-            )
-        if not changed and all((output / rel).exists() for rel in prepared.payloads):
-            return PrepareResult(prepared, output, "unchanged", notes)
-        bar.update(task, description=f"writing {output}", completed=0, total=len(prepared.payloads))
-        write_prepared(output, prepared)
+    if not changed and all((output / rel).exists() for rel in prepared.payloads):
+        return PrepareResult(prepared, output, "unchanged", notes)
+    report(f"writing {output}", 0, len(prepared.payloads))
+    write_prepared(output, prepared)
     return PrepareResult(prepared, output, "written", notes)

@@ -13,8 +13,8 @@ from typing import Any, Protocol
 
 import torch
 
+from rlvr_cli.decoding.generation import decode_rows, prefill_shared
 from rlvr_cli.tasks.base import StopRule
-from rlvr_cli.training.generation import decode_rows, prefill_shared
 
 
 @dataclass
@@ -31,7 +31,7 @@ class Generator(Protocol):
 
 
 class HFGenerator:
-    """Greedy, batched transformers decoding (`rlvr_cli.training.generation.greedy_generate`): stops after the
+    """Greedy, batched transformers decoding (`rlvr_cli.decoding.generation.greedy_generate`): stops after the
     answer line, runs the shared prompt prefix once, drops finished rows from the batch."""
 
     name = "transformers"
@@ -44,7 +44,7 @@ class HFGenerator:
         suppress_tokens: list[int] | None = None,
         stop_rule: Any = None,
     ):
-        from rlvr_cli.training.stopping import TokenText
+        from rlvr_cli.decoding.stopping import TokenText
 
         self.model = model.eval()
         self.tokenizer = tokenizer
@@ -118,7 +118,7 @@ class VLLMGenerator:
     ):
         from vllm import LLM, SamplingParams
 
-        from rlvr_cli.training.stopping import TokenText
+        from rlvr_cli.decoding.stopping import TokenText
 
         self.llm = LLM(model=model_dir, tokenizer=model_dir, enable_prefix_caching=True, seed=0)
         self.params = SamplingParams(

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from rlvr_cli.core.errors import RlvrError, UsageError
-from rlvr_cli.training.record import RunRecord
+from rlvr_cli.models.record import RunRecord
 
 
 @dataclass

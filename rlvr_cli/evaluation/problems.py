@@ -29,7 +29,8 @@ def load_problems(
     prepared before tasks existed); from a source, prompts are built here for `task_name`.
     """
     from rlvr_cli.data.build import prepare
-    from rlvr_cli.tasks import get_task, task_for_source, task_from_description
+    from rlvr_cli.data.task_choice import choose_task
+    from rlvr_cli.tasks import get_task, task_for_source
 
     path = Path(spec)
     if path.is_file():
@@ -59,7 +60,9 @@ def load_problems(
             "test/dataset.json), one dataset.json, or a source such as reasoning-gym:DATASET"
         )
     rows, where, manifest = read_rows(test_file, "test"), str(test_file), prepared_dir.manifest()
-    task = task_from_description(manifest.task if manifest else None)
+    choice = choose_task(manifest.task if manifest else None, task_name, options, data=str(prepared_dir.root))
+    task = get_task(choice.name, choice.options)
+    notes = [choice.note] if choice.note else []
     if shots is not None and manifest and manifest.shots != shots:
         source = task.load(manifest.source["name"], size=2000, seed=manifest.seed, strict=False)
         prepared = prepare(
@@ -67,10 +70,10 @@ def load_problems(
         )
         note = f"prompts rebuilt with {shots} shots (prepared with {manifest.shots})"
         return Problems(
-            prepared.rows["test"], f"{manifest.source['name']} (test, {shots} shots)", task, [note]
+            prepared.rows["test"], f"{manifest.source['name']} (test, {shots} shots)", task, [*notes, note]
         )
     if shots is not None and not manifest:
         raise UsageError(
             f"--shots {shots}: {where} has no manifest.json naming its source; prepare it again with --shots {shots}"
         )
-    return Problems(rows, where, task)
+    return Problems(rows, where, task, notes)

@@ -20,33 +20,45 @@ import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
+from typing import Any, Protocol
 
 from rlvr_cli.core import console
 from rlvr_cli.core.errors import ExitCode, RlvrError, UsageError
 from rlvr_cli.core.files import atomic_write, write_json
+from rlvr_cli.core.progress import Progress, silent
 from rlvr_cli.evaluation.generators import Generator, HFGenerator, VLLMGenerator, check_generator
 from rlvr_cli.evaluation.loading import LoadedModel, load_model
 from rlvr_cli.evaluation.problems import load_problems
 from rlvr_cli.evaluation.scoring import Sample, compare, score, summarize
-from rlvr_cli.training.record import RunRecord
+from rlvr_cli.models.record import RunRecord
+
+
+@dataclass
+class Checkpoint:
+    """A checkpoint to evaluate, on this machine: a local directory, or one fetched from S3."""
+
+    path: str
+    label: str | None = None  # what reports call it (a job name or S3 URI) instead of the path
+    fetched: dict[str, Any] | None = None  # where it came from, for summary.json (s3_uri, job, ...)
+
+
+class RemoteCheckpoints(Protocol):
+    """How evaluation gets checkpoints that live on S3 (a SageMaker job's model, an S3 URI) without
+    calling a cloud service itself: the CLI passes `rlvr_cli.cloud.sagemaker.artifacts.SageMakerCheckpoints`.
+    """
+
+    def locate(self) -> None:
+        """Cheap checks before the local data is read: the job exists and completed."""
+
+    def fetch(self) -> list[Checkpoint]:
+        """Every checkpoint of the request in order, S3 ones downloaded, verified and unpacked."""
 
 
 @dataclass
 class EvalRequest:
     checkpoints: list[str | Path] = field(default_factory=list)  # directories or s3://.../model.tar.gz
     job: str | None = None  # a SageMaker job whose model to evaluate; history.LATEST_JOB for the latest
-    profile: str | None = None  # AWS, for --job and S3 checkpoints
-    region: str | None = None
+    remote: RemoteCheckpoints | None = None  # fetches `job` and S3 checkpoints (the CLI's)
     model: str | None = None
     baseline: bool = False
     data: str = "data"
@@ -57,6 +69,7 @@ class EvalRequest:
     output: Path | None = None
     track: bool = True
     generator: str = "transformers"  # or vllm (CUDA)
+    progress: Progress | None = None  # reports each model's rows done and running accuracy
 
 
 @dataclass
@@ -82,36 +95,32 @@ class EvalResult:
 
 
 def evaluate(
-    generator: Generator, rows: list[dict[str, Any]], batch_size: int, label: str, task: Any = None
+    generator: Generator,
+    rows: list[dict[str, Any]],
+    batch_size: int,
+    label: str,
+    task: Any = None,
+    progress: Progress | None = None,
 ) -> tuple[list[Sample], float, bool]:
-    """Generate and score every row; returns samples in input order, wall seconds, interrupted."""
+    """Generate and score every row; returns samples in input order, wall seconds, interrupted.
+    Reports `label` and the running accuracy to `progress` after each batch."""
     # Similar lengths together: less padding per batch. Scores are mapped back to input order.
     lengths = [len(r["prompt"]) for r in rows]
     order = sorted(range(len(rows)), key=lambda i: lengths[i])
     done: dict[int, Sample] = {}
     start = time.perf_counter()
     interrupted = False
-    with Progress(
-        TextColumn(f"[bold]{label}[/bold]"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[status]}"),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        console=console.err,
-    ) as bar:
-        bar_task = bar.add_task("eval", total=len(rows), status="")
-        try:
-            for i in range(0, len(order), batch_size):
-                batch = order[i : i + batch_size]
-                for index, gen in zip(
-                    batch, generator.generate([rows[j]["prompt"] for j in batch]), strict=True
-                ):
-                    done[index] = score(rows[index], gen.text, gen.tokens, gen.cut, task)
-                correct = sum(s.correct for s in done.values())
-                bar.update(bar_task, completed=len(done), status=f"acc {correct / len(done):.3f}")
-        except KeyboardInterrupt:
-            interrupted = True
+    report = progress or silent
+    report(label, 0, len(rows))
+    try:
+        for i in range(0, len(order), batch_size):
+            batch = order[i : i + batch_size]
+            for index, gen in zip(batch, generator.generate([rows[j]["prompt"] for j in batch]), strict=True):
+                done[index] = score(rows[index], gen.text, gen.tokens, gen.cut, task)
+            correct = sum(s.correct for s in done.values())
+            report(f"{label}  acc {correct / len(done):.3f}", len(done), len(rows))
+    except KeyboardInterrupt:
+        interrupted = True
     return [done[i] for i in sorted(done)], time.perf_counter() - start, interrupted
 
 
@@ -198,14 +207,11 @@ def check_request(request: EvalRequest) -> None:
 
 def run_eval(request: EvalRequest) -> EvalResult:
     check_request(request)
-    from rlvr_cli.cloud.sagemaker.artifacts import FetchedCheckpoint, job_artifact, resolve_remote
-
-    # The job first (one call): a wrong name is reported before anything about the local data.
-    job = (
-        job_artifact(request.job, profile=request.profile, region=request.region)
-        if request.job is not None
-        else None
-    )
+    remote = request.remote
+    if remote is None and (request.job is not None or any(_is_s3(c) for c in request.checkpoints)):
+        raise UsageError("--job and S3 checkpoints are fetched by the rlvr command line (EvalRequest.remote)")
+    if remote is not None:  # a wrong job name is reported before anything about the local data
+        remote.locate()
     problems = load_problems(request.data, request.shots)
     for note in problems.notes:
         console.notice(note)
@@ -213,15 +219,9 @@ def run_eval(request: EvalRequest) -> EvalResult:
     if request.limit:
         rows = rows[: request.limit]
     # Models on S3 (a job's model.tar.gz) are fetched into the cache, then evaluated like local ones.
-    checkpoints: list[str] = []
-    fetched: dict[str, FetchedCheckpoint] = {}
-    for item in resolve_remote(
-        [str(c) for c in request.checkpoints], job, profile=request.profile, region=request.region
-    ):
-        if isinstance(item, FetchedCheckpoint):
-            fetched[str(item.path)] = item
-            item = str(item.path)
-        checkpoints.append(item)
+    resolved = remote.fetch() if remote is not None else [Checkpoint(str(c)) for c in request.checkpoints]
+    checkpoints = [c.path for c in resolved]
+    fetched = {c.path: c for c in resolved if c.fetched is not None}
     console.info(f"evaluating on {len(rows)} problems from {where}")
 
     from rlvr_cli.models.loading import quiet_libraries
@@ -238,7 +238,7 @@ def run_eval(request: EvalRequest) -> EvalResult:
         loaded = load_model(spec, is_checkpoint=is_checkpoint)
         source = fetched.get(spec)
         if source is not None:
-            loaded.label = source.label  # the job or S3 URI, not the cache path
+            loaded.label = source.label or loaded.label  # the job or S3 URI, not the cache path
             if request.track and loaded.run and _mlflow_inside_container(loaded.run):
                 uri = (loaded.run.mlflow or {}).get("tracking_uri")
                 result.notes.append(
@@ -249,7 +249,7 @@ def run_eval(request: EvalRequest) -> EvalResult:
         samples, wall, interrupted = _run_one(loaded, rows, request, task)
         item: dict[str, Any] = {"label": loaded.label, "summary": summarize(samples, wall)}
         if source is not None:
-            item["checkpoint"] = source.as_dict()
+            item["checkpoint"] = source.fetched
         results.append(item)
         all_samples.append(samples)
         if interrupted:
@@ -316,7 +316,7 @@ def _run_one(
         return samples, wall, interrupted
     generator = HFGenerator(loaded.model, loaded.tokenizer, request.max_new_tokens, stop_rule=task.stop_rule)
     samples, wall, interrupted = evaluate(
-        generator, rows, request.batch_size, Path(loaded.label).name or loaded.label, task
+        generator, rows, request.batch_size, Path(loaded.label).name or loaded.label, task, request.progress
     )
     # Free the model before loading the next one.
     del generator
@@ -355,6 +355,7 @@ def _run_vllm(
                 max(request.batch_size, len(rows)),
                 Path(loaded.label).name or loaded.label,
                 task,
+                request.progress,
             )
         finally:
             del generator

@@ -11,7 +11,7 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from rlvr_cli.tasks.gsm8k.answers import extract_answer, is_correct, parse_number
+from rlvr_cli.tasks import DEFAULT_TASK
 
 
 @dataclass
@@ -31,16 +31,14 @@ class Sample:
 
 
 def score(row: dict[str, Any], completion: str, tokens: int, cut: bool, task: Any = None) -> Sample:
-    """One evaluated problem, read and checked by `task` (GSM8K's reading when None): the same
-    reading and check the correctness reward uses in training."""
-    if task is None:
-        answer = extract_answer(completion)
-        correct = is_correct(answer.value, parse_number(row["final_answer"]))
-    else:
-        from rlvr_cli.tasks.base import _metadata
+    """One evaluated problem, read and checked by `task` (the default task, GSM8K, when None): the
+    same reading and check the correctness reward uses in training."""
+    from rlvr_cli.tasks import get_task
+    from rlvr_cli.tasks.base import _metadata
 
-        answer = task.read(completion)
-        correct = bool(task.check(answer, str(row["final_answer"]), _metadata(row.get("metadata"))))
+    task = task or get_task(DEFAULT_TASK)
+    answer = task.read(completion)
+    correct = bool(task.check(answer, str(row["final_answer"]), _metadata(row.get("metadata"))))
     return Sample(
         id=str(row.get("id", "")),
         question=row.get("question", ""),

@@ -1,9 +1,10 @@
-"""The callbacks `rlvr train` runs with: progress on stderr, the metrics line SageMaker reads, the
-tracker, a graceful stop on SIGTERM or Ctrl-C, and seconds per step."""
+"""The callbacks `rlvr train` runs with: progress (drawn by the caller) and a line per log, the
+metrics line SageMaker reads, the tracker, a graceful stop on SIGTERM or Ctrl-C, and seconds per step."""
 
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import sys
 import time
@@ -11,66 +12,39 @@ from collections.abc import Iterator
 from typing import Any
 
 import torch
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
 from transformers import TrainerCallback
 
-from rlvr_cli.cloud.sagemaker.metrics import metrics_line
 from rlvr_cli.core import console
+from rlvr_cli.core.metrics import metrics_line
+from rlvr_cli.core.progress import Progress, silent
 from rlvr_cli.tracking.trackers import Tracker
 
 CUT_WARNING_RATIO = 0.9
 
 
 class ProgressDisplay(TrainerCallback):
-    """A Rich progress bar on stderr (steps, reward, time left) and one line per log."""
+    """Steps done and the latest metrics to `progress` (the CLI draws the bar), and one line per log."""
 
-    def __init__(self) -> None:
-        self.progress: Progress | None = None
-        self.task: Any = None
+    def __init__(self, progress: Progress | None = None) -> None:
+        self.progress = progress or silent
+        self.status = ""
 
     def on_train_begin(self, args, state, control, **kwargs):  # type: ignore[no-untyped-def]
-        if not state.is_world_process_zero:
-            return
-        self.progress = Progress(
-            TextColumn("[bold]train[/bold]"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("{task.fields[status]}"),
-            TimeElapsedColumn(),
-            TextColumn("left"),
-            TimeRemainingColumn(),
-            console=console.err,
-        )
-        self.progress.start()
-        self.task = self.progress.add_task(
-            "train", total=state.max_steps, completed=state.global_step, status=""
-        )
+        if state.is_world_process_zero:
+            self.progress("", state.global_step, state.max_steps)
 
     def on_step_end(self, args, state, control, **kwargs):  # type: ignore[no-untyped-def]
-        if self.progress is not None:
-            self.progress.update(self.task, completed=state.global_step)
+        if state.is_world_process_zero:
+            self.progress(self.status, state.global_step, state.max_steps)
 
     def on_log(self, args, state, control, logs=None, **kwargs):  # type: ignore[no-untyped-def]
-        if self.progress is None or not logs:
+        if not state.is_world_process_zero or not logs:
             return
         status = format_log(logs)
         if status:
-            self.progress.update(self.task, status=status)
-            self.progress.console.print(
-                f"step {state.global_step:>5}  {status}", highlight=False, soft_wrap=True
-            )
-
-    def on_train_end(self, args, state, control, **kwargs):  # type: ignore[no-untyped-def]
-        if self.progress is not None:
-            self.progress.stop()
-            self.progress = None
+            self.status = status
+            self.progress(status, state.global_step, state.max_steps)
+            console.err.print(f"step {state.global_step:>5}  {status}", highlight=False, soft_wrap=True)
 
 
 def format_log(logs: dict[str, Any]) -> str:
@@ -92,15 +66,20 @@ def format_log(logs: dict[str, Any]) -> str:
     return "  ".join(parts)
 
 
-class MetricsLine(TrainerCallback):
-    """`rlvr-metrics {json}` per training log on stderr, where logs are read by machines rather than
-    people (stderr not a terminal: CloudWatch, a pipe, a file); SageMaker's metric regexes read it."""
+# Set by the SageMaker container's entry (or by a user who wants the lines elsewhere).
+METRICS_LINES_ENV = "RLVR_METRICS_LINES"
 
-    def __init__(self, stream: Any = None) -> None:
+
+class MetricsLine(TrainerCallback):
+    """`rlvr-metrics {json}` per training log on stderr, for SageMaker's metric regexes: only inside
+    a SageMaker job (or with RLVR_METRICS_LINES=1), never beside a person's progress display."""
+
+    def __init__(self, stream: Any = None, enabled: bool | None = None) -> None:
         self.stream = stream or sys.stderr
+        self.enabled = os.environ.get(METRICS_LINES_ENV) == "1" if enabled is None else enabled
 
     def on_log(self, args, state, control, logs=None, **kwargs):  # type: ignore[no-untyped-def]
-        if not state.is_world_process_zero or not logs or self.stream.isatty():
+        if not self.enabled or not state.is_world_process_zero or not logs:
             return
         line = metrics_line(state.global_step, logs)
         if line:  # written whole and unwrapped, never through Rich

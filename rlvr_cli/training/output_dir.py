@@ -1,6 +1,6 @@
 """A training run's output directory: whether a new run may use it, and its checkpoints.
 
-OUTPUT/rlvr_run.json        the run record (`rlvr_cli.training.record`)
+OUTPUT/rlvr_run.json        the run record (`rlvr_cli.models.record`)
 OUTPUT/recipe.yaml          the resolved recipe
 OUTPUT/checkpoint-N/        checkpoints (or in `checkpoint_dir`), the last kept for --resume
 OUTPUT/adapter_*, tokenizer*, metrics.jsonl, reward_curves.png, merged/   once completed
@@ -15,7 +15,7 @@ from pathlib import Path
 from rlvr_cli.config.fingerprint import recipe_changes
 from rlvr_cli.config.recipe import Recipe
 from rlvr_cli.core.errors import RlvrError
-from rlvr_cli.training.record import RunRecord
+from rlvr_cli.models.record import RunRecord
 
 RECIPE_FILE = "recipe.yaml"
 METRICS_FILE = "metrics.jsonl"  # every logged step, one JSON object per line

@@ -29,7 +29,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from rlvr_cli.training.generation import MIN_SHARED_TOKENS, cache_kwarg_name, common_prefix_length, unpad_left
+from rlvr_cli.decoding.generation import MIN_SHARED_TOKENS, cache_kwarg_name, common_prefix_length, unpad_left
 
 IGNORE = -100
 
@@ -83,9 +83,9 @@ def shared_prefix_logps(
 
     `input_ids` is TRL's `[left-padded prompt | right-padded completion]`; `model` has TRL's fused
     LM head (`model(..., labels=..., fused_lm_head=True)` returns `log_probs` and `entropy`).
-    On a CPU with SDPA, attention keeps the kv heads unrepeated (`rlvr_cli.models.attention`).
+    On a CPU with SDPA, attention keeps the kv heads unrepeated (`rlvr_cli.decoding.attention`).
     """
-    from rlvr_cli.models.attention import GQA_SDPA, attention_implementation
+    from rlvr_cli.decoding.attention import GQA_SDPA, attention_implementation
 
     with attention_implementation(model, GQA_SDPA, only_from="sdpa"):
         return _shared_prefix_logps(model, input_ids, attention_mask, logits_to_keep, compute_entropy)

@@ -16,7 +16,6 @@ progress it reports on stderr (loading, steps, warnings) is all it prints.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -25,15 +24,17 @@ from typing import Any
 
 from rlvr_cli import __version__
 from rlvr_cli.config.fingerprint import recipe_fingerprint
-from rlvr_cli.config.loading import LoadedRecipe, recipe_to_yaml
+from rlvr_cli.config.loading import LoadedRecipe
 from rlvr_cli.config.recipe import Recipe
 from rlvr_cli.core import console
 from rlvr_cli.core.errors import ExitCode, UsageError
-from rlvr_cli.core.files import sha256_file, write_text
+from rlvr_cli.core.files import sha256_file
+from rlvr_cli.core.progress import Progress
 from rlvr_cli.data.layout import PreparedDir, read_rows
+from rlvr_cli.models.record import RunRecord
 from rlvr_cli.tasks.base import Task
-from rlvr_cli.training.output_dir import METRICS_FILE, RECIPE_FILE, check_output_dir
-from rlvr_cli.training.record import RunRecord
+from rlvr_cli.training.finish import interrupted, save_outputs
+from rlvr_cli.training.output_dir import check_output_dir
 
 # Columns training keeps from a prepared row; `metadata` (a JSON string) carries what a task's
 # checker needs beyond the gold text.
@@ -63,7 +64,7 @@ class TrainResult:
                 f"checkpoint saved to {record.checkpoint}"
             )
         if record.status == "completed" and self.main_process:
-            return f"[green]done[/green]: {record.global_step} steps; adapter in {self.output}"
+            return f"done: {record.global_step} steps; adapter in {self.output}"
         return None
 
 
@@ -105,18 +106,20 @@ def training_rows(path: Path, what: str) -> list[dict[str, Any]]:
 
 
 def resolve_task(recipe: Recipe, train_path: Path) -> Task:
-    """The task to train: the recipe's `task`, else the one the prepared data names, else GSM8K."""
+    """The task to train (`rlvr_cli.data.task_choice`: the same rule as the SageMaker job and eval)."""
+    from rlvr_cli.data.task_choice import choose_task
     from rlvr_cli.tasks import get_task
 
     manifest = PreparedDir.of_split_file(train_path).manifest()
-    prepared = manifest.task if manifest else {}
-    name = recipe.task or prepared.get("name") or "gsm8k"
-    if recipe.task and prepared.get("name") and prepared["name"] != recipe.task:
-        raise UsageError(
-            f"the recipe's task is {recipe.task} but {train_path} was prepared for {prepared['name']}; "
-            f"prepare the data with --task {recipe.task}, or drop `task` from the recipe"
-        )
-    return get_task(name, recipe.task_options or prepared.get("options") or {})
+    choice = choose_task(
+        manifest.task if manifest else None,
+        recipe.task,
+        recipe.task_options,
+        data=str(train_path.parent.parent),
+    )
+    if choice.note:
+        console.notice(choice.note)
+    return get_task(choice.name, choice.options)
 
 
 def preflight(recipe: Recipe, output: Path, checkpoint_dir: Path, *, resume: bool, force: bool) -> Inputs:
@@ -258,10 +261,12 @@ def build_trainer(
     reward_funcs: list[Any],
     tracker: Any,
     checkpoint_dir: Path,
+    progress: Progress | None = None,
 ) -> BuiltTrainer:
     from datasets import Dataset
     from transformers import PrinterCallback
 
+    from rlvr_cli.decoding.stopping import AnswerStop
     from rlvr_cli.training.callbacks import (
         MetricsLine,
         ProgressDisplay,
@@ -270,7 +275,6 @@ def build_trainer(
         TrackingCallback,
     )
     from rlvr_cli.training.grpo_args import grpo_config, lora_config
-    from rlvr_cli.training.stopping import AnswerStop
     from rlvr_cli.training.trainer import RlvrGRPOTrainer
 
     tokenizer, task = loaded.tokenizer, inputs.task
@@ -285,11 +289,12 @@ def build_trainer(
         eval_dataset=Dataset.from_list(inputs.eval_rows) if inputs.eval_rows else None,
         processing_class=tokenizer,
         peft_config=lora_config(recipe) if recipe.use_peft else None,
-        callbacks=[ProgressDisplay(), MetricsLine(), tracking, stopper, timer],
+        callbacks=[ProgressDisplay(progress), MetricsLine(), tracking, stopper, timer],
         answer_stop=AnswerStop(tokenizer, tokenizer.eos_token_id, task.stop_rule)
         if recipe.stop_at_answer
         else None,
         share_prefix=recipe.share_prompt_prefix,
+        reward_names=list(recipe.reward_funcs),
     )
     trainer.remove_callback(PrinterCallback)  # it prints log dicts on stdout, which is for data
     trainer_ref["trainer"] = trainer
@@ -365,7 +370,12 @@ def recorded(record: RunRecord, output: Path | None, tracker: Any) -> Iterator[N
 
 
 def run_training(
-    loaded_recipe: LoadedRecipe, *, resume: bool = False, force: bool = False, merge: bool = False
+    loaded_recipe: LoadedRecipe,
+    *,
+    resume: bool = False,
+    force: bool = False,
+    merge: bool = False,
+    progress: Progress | None = None,
 ) -> TrainResult:
     recipe = loaded_recipe.recipe
     output = Path(recipe.output_dir)
@@ -376,7 +386,7 @@ def run_training(
     loaded = load_model(recipe, env, inputs)
     reward_funcs = load_rewards(recipe, inputs.task)
     tracker = start_tracker(recipe, output, inputs.previous, resume, is_main)
-    built = build_trainer(recipe, env, inputs, loaded, reward_funcs, tracker, checkpoint_dir)
+    built = build_trainer(recipe, env, inputs, loaded, reward_funcs, tracker, checkpoint_dir, progress)
     record = new_record(recipe, env, inputs, loaded, tracker, checkpoint_dir)
     written_to = output if is_main else None
 
@@ -397,11 +407,18 @@ def run_training(
         record.ended(built.trainer.state.global_step, built.timer.durations, history)
 
         if built.stopper.requested:
-            interrupted(record, built, written_to, tracker, checkpoint_dir)
+            interrupted(
+                record,
+                built.stopper.requested,
+                built.trainer.state.global_step,
+                written_to,
+                tracker,
+                checkpoint_dir,
+            )
             return TrainResult(record, output, int(ExitCode.INTERRUPTED), is_main)
         built.trainer.save_model(str(output))  # adapter (or full model) + tokenizer
         if is_main:
-            save_outputs(record, recipe, output, history, loaded, inputs.task, tracker, merge=merge)
+            save_outputs(record, recipe, output, history, loaded.resolved, inputs.task, tracker, merge=merge)
     return TrainResult(record, output, 0, is_main)
 
 
@@ -412,65 +429,3 @@ def train(built: BuiltTrainer, resume_from: Path | None) -> list[dict[str, Any]]
     with stop_signals(built.stopper):
         built.trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
     return [dict(h) for h in built.trainer.state.log_history]
-
-
-def interrupted(
-    record: RunRecord, built: BuiltTrainer, output: Path | None, tracker: Any, checkpoint_dir: Path
-) -> None:
-    """Stopped by a signal after a step: the record names the signal and the checkpoint it saved."""
-    record.status = "interrupted"
-    record.interrupted_by = built.stopper.requested
-    record.checkpoint = f"{checkpoint_dir}/checkpoint-{built.trainer.state.global_step}"
-    if output is not None:
-        record.write(output)
-    tracker.finish("KILLED")
-
-
-def save_outputs(
-    record: RunRecord,
-    recipe: Recipe,
-    output: Path,
-    history: list[dict[str, Any]],
-    loaded: Loaded,
-    task: Task,
-    tracker: Any,
-    *,
-    merge: bool,
-) -> None:
-    """The main process's files (recipe, metrics, plot, merged model), then the record as completed."""
-    from rlvr_cli.tracking.plots import reward_curves
-
-    write_text(output / RECIPE_FILE, recipe_to_yaml(recipe))
-    write_text(output / METRICS_FILE, "".join(json.dumps(h) + "\n" for h in history))
-    plot = reward_curves(
-        history, output / "reward_curves.png", f"GRPO on {loaded.resolved.name}: {task.title}"
-    )
-    if merge:
-        record.merged = str(merge_adapter(output, loaded.resolved, recipe))
-    record.status = "completed"
-    record.reward_curves = str(plot) if plot else None
-    record.write(output)
-    tracker.log_dict(record.to_dict(), "rlvr_run.json")
-    tracker.log_artifact(output / RECIPE_FILE)
-    if plot:
-        tracker.log_artifact(plot)
-    tracker.finish("FINISHED")
-
-
-def merge_adapter(output: Path, resolved: Any, recipe: Recipe) -> Path:
-    """Write OUTPUT/merged: the base model in full precision with the adapter merged in."""
-    import torch
-    from peft import PeftModel
-
-    from rlvr_cli.models.loading import load_causal_lm, load_tokenizer
-
-    target = output / "merged"
-    console.info(f"merging the adapter into {resolved.name} -> {target}")
-    dtype = (
-        torch.bfloat16 if recipe.torch_dtype == "bfloat16" and torch.cuda.is_available() else torch.float32
-    )
-    base = load_causal_lm(resolved, revision=recipe.model_revision, dtype=dtype)
-    merged = PeftModel.from_pretrained(base, str(output)).merge_and_unload()
-    merged.save_pretrained(str(target), safe_serialization=True)
-    load_tokenizer(str(output)).save_pretrained(str(target))
-    return target

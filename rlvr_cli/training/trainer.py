@@ -1,7 +1,7 @@
 """TRL's GRPOTrainer with rlvr's additions (the callbacks it runs with: `rlvr_cli.training.callbacks`).
 
 The subclass overrides three methods, each calling the original where rlvr's version does not apply:
-- `_generate_single_turn`: HF generation stops after the answer line (`rlvr_cli.training.stopping`)
+- `_generate_single_turn`: HF generation stops after the answer line (`rlvr_cli.decoding.stopping`)
   and runs the prompt prefix shared by the batch once (`rlvr_cli.training.trl_generate`).
 - `_get_per_token_logps_and_entropies`: the policy and reference forward passes run each shared
   prompt once instead of once per completion (`rlvr_cli.training.prefix_logps`).
@@ -20,22 +20,31 @@ from typing import Any
 import torch
 from trl import GRPOTrainer
 
+from rlvr_cli.decoding.stopping import AnswerStop
 from rlvr_cli.tasks.base import completion_text
 from rlvr_cli.training.prefix_logps import shared_prefix_logps
-from rlvr_cli.training.stopping import AnswerStop
 from rlvr_cli.training.trl_generate import generate_with
 
 SAMPLE_SIZE = 8  # completions kept per step for the tracker's table
-# Reward functions (by TRL's name for them) whose hit rate is logged as its own metric.
-RATE_METRICS = (("correctness_reward", "accuracy"), ("format_reward", "format_rate"))
+# The task's rewards (by the recipe's names) whose hit rate is logged as its own metric.
+RATE_METRICS = {"correctness": "accuracy", "format": "format_rate"}
 
 
 class RlvrGRPOTrainer(GRPOTrainer):
     def __init__(
-        self, *args: Any, answer_stop: AnswerStop | None = None, share_prefix: bool = True, **kwargs: Any
+        self,
+        *args: Any,
+        answer_stop: AnswerStop | None = None,
+        share_prefix: bool = True,
+        reward_names: list[str] | None = None,
+        **kwargs: Any,
     ):
         self.answer_stop = answer_stop
         self.share_prefix = share_prefix
+        # reward column -> metric, from the recipe's names (`correctness`), not the functions' own
+        self.rate_metrics = {
+            i: RATE_METRICS[name] for i, name in enumerate(reward_names or []) if name in RATE_METRICS
+        }
         self.completion_sample: list[dict[str, Any]] = []
         super().__init__(*args, **kwargs)
 
@@ -87,11 +96,10 @@ class RlvrGRPOTrainer(GRPOTrainer):
         )  # (all processes, F)
         mode = "train" if self.model.training else "eval"
         names = self.reward_func_names
-        for name, metric in RATE_METRICS:
-            if name in names:
-                column = rewards[:, names.index(name)]
-                hit = torch.where(torch.isnan(column), column, (column > 0).float())
-                self._metrics[mode][metric].append(torch.nanmean(hit).item())
+        for index, metric in self.rate_metrics.items():
+            column = rewards[:, index]
+            hit = torch.where(torch.isnan(column), column, (column > 0).float())
+            self._metrics[mode][metric].append(torch.nanmean(hit).item())
         lengths = torch.tensor([len(ids) for ids in completion_ids_list], device=rewards.device)
         at_max = (lengths >= self.max_completion_length).float()
         self._metrics[mode]["completions/cut_at_max_ratio"].append(

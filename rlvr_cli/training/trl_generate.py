@@ -1,9 +1,9 @@
 """TRL's generation call with rlvr's two changes, by patching `model.generate` for its duration.
 
 TRL's GRPOTrainer calls `model.generate` itself. `generate_with` wraps that method so the call
-stops completions after their answer line (`rlvr_cli.training.stopping.AnswerStop`, a logits
+stops completions after their answer line (`rlvr_cli.decoding.stopping.AnswerStop`, a logits
 processor) and, with `share_prefix`, runs the prompt prefix common to the batch once
-(`rlvr_cli.training.generation.generate_shared_prefix`). The class method shows through again
+(`rlvr_cli.decoding.generation.generate_shared_prefix`). The class method shows through again
 afterwards.
 """
 
@@ -16,13 +16,13 @@ from typing import Any
 import torch
 from transformers import LogitsProcessorList
 
-from rlvr_cli.training.generation import (
+from rlvr_cli.decoding.generation import (
     generate_shared_prefix,
     sample_shared_prefix,
     supports_sampling,
     unpad_left,
 )
-from rlvr_cli.training.stopping import AnswerStop
+from rlvr_cli.decoding.stopping import AnswerStop
 
 
 @contextlib.contextmanager
@@ -30,7 +30,7 @@ def generate_with(model: Any, processor: AnswerStop | None, share_prefix: bool =
     """Patch `model.generate` for the duration (the generate call itself is TRL's).
 
     The patched call stops completions with `processor` and, with `share_prefix`, runs the prompt
-    prefix common to the batch once (`rlvr_cli.training.generation`).
+    prefix common to the batch once (`rlvr_cli.decoding.generation`).
     """
     had_own = "generate" in vars(model)
     original = model.generate

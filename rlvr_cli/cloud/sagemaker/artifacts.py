@@ -38,8 +38,9 @@ from rlvr_cli.cloud.sagemaker.s3objects import RemoteObject, head, verify_file
 from rlvr_cli.core import console
 from rlvr_cli.core.errors import RlvrError, UsageError, first_line
 from rlvr_cli.core.files import cache_dir, write_json
+from rlvr_cli.core.progress import Counter, Progress
 
-RUN_FILE = "rlvr_run.json"  # rlvr_cli.training.record.RUN_FILE (the control plane imports no training code)
+RUN_FILE = "rlvr_run.json"  # rlvr_cli.models.record.RUN_FILE (the control plane imports no training code)
 MODEL_FILES = ("adapter_config.json", "config.json")
 
 
@@ -121,6 +122,7 @@ def fetch_checkpoint(
     profile: str | None,
     region: str | None,
     job: str | None = None,
+    progress: Progress | None = None,
 ) -> FetchedCheckpoint:
     """Download (or reuse) and unpack a model.tar.gz; returns the local checkpoint directory."""
     bucket, key = parse_s3_uri(uri)
@@ -148,17 +150,16 @@ def fetch_checkpoint(
         if archive.is_file() and archive.stat().st_size == obj.size:
             fetched.verified = ["size", "cached after a verified download"]
         else:
-            fetched.verified = _download(s3, obj, archive)
+            fetched.verified = _download(s3, obj, archive, progress)
     unpack(archive, fetched.path, uri)
     write_json(entry / "source.json", {**fetched.as_dict(), "etag": obj.etag, "bytes": obj.size})
     return fetched
 
 
-def _download(s3: Any, obj: RemoteObject, archive: Path) -> list[str]:
+def _download(s3: Any, obj: RemoteObject, archive: Path, progress: Progress | None) -> list[str]:
     """Download to a temp file beside `archive`, compare it with S3's record, then rename it."""
     from boto3.exceptions import RetriesExceededError
     from boto3.s3.transfer import S3Transfer, TransferConfig
-    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
 
     archive.parent.mkdir(parents=True, exist_ok=True)
     fd, name = tempfile.mkstemp(prefix=f".{archive.name}.", suffix=".download", dir=archive.parent)
@@ -166,23 +167,16 @@ def _download(s3: Any, obj: RemoteObject, archive: Path) -> list[str]:
     tmp = Path(name)
     extra = {"VersionId": obj.version_id} if obj.version_id else {}
     try:
-        with Progress(
-            TextColumn("[bold]download[/bold] {task.description}"),
-            BarColumn(),
-            DownloadColumn(),
-            TransferSpeedColumn(),
-            console=console.err,
-            transient=True,
-        ) as bar:
-            task = bar.add_task(obj.key, total=obj.size)
-            try:
-                S3Transfer(s3, TransferConfig()).download_file(
-                    obj.bucket, obj.key, str(tmp), extra_args=extra, callback=lambda n: bar.advance(task, n)
-                )
-            except RetriesExceededError as exc:
-                raise RlvrError(
-                    f"{obj.uri}: the download kept failing ({exc.last_exception}); check the network and run again"
-                ) from exc
+        received = Counter(progress, obj.size)
+        received.describe(obj.key)
+        try:
+            S3Transfer(s3, TransferConfig()).download_file(
+                obj.bucket, obj.key, str(tmp), extra_args=extra, callback=received.advance
+            )
+        except RetriesExceededError as exc:
+            raise RlvrError(
+                f"{obj.uri}: the download kept failing ({exc.last_exception}); check the network and run again"
+            ) from exc
         verification = verify_file(s3, obj, tmp)
         if not verification.matches:
             raise RlvrError(
@@ -298,6 +292,7 @@ def resolve_remote(
     *,
     profile: str | None,
     region: str | None,
+    progress: Progress | None = None,
 ) -> list[FetchedCheckpoint | str]:
     """The checkpoints to evaluate, S3 ones fetched: a local path stays as it is. `job` is what
     `job_artifact` found (looked up first, so that a wrong job name fails before anything else)."""
@@ -305,10 +300,10 @@ def resolve_remote(
     if job is not None:
         name, uri, settings = job
         console.info(f"job {name}: model at {uri}")
-        resolved.append(fetch_checkpoint(uri, job=name, **settings))
+        resolved.append(fetch_checkpoint(uri, job=name, progress=progress, **settings))
     for checkpoint in checkpoints:
         if is_s3_uri(checkpoint):
-            resolved.append(fetch_checkpoint(checkpoint, profile=profile, region=region))
+            resolved.append(fetch_checkpoint(checkpoint, profile=profile, region=region, progress=progress))
         else:
             resolved.append(checkpoint)
     return resolved

@@ -103,7 +103,8 @@ def submit(
     The data is the recipe's (`remote.s3_data` or `remote.s3_prefix`, which `train --data s3://...`
     sets); without one, the last `rlvr upload` from this machine, said in a note and tagged on the
     job (`rlvr:data-from`). Before sending, the upload is checked against its manifest
-    (`upload.check_uploaded`): a prefix holding a failed or mixed upload is refused.
+    (`upload.check_uploaded`): a prefix holding a failed or mixed upload is refused. The manifest
+    goes to the job as its own channel, so the container reads the data's task from it.
     """
     from rlvr_cli.cloud.sagemaker.client import aws_errors, bucket_region, client, configured_region
     from rlvr_cli.cloud.sagemaker.request import build_request, estimate_cost, job_name
@@ -130,7 +131,7 @@ def submit(
     if not dry_run:
         with aws_errors(f"reading {data_uri}"):
             uploaded = check_uploaded(client("s3", profile=profile, region=region), data_uri)
-    recipe, task_note = _with_prepared_task(recipe, uploaded)
+    task_note = _check_task(recipe, uploaded, data_uri)
     if task_note:
         notes.append(task_note)
     name = name or job_name(recipe)
@@ -161,30 +162,24 @@ def submit(
     return submission
 
 
-def _with_prepared_task(recipe: Any, uploaded: dict[str, Any] | None) -> tuple[Any, str | None]:
-    """The recipe with the task its data was prepared for, so that the job scores the data as `rlvr
-    train` would here: the container gets the train and val channels, not manifest.json.
+def _check_task(recipe: Any, uploaded: dict[str, Any] | None, data_uri: str) -> str | None:
+    """Refuse a recipe whose `task` contradicts the data's now, not in the job: the same rule the
+    container applies (`rlvr_cli.data.task_choice`), on the uploaded manifest (the job's data) or, on
+    a dry run, which calls nothing, on the local one beside `train_dataset_path` if there is one."""
+    from rlvr_cli.data.layout import PreparedDir
+    from rlvr_cli.data.task_choice import choose_task
 
-    On submit, the uploaded manifest's task (the data the job trains on); on a dry run, which calls
-    nothing, the local manifest beside `train_dataset_path`. A recipe that names its task keeps it.
-    """
-    if recipe.task:
-        return recipe, None
     if uploaded is not None:
-        task = uploaded.get("task")
+        prepared, data = uploaded.get("task"), data_uri
     else:
-        from rlvr_cli.data.layout import PreparedDir
-
-        manifest = PreparedDir.of_split_file(Path(recipe.train_dataset_path)).manifest()
-        task = manifest.task if manifest else None
-    if not isinstance(task, dict) or not task.get("name"):
-        where = "the uploaded manifest" if uploaded is not None else f"{recipe.train_dataset_path}'s manifest"
-        return recipe, (
-            f"the task the data was prepared for is not in {where}; the job trains it as gsm8k "
-            "unless the recipe sets `task`"
-        )
-    options = recipe.task_options or task.get("options") or {}
-    return recipe.model_copy(update={"task": task["name"], "task_options": options}), None
+        local = PreparedDir.of_split_file(Path(recipe.train_dataset_path))
+        manifest = local.manifest()
+        if manifest is None:
+            return None
+        prepared, data = manifest.task, str(local.root)
+    return choose_task(
+        prepared if isinstance(prepared, dict) else None, recipe.task, recipe.task_options, data=data
+    ).note
 
 
 def _refuse(problems: list[str]) -> None:

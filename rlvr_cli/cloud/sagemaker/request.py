@@ -15,10 +15,11 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from rlvr_cli import __version__
-from rlvr_cli.cloud.sagemaker import metrics
 from rlvr_cli.config.fingerprint import recipe_fingerprint
 from rlvr_cli.config.patterns import MLFLOW_ARN
+from rlvr_cli.core import metrics
 from rlvr_cli.core.errors import UsageError
+from rlvr_cli.data.layout import MANIFEST_CHANNEL, MANIFEST_FILE
 
 if TYPE_CHECKING:  # the control plane imports no pydantic
     from rlvr_cli.config.recipe import Recipe
@@ -121,6 +122,20 @@ def build_request(recipe: Recipe, *, name: str, data_uri: str, data_from: str = 
                 "ContentType": "application/jsonlines",
             }
             for channel in ("train", "val")
+        ]
+        + [
+            {
+                # The manifest travels with the data: one object, its own channel (data/layout.py).
+                "ChannelName": MANIFEST_CHANNEL,
+                "DataSource": {
+                    "S3DataSource": {
+                        "S3DataType": "S3Prefix",
+                        "S3Uri": f"{data_uri.rstrip('/')}/{MANIFEST_FILE}",
+                        "S3DataDistributionType": "FullyReplicated",
+                    }
+                },
+                "ContentType": "application/json",
+            }
         ],
         "OutputDataConfig": {"S3OutputPath": remote.uri("output")},
         "ResourceConfig": {

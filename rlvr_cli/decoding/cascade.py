@@ -34,7 +34,7 @@ from transformers.cache_utils import Cache, DynamicLayer
 from transformers.integrations.sdpa_attention import sdpa_attention_forward
 from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 
-from rlvr_cli.models.attention import attention_implementation
+from rlvr_cli.decoding.attention import attention_implementation
 
 NAME = "rlvr_cascade"
 

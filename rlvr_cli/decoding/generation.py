@@ -10,7 +10,7 @@ once per row. Here (`prefill_shared`):
               and is cached once per group;
     rows      only each row's remaining tokens run per row.
 
-Decoding attends to the levels through `rlvr_cli.models.cascade` (cascade attention: each part
+Decoding attends to the levels through `rlvr_cli.decoding.cascade` (cascade attention: each part
 separately, merged exactly by log-sum-exp). The token layout seen by `generate` stays
 
     [level 1][level 2, each group's padding after it][padding][rest of the row]
@@ -88,7 +88,7 @@ def prefill_shared(model: Any, rows: list[list[int]], pad_id: int, width: int | 
     rest once per run (level 2); the last token of every row stays uncached, for decoding to start from."""
     from transformers import DynamicCache
 
-    from rlvr_cli.models.cascade import CascadeCache, cascade_attention
+    from rlvr_cli.decoding.cascade import CascadeCache, cascade_attention
 
     device = model.device if hasattr(model, "device") else next(model.parameters()).device
     width = max(width or 0, max(len(r) for r in rows))
@@ -161,7 +161,7 @@ def generate_shared_prefix(
     `[:, width:]` for the completions, as they would with left padding. `width` defaults to the
     longest row; `generate` to `model.generate` (a wrapper passes the method it wraps).
     """
-    from rlvr_cli.models.cascade import CascadeCache, cascade_attention
+    from rlvr_cli.decoding.cascade import CascadeCache, cascade_attention
 
     generate = generate or model.generate
     prefill = prefill_shared(model, rows, pad_id, width)
@@ -297,7 +297,7 @@ def decode_rows(
     `take(row, token, step)` records one and says whether its row has ended. An ended row leaves
     the batch at once (its cache rows dropped), so a step costs the rows still running.
     """
-    from rlvr_cli.models.cascade import cascade_attention
+    from rlvr_cli.decoding.cascade import cascade_attention
 
     device = prefill.ids.device
     mask, cache, positions = prefill.mask, prefill.cache, prefill.positions
