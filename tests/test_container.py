@@ -27,6 +27,9 @@ def opt_ml(
     (root / "input" / "config").mkdir(parents=True)
     for channel in ("train", "val"):
         shutil.copytree(prepared / channel, root / "input" / "data" / channel)
+    # The manifest is its own channel (rlvr_cli/cloud/sagemaker/request.py): one file.
+    (root / "input" / "data" / "manifest").mkdir()
+    shutil.copy(prepared / "manifest.json", root / "input" / "data" / "manifest" / "manifest.json")
     # SageMaker passes every hyperparameter as a string; rlvr sends JSON-encoded values.
     (root / "input" / "config" / "hyperparameters.json").write_text(
         json.dumps({k: json.dumps(v) for k, v in hyperparameters.items()})

@@ -370,8 +370,8 @@ def test_every_grpo_argument_rlvr_sets_is_one_of_trls():
 
     from trl import GRPOConfig
 
+    from rlvr_cli.config import trl as grpo_args
     from rlvr_cli.config.recipe import Recipe
-    from rlvr_cli.training import grpo_args
 
     trl_fields = {f.name for f in dataclasses.fields(GRPOConfig)}
     names = [*grpo_args.SAME_NAME, *grpo_args.RENAMED, *grpo_args.FIXED, *grpo_args.DERIVED]

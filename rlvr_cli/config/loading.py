@@ -136,6 +136,34 @@ def _parse_value(raw: str, item: str) -> Any:
         raise UsageError(f"--set {item}: the value is not valid YAML; quote it or fix the brackets") from exc
 
 
+def _trl_problems(section: Any) -> list[tuple[tuple[str, ...], str]]:
+    """The `trl:` section's problems (rlvr_cli.config.trl), each with its key path."""
+    from rlvr_cli.config.trl import check_section
+
+    return [(("trl", key) if key else ("trl",), message) for key, message in check_section(section)]
+
+
+def _line(path: tuple[str, ...], lines: dict[tuple[str, ...], int], overridden: set[tuple[str, ...]]) -> int:
+    """Where a value came from, for ordering: its line, -1 for an override, 0 when unknown."""
+    for n in range(len(path), 0, -1):
+        if path[:n] in overridden:
+            return -1
+        if path[:n] in lines:
+            return lines[path[:n]]
+    return 0
+
+
+def _where(
+    path: tuple[str, ...], source: str, lines: dict[tuple[str, ...], int], overridden: set[tuple[str, ...]]
+) -> str:
+    """`file:line: a.b: ` or `--set a.b: `, the prefix of an error about the value at `path`."""
+    dotted = ".".join(path)
+    line = _line(path, lines, overridden)
+    if line == -1:
+        return f"--set {dotted}: "
+    return f"{source}:{line}: {dotted}: " if line else f"{source}: {dotted}: "
+
+
 def format_validation_error(
     exc: ValidationError, source: str, lines: dict[tuple[str, ...], int], overridden: set[tuple[str, ...]]
 ) -> list[str]:
@@ -206,10 +234,15 @@ def load_recipe(path: Path | None, overrides: list[str] | None = None) -> Loaded
         given.add(override_path[0])
     if problems:
         raise UsageError("\n".join(problems))
+    located = [(_line(path, lines, overridden), _where(path, source, lines, overridden) + message)
+               for path, message in _trl_problems(data.get("trl"))]  # fmt: skip
     try:
         recipe = Recipe.model_validate(data)
     except ValidationError as exc:
-        raise UsageError("\n".join(format_validation_error(exc, source, lines, overridden))) from exc
+        found = format_validation_error(exc, source, lines, overridden)
+        raise UsageError("\n".join([*found, *(text for _, text in sorted(located))])) from exc
+    if located:
+        raise UsageError("\n".join(text for _, text in sorted(located)))
     return LoadedRecipe(recipe=recipe, source=source, given=given, notices=recipe.notices(given))
 
 

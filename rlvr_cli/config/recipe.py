@@ -85,8 +85,10 @@ class Recipe(Strict):
     temperature: float = Field(1.0, gt=0, description="sampling temperature for training completions")
     top_p: float = Field(1.0, gt=0, le=1, description="nucleus sampling")
     beta: float = Field(0.04, ge=0, description="KL penalty against the base model (0: no reference model)")
-    loss_type: Literal["grpo", "bnpo", "dr_grpo", "dapo"] = Field(
-        "dapo", description="GRPO loss normalisation (TRL); dapo averages over tokens of the whole batch"
+    loss_type: str = Field(
+        "dapo",
+        description="GRPO loss formulation: any TRL supports (grpo, dr_grpo, dapo, bnpo, cispo, sapo, ...); "
+        "dapo averages over tokens of the whole batch",
     )
     epsilon: float = Field(0.2, gt=0, description="PPO-style clip range")
     num_iterations: int = Field(1, ge=1, description="optimisation passes per generated batch")
@@ -120,6 +122,11 @@ class Recipe(Strict):
     generation_kwargs: dict[str, Any] | None = Field(
         None,
         description="extra generation settings for TRL (transformers GenerationConfig, or vLLM SamplingParams)",
+    )
+    trl: dict[str, Any] = Field(
+        default_factory=dict,
+        description="any other field of TRL's GRPOConfig, passed on as it is (e.g. importance_sampling_level: "
+        "sequence, epsilon_high: 0.28); checked against the installed TRL's fields",
     )
     max_seq_length: int | None = Field(
         2048,
@@ -176,6 +183,15 @@ class Recipe(Strict):
     def _module_list(cls, v: Any) -> Any:
         if isinstance(v, str) and v != "all-linear":
             return [x.strip() for x in v.split(",") if x.strip()]
+        return v
+
+    @field_validator("loss_type")
+    @classmethod
+    def _loss_type(cls, v: str) -> str:
+        from rlvr_cli.config.trl import loss_types
+
+        if v not in loss_types():
+            raise ValueError(f"{v!r} is not a loss TRL supports: {', '.join(loss_types())}")
         return v
 
     @field_validator("reward_funcs")

@@ -1,10 +1,9 @@
-"""TRL's GRPOConfig and peft's LoraConfig from a recipe: which recipe key fills which argument.
+"""TRL's GRPOConfig and peft's LoraConfig from a recipe.
 
-Most recipe keys are GRPOConfig arguments of the same name and meaning (`SAME_NAME`); a few are
-renamed (`RENAMED`), fixed by rlvr (`FIXED`), or derived from the effective environment and the
-task (`grpo_config`). tests/test_train.py checks that every name here is a GRPOConfig field and
-every recipe key named here is a recipe key, so a TRL upgrade that renames one fails a test, not a
-run.
+Which recipe key fills which GRPOConfig argument is in `rlvr_cli.config.trl` (`SAME_NAME`,
+`RENAMED`, `FIXED`, `DERIVED`), beside the check of the recipe's `trl:` section, whose fields go in
+last. tests/test_train.py checks that every name there is a GRPOConfig field and every recipe key
+named there is a recipe key, so a TRL upgrade that renames one fails a test, not a run.
 """
 
 from __future__ import annotations
@@ -13,52 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from rlvr_cli.config.recipe import Recipe
+from rlvr_cli.config.trl import FIXED, RENAMED, SAME_NAME
 from rlvr_cli.core.errors import UsageError, first_line
-
-# GRPOConfig arguments that take the recipe key of the same name as it is.
-SAME_NAME = (
-    "seed",
-    "num_train_epochs",
-    "max_steps",
-    "per_device_train_batch_size",
-    "per_device_eval_batch_size",
-    "gradient_accumulation_steps",
-    "gradient_checkpointing",
-    "gradient_checkpointing_kwargs",
-    "learning_rate",
-    "lr_scheduler_type",
-    "weight_decay",
-    "max_grad_norm",
-    "logging_steps",
-    "eval_strategy",
-    "eval_steps",
-    "save_strategy",
-    "save_steps",
-    "save_total_limit",
-    "num_generations",
-    "max_completion_length",
-    "temperature",
-    "top_p",
-    "beta",
-    "loss_type",
-    "epsilon",
-    "num_iterations",
-    "mask_truncated_completions",
-    "use_vllm",
-)
-# GRPOConfig argument <- recipe key.
-RENAMED = {
-    "warmup_steps": "warmup_ratio",  # transformers 5: a float below 1 is a ratio of all steps
-}
-# Set by rlvr whatever the recipe says.
-FIXED: dict[str, Any] = {
-    "logging_first_step": True,
-    "disable_tqdm": True,  # rlvr shows its own progress (training.callbacks.ProgressDisplay)
-    "remove_unused_columns": False,  # the rewards read final_answer and metadata
-    "log_completions": False,  # rlvr logs a sample itself (training.callbacks.TrackingCallback)
-}
-# Computed below from the environment, the checkpoint directory and the task.
-DERIVED = ("output_dir", "bf16", "tf32", "use_cpu", "report_to", "reward_weights", "generation_kwargs")
 
 
 def grpo_config(recipe: Recipe, env: Any, checkpoint_dir: Path, stop_strings: list[str]) -> Any:
@@ -69,6 +24,7 @@ def grpo_config(recipe: Recipe, env: Any, checkpoint_dir: Path, stop_strings: li
     kwargs: dict[str, Any] = {name: getattr(recipe, name) for name in SAME_NAME}
     kwargs.update({name: getattr(recipe, key) for name, key in RENAMED.items()})
     kwargs.update(FIXED)
+    # Recipe keys whose GRPOConfig value rlvr resolves: the effective environment, the task, weights.
     kwargs.update(
         output_dir=str(checkpoint_dir),
         bf16=env.bf16,
@@ -78,6 +34,7 @@ def grpo_config(recipe: Recipe, env: Any, checkpoint_dir: Path, stop_strings: li
         reward_weights=recipe.weights,
         generation_kwargs=generation_kwargs(recipe, stop_strings),
     )
+    kwargs.update(recipe.trl)  # checked at load time: fields rlvr does not set (config/trl.py)
     try:
         return GRPOConfig(**kwargs)
     except ValueError as exc:  # TRL's own consistency checks
