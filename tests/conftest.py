@@ -38,6 +38,9 @@ def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("TOKENIZERS_PARALLELISM", "false")
     for name in ("MLFLOW_TRACKING_URI", "AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_DATA_PATH"):
         monkeypatch.delenv(name, raising=False)
+    # No SageMaker config file of this machine's (tests/test_sagemaker_defaults.py writes its own).
+    monkeypatch.setenv("SAGEMAKER_ADMIN_CONFIG_OVERRIDE", str(tmp_path / "no-admin-config.yaml"))
+    monkeypatch.setenv("SAGEMAKER_USER_CONFIG_OVERRIDE", str(tmp_path / "no-user-config.yaml"))
     return tmp_path
 
 

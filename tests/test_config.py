@@ -106,7 +106,7 @@ def test_cli_prints_one_line_per_error_exit_2_and_no_traceback(cli, tmp_path: Pa
     assert "Traceback" not in result.err
     assert [line for line in result.err.splitlines() if line.startswith("error:")] == [
         f"error: {recipe}:1: lora_rr: unknown key; did you mean 'lora_r'?",
-        f"error: {recipe}:2: loss_type: Input should be 'grpo', 'bnpo', 'dr_grpo' or 'dapo', got 'ppo'",
+        f"error: {recipe}:2: loss_type: 'ppo' is not a loss TRL supports: grpo, dr_grpo, dapo, bnpo, cispo, sapo, luspo, vespo",
     ]
 
 

@@ -495,10 +495,11 @@ def test_without_data_in_the_recipe_the_last_upload_is_used_only_said_and_tagged
         "--set", f"remote.role_arn={ROLE}", "--set", f"remote.image_uri={IMAGE}",
         "--set", f"remote.s3_output=s3://{bucket}/out",
     ]  # fmt: skip
-    nothing = cli("train", "--remote", "--dry-run", *settings)
-    assert nothing.code == 2 and nothing.err.strip() == (
-        "error: no training data on S3: pass --data s3://bucket/prefix (what `rlvr upload` printed), "
-        "or set remote.s3_data or remote.s3_prefix"
+    nothing = cli("train", "--remote", "--dry-run", *settings)  # no upload yet: SageMaker's default bucket
+    assert nothing.code == 0, nothing.err
+    default = "s3://sagemaker-us-east-1-123456789012/rlvr/data"
+    assert (
+        f"note: data: {default}  (the SageMaker default bucket; `rlvr upload` puts it there)" in nothing.err
     )
     assert cli("upload", "--data", prepared, "--s3", f"s3://{bucket}/elsewhere").code == 0
     note = f"note: data: s3://{bucket}/elsewhere  (the last rlvr upload from this machine; --data s3://... to choose)"

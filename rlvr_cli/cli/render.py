@@ -222,6 +222,8 @@ def evaluation(result: EvalResult) -> None:
 
 
 def upload(result: dict[str, Any]) -> None:
+    for line in result.get("notes", []):
+        console.notice(line)
     table = Table(title=f"upload to {result['s3_uri']}", title_justify="left")
     for column in ("file", "action", "bytes", "sha256", "S3 checked by"):
         table.add_column(column, justify="right" if column == "bytes" else "left")
@@ -231,7 +233,7 @@ def upload(result: dict[str, Any]) -> None:
             item["file"], item["action"], f"{item['bytes']:,}", item["sha256"][:12], ", ".join(checks)
         )
     console.err.print(table)
-    console.info(f"next: rlvr train --remote --config RECIPE   (data: {result['s3_uri']})")
+    console.info(f"next: rlvr train --remote --config RECIPE --data {result['s3_uri']}")
 
 
 def status(result: JobStatus) -> None:

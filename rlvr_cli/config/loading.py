@@ -21,6 +21,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from rlvr_cli.config.recipe import Recipe
+from rlvr_cli.config.sagemaker_files import apply_config_files
 from rlvr_cli.core.errors import UsageError, first_line
 from rlvr_cli.core.files import read_text
 
@@ -31,6 +32,7 @@ class LoadedRecipe:
     source: str  # file path or "<defaults>"
     given: set[str] = field(default_factory=set)  # top-level keys set by the file or --set
     notices: list[str] = field(default_factory=list)
+    sources: list[str] = field(default_factory=list)  # remote keys filled from SageMaker's config files
 
 
 def _yaml_with_lines(text: str, source: str) -> tuple[Any, dict[tuple[str, ...], int]]:
@@ -234,6 +236,7 @@ def load_recipe(path: Path | None, overrides: list[str] | None = None) -> Loaded
         given.add(override_path[0])
     if problems:
         raise UsageError("\n".join(problems))
+    sources = apply_config_files(data)  # SageMaker's own defaults, under the recipe's values
     located = [(_line(path, lines, overridden), _where(path, source, lines, overridden) + message)
                for path, message in _trl_problems(data.get("trl"))]  # fmt: skip
     try:
@@ -243,7 +246,9 @@ def load_recipe(path: Path | None, overrides: list[str] | None = None) -> Loaded
         raise UsageError("\n".join([*found, *(text for _, text in sorted(located))])) from exc
     if located:
         raise UsageError("\n".join(text for _, text in sorted(located)))
-    return LoadedRecipe(recipe=recipe, source=source, given=given, notices=recipe.notices(given))
+    return LoadedRecipe(
+        recipe=recipe, source=source, given=given, notices=recipe.notices(given), sources=sources
+    )
 
 
 def recipe_to_yaml(recipe: Recipe) -> str:

@@ -52,15 +52,18 @@ def upload_data(
     from rlvr_cli.cloud.sagemaker.upload import upload_dataset
 
     uri = s3 or (recipe.remote.uri("data") if recipe else None)
-    if not uri:
-        raise UsageError(
-            "no destination: pass --s3 s3://bucket/prefix, or --config with remote.s3_prefix or remote.s3_data"
-        )
+    notes = []
+    if not uri:  # as the SageMaker SDK does: the account's default bucket
+        from rlvr_cli.cloud.sagemaker.default_bucket import default_bucket
+
+        bucket = default_bucket(profile=profile, region=_region(recipe, region), create=True)
+        uri = f"{bucket.prefix}/data"
+        notes.append(bucket.note())
     result = upload_dataset(
         data, uri, force=force, profile=profile, region=_region(recipe, region), progress=progress
     )
     history.record_upload(result["s3_uri"])
-    return result
+    return {**result, "notes": notes}
 
 
 # --- submit -------------------------------------------------------------------------------------------
@@ -107,26 +110,32 @@ def submit(
     goes to the job as its own channel, so the container reads the data's task from it.
     """
     from rlvr_cli.cloud.sagemaker.client import aws_errors, bucket_region, client, configured_region
-    from rlvr_cli.cloud.sagemaker.request import build_request, estimate_cost, job_name
+    from rlvr_cli.cloud.sagemaker.request import build_request, estimate_cost, job_name, required_settings
     from rlvr_cli.cloud.sagemaker.request_checks import region_problems, request_buckets, setting_warnings
     from rlvr_cli.cloud.sagemaker.upload import check_uploaded
 
     recipe = loaded.recipe
-    notes: list[str] = []
+    notes: list[str] = [*loaded.sources]  # remote settings that came from SageMaker's config files
+    required_settings(recipe)  # before any call
+    region = _region(recipe, region)
     data_uri, data_from = recipe.remote.uri("data"), "recipe"
-    if not data_uri:
+    if not data_uri and history.last_data_uri():
         data_uri, data_from = history.last_data_uri(), "last-upload"
-        if not data_uri:
-            raise UsageError(
-                "no training data on S3: pass --data s3://bucket/prefix (what `rlvr upload` printed), "
-                "or set remote.s3_data or remote.s3_prefix"
-            )
         notes.append(f"data: {data_uri}  (the last rlvr upload from this machine; --data s3://... to choose)")
+    if not data_uri or not recipe.remote.uri("output"):  # as the SageMaker SDK does
+        from rlvr_cli.cloud.sagemaker.default_bucket import default_bucket
+
+        bucket = default_bucket(profile=profile, region=region, create=not dry_run)
+        notes.append(bucket.note())
+        remote = recipe.remote.model_copy(update={"s3_prefix": recipe.remote.s3_prefix or bucket.prefix})
+        recipe = recipe.model_copy(update={"remote": remote})
+        if not data_uri:
+            data_uri, data_from = remote.uri("data"), "default-bucket"
+            notes.append(f"data: {data_uri}  (the SageMaker default bucket; `rlvr upload` puts it there)")
     if name is not None and not re.match(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$", name):
         raise UsageError(
             f"--job-name {name}: 1-63 letters, digits and hyphens, starting with a letter or digit"
         )
-    region = _region(recipe, region)
     uploaded: dict[str, Any] | None = None
     if not dry_run:
         with aws_errors(f"reading {data_uri}"):

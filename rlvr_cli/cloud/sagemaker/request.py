@@ -83,20 +83,30 @@ def mlflow_arn(recipe: Recipe) -> str | None:
     return None
 
 
-def build_request(recipe: Recipe, *, name: str, data_uri: str, data_from: str = "recipe") -> dict[str, Any]:
-    """The CreateTrainingJob parameters; a UsageError listing every problem if AWS or rlvr would
-    refuse them (rlvr_cli.cloud.sagemaker.request_checks). `data_from` (recipe | last-upload) says
-    where `data_uri` came from; both are tagged on the job."""
-    from rlvr_cli.cloud.sagemaker.request_checks import refusals
-
+def required_settings(recipe: Recipe, *, output: bool = False) -> None:
+    """The settings a job cannot do without: the role and the image (and, with `output`, where its
+    output goes, which the SageMaker default bucket provides when nothing else does)."""
     remote = recipe.remote
     missing = [
         k for k, v in (("remote.role_arn", remote.role_arn), ("remote.image_uri", remote.image_uri)) if not v
     ]
-    if not remote.uri("output"):
+    if output and not remote.uri("output"):
         missing.append("remote.s3_prefix (or remote.s3_output)")
     if missing:
-        raise UsageError(f"a SageMaker job needs {', '.join(missing)}: set them in the recipe or with --set")
+        raise UsageError(
+            f"a SageMaker job needs {', '.join(missing)}: set them in the recipe, with --set, or in "
+            "SageMaker's config file (SageMaker.TrainingJob.RoleArn)"
+        )
+
+
+def build_request(recipe: Recipe, *, name: str, data_uri: str, data_from: str = "recipe") -> dict[str, Any]:
+    """The CreateTrainingJob parameters; a UsageError listing every problem if AWS or rlvr would
+    refuse them (rlvr_cli.cloud.sagemaker.request_checks). `data_from` (recipe, last-upload or
+    default-bucket) says where `data_uri` came from; both are tagged on the job."""
+    from rlvr_cli.cloud.sagemaker.request_checks import refusals
+
+    remote = recipe.remote
+    required_settings(recipe, output=True)
     environment = dict(remote.environment)
     if remote.hf_token_secret:
         environment["RLVR_HF_TOKEN_SECRET"] = remote.hf_token_secret  # a secret's name, not its value
