@@ -43,6 +43,34 @@ def test_end_to_end_tiny_model_summary_and_samples_agree(
     assert all(x["completion_tokens"] <= 8 for x in samples)
 
 
+def test_samples_give_pass_at_k_and_maj_at_k_beside_strict_and_flexible_greedy(
+    cli, prepared: Path, tiny_model_dir: Path, tmp_path: Path
+):
+    out = tmp_path / "eval"
+    args = ["eval", "--model", tiny_model_dir, "--data", prepared, "--limit", "4", "--max-new-tokens", "6"]
+    result = cli(*args, "--samples", "3", "--temperature", "0.8", "--output", out, "--json", "--no-track")
+    assert result.code == 0, result.err
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["decoding"] == {
+        "greedy": True, "max_new_tokens": 6, "samples": 3, "temperature": 0.8, "top_p": 1.0, "seed": 0,
+    }  # fmt: skip
+    assert summary["shots"] == 1 and summary["rlvr_version"]
+    (model,) = summary["results"]
+    assert {"accuracy", "flexible_accuracy", "flexible_accuracy_ci95"} <= set(model["summary"])
+    sampled = model["sampled"]
+    assert (sampled["samples_per_problem"], sampled["n"], sampled["temperature"]) == (3, 4, 0.8)
+    for name in ("pass@1", "pass@2", "pass@3", "maj@3"):
+        low, high = sampled[f"{name}_ci95"]
+        assert 0.0 <= low <= sampled[name] <= high <= 1.0, name
+    assert sampled["pass@1"] <= sampled["pass@2"] <= sampled["pass@3"]
+    assert "pass@1" in result.err and "flexible" in result.err  # the tables
+    # The same seed draws the same completions: results can be reproduced.
+    again = cli(*args, "--samples", "3", "--temperature", "0.8", "--json", "--no-track")
+    assert again.json()["results"][0]["sampled"] == sampled
+    refused = cli(*args, "--samples", "2", "--temperature", "0")
+    assert refused.code == 2 and "a temperature above 0" in refused.err
+
+
 def test_checkpoint_with_baseline_compares_on_the_same_problems(
     cli, prepared: Path, tiny_model_dir: Path, tmp_path: Path
 ):

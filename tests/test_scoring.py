@@ -120,6 +120,8 @@ def test_summary_of_samples():
         "correct": 2,
         "accuracy": pytest.approx(2 / 3),
         "accuracy_ci95": pytest.approx(list(wilson_interval(2, 3))),
+        "flexible_accuracy": pytest.approx(2 / 3),
+        "flexible_accuracy_ci95": pytest.approx(list(wilson_interval(2, 3))),
         "format_rate": pytest.approx(2 / 3),
         "cut_rate": pytest.approx(1 / 3),
         "mean_completion_tokens": 20.0,
@@ -128,7 +130,7 @@ def test_summary_of_samples():
         "tokens_per_second": 15.0,
     }
     empty = summarize([], 0.0)
-    assert {k: v for k, v in empty.items() if k != "accuracy_ci95"} == {
+    assert {k: v for k, v in empty.items() if not k.endswith("ci95") and not k.startswith("flexible")} == {
         "n": 0,
         "correct": 0,
         "accuracy": 0.0,
@@ -174,9 +176,51 @@ def test_a_sample_keeps_what_was_read():
         "format_ok": True,
         "completion_tokens": 5,
         "cut": True,
+        "flexible": "1000",
+        "flexible_correct": True,
     }
     bare = score({"final_answer": "3"}, "#### 3", 1, False)  # rows without id or question
     assert (bare.id, bare.question) == ("", "")
+
+
+def test_flexible_reads_the_last_number_as_lm_eval_does_and_strict_the_answer_line():
+    row = {"id": 1, "question": "q", "final_answer": "1,070"}
+    unformatted = score(row, "She spends 30 and keeps $1,070.", 9, False)
+    assert (unformatted.correct, unformatted.extracted) == (False, None)  # no answer line: strict says no
+    assert (unformatted.flexible_correct, unformatted.flexible) == (True, "$1,070.")
+    wrong_last = score(row, "#### The final answer is 1070\n(1000 + 70)", 9, False)
+    assert (wrong_last.correct, wrong_last.flexible_correct) == (True, False)  # the last number is 70
+    summary = summarize([unformatted, wrong_last], 1.0)
+    assert (summary["accuracy"], summary["flexible_accuracy"]) == (0.5, 0.5)
+
+    # A task without numbers: the answer line, else the last line.
+    from rlvr_cli.tasks import get_task
+
+    exact = get_task("custom", {"compare": "exact"})
+    lenient = score({"final_answer": "blue"}, "I think so.\nblue", 3, False, exact)
+    assert (lenient.correct, lenient.flexible_correct, lenient.flexible) == (False, True, "blue")
+
+
+def test_pass_at_k_and_majority_over_sampled_completions():
+    from rlvr_cli.evaluation.scoring import pass_at_k, summarize_sampled
+
+    def group(answers, gold="1"):
+        rows = {"id": "p", "question": "q", "final_answer": gold}
+        return [score(rows, f"#### The final answer is {a}" if a else "no answer", 5, False) for a in answers]
+
+    groups = [group(["1", "2", "2", "3"]), group(["2", "2", "1", None]), group(["1", "1", "1", "1"])]
+    out = summarize_sampled(groups, 0.8)
+    assert out["samples_per_problem"] == 4 and out["temperature"] == 0.8 and out["n"] == 3
+    assert out["pass@1"] == pytest.approx((0.25 + 0.25 + 1.0) / 3)
+    assert out["pass@4"] == pytest.approx(1.0)
+    assert out["pass@2"] == pytest.approx((pass_at_k(4, 1, 2) * 2 + 1.0) / 3)
+    assert out["maj@4"] == pytest.approx(1 / 3)  # the vote is 2, 2 and 1: only the last is right
+    low, high = out["pass@1_ci95"]
+    assert 0.0 <= low < out["pass@1"] < high <= 1.0
+    assert out["maj@4_ci95"] == pytest.approx(list(wilson_interval(1, 3)))
+    assert [k for k in out if k.startswith("pass@") and not k.endswith("ci95")] == [
+        f"pass@{k}" for k in range(1, 5)
+    ]
 
 
 def test_a_task_scores_with_the_rows_metadata():

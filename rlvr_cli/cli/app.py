@@ -273,6 +273,15 @@ def eval_(
     generator: Annotated[
         str, typer.Option(help="transformers (CPU or GPU) or vllm (a CUDA GPU and the vllm extra).")
     ] = "transformers",
+    samples: Annotated[
+        int,
+        typer.Option(
+            "--samples",
+            help="Also draw K completions per problem: pass@1..K and maj@K, beside greedy pass@1.",
+        ),
+    ] = 1,
+    temperature: Annotated[float, typer.Option(help="Sampling temperature for --samples.")] = 1.0,
+    seed: Annotated[int, typer.Option(help="Seed of the --samples draws.")] = 0,
     output: Annotated[
         Path | None, typer.Option("--output", "-o", help="Write summary.json and samples.jsonl here.")
     ] = None,
@@ -283,7 +292,7 @@ def eval_(
     region: RegionOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
-    """Measure a task's accuracy: greedy, batched, stopped after the answer line.
+    """Measure a task's accuracy (strict and flexible): greedy, batched, stopped after the answer line.
 
     Example: rlvr eval --checkpoint outputs/smoke-cpu --limit 50 --baseline
     (a SageMaker job's model: rlvr eval --job --baseline)
@@ -311,6 +320,9 @@ def eval_(
         output=output,
         track=track,
         generator=generator,
+        samples=samples,
+        temperature=temperature,
+        seed=seed,
     )
     with render.progress("eval") as progress:
         request.progress = progress

@@ -170,7 +170,8 @@ def results_table(
     for column, justify in (
         ("model", "left"),
         ("n", "right"),
-        ("accuracy [95% CI]", "right"),
+        ("strict [95% CI]", "right"),
+        ("flexible [95% CI]", "right"),
         ("format", "right"),
         ("cut", "right"),
         ("tokens", "right"),
@@ -180,17 +181,21 @@ def results_table(
     for r in results:
         s = r["summary"]
         low, high = s["accuracy_ci95"]
+        flow, fhigh = s["flexible_accuracy_ci95"]
         table.add_row(
             r["label"],
             str(s["n"]),
             f"{s['accuracy']:.1%} [{low:.1%}, {high:.1%}]",
+            f"{s['flexible_accuracy']:.1%} [{flow:.1%}, {fhigh:.1%}]",
             f"{s['format_rate']:.0%}",
             f"{s['cut_rate']:.0%}",
             f"{s['mean_completion_tokens']:.0f}",
             f"{s['problems_per_second']:.2f}",
         )
     caption = (
-        "format: well-formed answer line · cut: stopped at --max-new-tokens · tokens: mean per completion"
+        "strict: the task's answer line · flexible: its lenient reading (GSM8K: the last number, as "
+        "lm-eval's flexible-extract) · format: well-formed answer line · cut: stopped at "
+        "--max-new-tokens · tokens: mean per completion"
     )
     if comparison:
         caption = (
@@ -203,11 +208,38 @@ def results_table(
     return table
 
 
+def sampled_table(results: list[dict[str, Any]]) -> Table | None:
+    """pass@1..K and maj@K per model, when `--samples K` drew them."""
+    rows = [r for r in results if r.get("sampled")]
+    if not rows:
+        return None
+    first = rows[0]["sampled"]
+    k = first["samples_per_problem"]
+    table = Table(
+        title=f"{k} samples per problem at temperature {first['temperature']:g} [95% CI]",
+        title_justify="left",
+    )
+    table.add_column("model")
+    names = [*(f"pass@{i}" for i in range(1, k + 1)), f"maj@{k}"]
+    for name in names:
+        table.add_column(name, justify="right")
+    for r in rows:
+        cells = []
+        for name in names:
+            low, high = r["sampled"][f"{name}_ci95"]
+            cells.append(f"{r['sampled'][name]:.1%} [{low:.1%}, {high:.1%}]")
+        table.add_row(r["label"], *cells)
+    return table
+
+
 def evaluation(result: EvalResult) -> None:
     for line in result.notes:
         console.notice(line)
     summary = result.summary
     console.err.print(results_table(summary["results"], summary["comparison"], result.task_title))
+    sampled = sampled_table(summary["results"])
+    if sampled is not None:
+        console.err.print(sampled)
     if result.interrupted:
         console.warn(
             f"interrupted: the results above cover the {summary['results'][-1]['summary']['n']} problems finished"

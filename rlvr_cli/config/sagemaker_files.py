@@ -24,7 +24,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from rlvr_cli.core.errors import UsageError
+from rlvr_cli.core.errors import UsageError, first_line
 
 ADMIN_FILE = Path("/etc/xdg/sagemaker/config.yaml")
 USER_FILE = Path("~/.config/sagemaker/config.yaml")
@@ -66,7 +66,7 @@ def _read(path: Path) -> dict[str, Any]:
         data = yaml.safe_load(read_text(path, "SageMaker config file")) or {}
     except yaml.YAMLError as exc:
         raise UsageError(
-            f"{path}: not valid YAML ({str(exc).splitlines()[0]}); fix or move the file"
+            f"{path}: not valid YAML ({first_line(exc)}); fix or move the file"
         ) from exc
     if not isinstance(data, dict) or str(data.get("SchemaVersion")) != "1.0":
         raise UsageError(

@@ -2,8 +2,8 @@
 and `VLLMGenerator` (`rlvr eval --generator vllm`, CUDA only) implement the same `generate`;
 scoring and reporting do not know which one ran.
 
-`greedy_generate` is its decoding loop: greedy, the shared prompt prefix run once, finished rows
-dropped from the batch.
+`greedy_generate` is its decoding loop: greedy (or sampled, for `rlvr eval --samples`), the shared
+prompt prefix run once, finished rows dropped from the batch.
 """
 
 from __future__ import annotations
@@ -31,8 +31,8 @@ class Generator(Protocol):
 
 
 class HFGenerator:
-    """Greedy, batched transformers decoding (`rlvr_cli.decoding.generation.greedy_generate`): stops after the
-    answer line, runs the shared prompt prefix once, drops finished rows from the batch."""
+    """Batched transformers decoding (`greedy_generate` below), greedy unless a `temperature` is
+    given: stops after the answer line, runs the shared prompt prefix once, drops finished rows."""
 
     name = "transformers"
 
@@ -43,6 +43,8 @@ class HFGenerator:
         max_new_tokens: int,
         suppress_tokens: list[int] | None = None,
         stop_rule: Any = None,
+        temperature: float | None = None,
+        seed: int = 0,
     ):
         from rlvr_cli.decoding.stopping import TokenText
 
@@ -54,6 +56,10 @@ class HFGenerator:
         self.suppress_tokens = suppress_tokens  # token ids never generated (benchmarks/bench_gpu.py)
         self.stop = TokenText(tokenizer)  # the answer-line stop reads each token's text
         self.stop_rule = stop_rule  # the task's (default: after the first answer line)
+        self.temperature = temperature  # None: greedy; else sampled at this temperature (top-p 1)
+        self.sampler = None
+        if temperature is not None:
+            self.sampler = torch.Generator(device=next(model.parameters()).device).manual_seed(seed)
 
     def generate(self, prompts: list[str]) -> list[Generation]:
         rows = [self.tokenizer(p, add_special_tokens=True)["input_ids"] for p in prompts]
@@ -66,6 +72,8 @@ class HFGenerator:
             token_text=self.stop,
             suppress_tokens=self.suppress_tokens,
             stop_rule=self.stop_rule,
+            temperature=self.temperature,
+            sampler=self.sampler,
         )
         return [
             Generation(
@@ -163,8 +171,11 @@ def greedy_generate(
     token_text: Any = None,
     suppress_tokens: list[int] | None = None,
     stop_rule: Any = None,
+    temperature: float | None = None,
+    sampler: torch.Generator | None = None,
 ) -> list[tuple[list[int], bool]]:
     """Greedy decoding for evaluation: shared prefix run once, finished rows dropped from the batch.
+    With `temperature`, each token is sampled instead (from `sampler`, for `rlvr eval --samples`).
 
     Returns, per row, the completion's token ids (EOS excluded) and whether it ended (EOS, or the
     answer line done when `token_text` is given) rather than hitting `max_new_tokens`.
@@ -183,7 +194,10 @@ def greedy_generate(
     def choose(logits: torch.Tensor) -> torch.Tensor:
         if suppressed is not None:
             logits[:, suppressed] = torch.finfo(logits.dtype).min
-        return logits.argmax(-1)
+        if temperature is None:
+            return logits.argmax(-1)
+        probs = torch.softmax(logits.float() / temperature, dim=-1)
+        return torch.multinomial(probs, 1, generator=sampler)[:, 0]
 
     def take(row: int, token: int, step: int) -> bool:
         if token == eos_token_id:

@@ -18,6 +18,7 @@ class Problems:
     where: str  # what the report says they came from
     task: Task  # what reads and checks the completions
     notes: list[str] = field(default_factory=list)  # for the user: how the prompts were (re)built
+    shots: int | None = None  # solved examples per prompt, when known
 
 
 def load_problems(
@@ -53,7 +54,7 @@ def load_problems(
             ) from exc
         n = 8 if shots is None else shots
         prepared = prepare(source, shots=n, val_fraction=0.1, seed=42, task=task)
-        return Problems(prepared.rows["test"], f"{spec} (test, {n} shots)", task)
+        return Problems(prepared.rows["test"], f"{spec} (test, {n} shots)", task, shots=n)
     else:
         raise UsageError(
             f"--data {spec}: not found; pass a directory that `rlvr prepare` wrote (it holds "
@@ -70,10 +71,14 @@ def load_problems(
         )
         note = f"prompts rebuilt with {shots} shots (prepared with {manifest.shots})"
         return Problems(
-            prepared.rows["test"], f"{manifest.source['name']} (test, {shots} shots)", task, [*notes, note]
+            prepared.rows["test"],
+            f"{manifest.source['name']} (test, {shots} shots)",
+            task,
+            [*notes, note],
+            shots=shots,
         )
     if shots is not None and not manifest:
         raise UsageError(
             f"--shots {shots}: {where} has no manifest.json naming its source; prepare it again with --shots {shots}"
         )
-    return Problems(rows, where, task, notes)
+    return Problems(rows, where, task, notes, shots=manifest.shots if manifest else None)

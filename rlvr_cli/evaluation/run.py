@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from rlvr_cli import __version__
 from rlvr_cli.core import console
 from rlvr_cli.core.errors import ExitCode, RlvrError, UsageError
 from rlvr_cli.core.files import atomic_write, write_json
@@ -29,7 +30,7 @@ from rlvr_cli.core.progress import Progress, silent
 from rlvr_cli.evaluation.generators import Generator, HFGenerator, VLLMGenerator, check_generator
 from rlvr_cli.evaluation.loading import LoadedModel, load_model
 from rlvr_cli.evaluation.problems import load_problems
-from rlvr_cli.evaluation.scoring import Sample, compare, score, summarize
+from rlvr_cli.evaluation.scoring import Sample, compare, score, summarize, summarize_sampled
 from rlvr_cli.models.record import RunRecord
 
 
@@ -70,6 +71,9 @@ class EvalRequest:
     track: bool = True
     generator: str = "transformers"  # or vllm (CUDA)
     progress: Progress | None = None  # reports each model's rows done and running accuracy
+    samples: int = 1  # > 1: also K sampled completions per problem, for pass@k and maj@k
+    temperature: float = 1.0  # of those samples
+    seed: int = 0
 
 
 @dataclass
@@ -164,6 +168,11 @@ def _track(
         tracker.log_metrics(
             {f"{prefix}{k}": v for k, v in item["summary"].items() if isinstance(v, int | float)}
         )
+        sampled = item.get("sampled") or {}
+        # MLflow metric names take no '@': pass@4 is logged as pass_at_4.
+        tracker.log_metrics(
+            {f"{prefix}{k.replace('@', '_at_')}": v for k, v in sampled.items() if isinstance(v, int | float)}
+        )
     if summary.get("comparison"):
         tracker.log_metrics({f"eval_comparison/{k}": v for k, v in summary["comparison"].items()})
     tracker.log_dict(summary, "eval/summary.json")
@@ -180,6 +189,13 @@ def check_request(request: EvalRequest) -> None:
     if request.batch_size < 1 or request.max_new_tokens < 1:
         raise UsageError("--batch-size and --max-new-tokens must be at least 1")
     check_generator(request.generator)
+    if request.samples < 1 or request.temperature <= 0:
+        raise UsageError(
+            f"--samples {request.samples} --temperature {request.temperature}: need at least 1 sample and "
+            "a temperature above 0"
+        )
+    if request.samples > 1 and request.generator == "vllm":
+        raise UsageError("--samples draws with rlvr's decoding: use it with --generator transformers")
     count = len(request.checkpoints) + (request.job is not None)
     if not count and not request.model:
         raise UsageError(
@@ -246,8 +262,10 @@ def run_eval(request: EvalRequest) -> EvalResult:
                 )
                 loaded.run.mlflow = None
         loaded_first = loaded_first or loaded
-        samples, wall, interrupted = _run_one(loaded, rows, request, task)
+        samples, wall, interrupted, sampled = _run_one(loaded, rows, request, task)
         item: dict[str, Any] = {"label": loaded.label, "summary": summarize(samples, wall)}
+        if sampled is not None:
+            item["sampled"] = sampled
         if source is not None:
             item["checkpoint"] = source.fetched
         results.append(item)
@@ -266,8 +284,11 @@ def run_eval(request: EvalRequest) -> EvalResult:
                 )
             base = load_model(loaded.base, is_checkpoint=False)
             base.label = f"base: {loaded.base}"
-            samples, wall, interrupted = _run_one(base, rows[: len(samples)], request, task)
-            results.append({"label": base.label, "summary": summarize(samples, wall)})
+            samples, wall, interrupted, sampled = _run_one(base, rows[: len(samples)], request, task)
+            results.append(
+                {"label": base.label, "summary": summarize(samples, wall)}
+                | ({"sampled": sampled} if sampled is not None else {})
+            )
             all_samples.append(samples)
             if interrupted:
                 break
@@ -276,6 +297,17 @@ def run_eval(request: EvalRequest) -> EvalResult:
     result.summary = {
         "data": where,
         "task": task.describe(),
+        "shots": problems.shots,
+        "rlvr_version": __version__,
+        # Scores: strict (the task's answer rule, compared pairwise) and flexible (its lenient reading).
+        "decoding": {
+            "greedy": True,
+            "max_new_tokens": request.max_new_tokens,
+            "samples": request.samples,
+            "temperature": request.temperature if request.samples > 1 else None,
+            "top_p": 1.0 if request.samples > 1 else None,
+            "seed": request.seed if request.samples > 1 else None,
+        },
         "max_new_tokens": request.max_new_tokens,
         "batch_size": request.batch_size,
         "generator": request.generator,
@@ -309,19 +341,39 @@ def _mlflow_inside_container(run: RunRecord) -> bool:
 
 def _run_one(
     loaded: LoadedModel, rows: list[dict[str, Any]], request: EvalRequest, task: Any
-) -> tuple[list[Sample], float, bool]:
+) -> tuple[list[Sample], float, bool, dict[str, Any] | None]:
+    """Greedy samples, seconds, interrupted, and with `--samples K` the sampled summary
+    (pass@1..K, maj@K) from K completions per problem drawn at `--temperature`."""
     if request.generator == "vllm":
         samples, wall, interrupted = _run_vllm(loaded, rows, request, task)
         loaded.model = None
-        return samples, wall, interrupted
+        return samples, wall, interrupted, None
+    label = Path(loaded.label).name or loaded.label
     generator = HFGenerator(loaded.model, loaded.tokenizer, request.max_new_tokens, stop_rule=task.stop_rule)
-    samples, wall, interrupted = evaluate(
-        generator, rows, request.batch_size, Path(loaded.label).name or loaded.label, task, request.progress
-    )
+    samples, wall, interrupted = evaluate(generator, rows, request.batch_size, label, task, request.progress)
+    sampled = None
+    k = request.samples
+    if k > 1 and not interrupted:
+        sampler = HFGenerator(
+            loaded.model,
+            loaded.tokenizer,
+            request.max_new_tokens,
+            stop_rule=task.stop_rule,
+            temperature=request.temperature,
+            seed=request.seed,
+        )
+        repeated = [row for row in rows for _ in range(k)]  # a problem's K rows together: one shared prompt
+        drawn, _, interrupted = evaluate(
+            sampler, repeated, request.batch_size, f"{label} x{k}", task, request.progress
+        )
+        if not interrupted:
+            sampled = summarize_sampled(
+                [drawn[i * k : (i + 1) * k] for i in range(len(rows))], request.temperature
+            )
     # Free the model before loading the next one.
     del generator
     loaded.model = None
-    return samples, wall, interrupted
+    return samples, wall, interrupted, sampled
 
 
 def _run_vllm(

@@ -255,6 +255,16 @@ class Task:
         """Whether `answer` is right; None when the gold answer cannot be checked (not scored)."""
         raise NotImplementedError
 
+    def read_flexible(self, completion: Any) -> Answer:
+        """The lenient reading published results also report beside the strict one: here the
+        answer line if there is one, else the completion's last non-empty line. Numeric tasks
+        read the last number instead (lm-eval's flexible-extract)."""
+        strict = self.read(completion)
+        if strict.text is not None:
+            return strict
+        lines = [line.strip() for line in completion_text(completion).splitlines() if line.strip()]
+        return Answer(value=None, text=lines[-1], format_ok=False) if lines else NO_ANSWER
+
     def stop_rule(self) -> StopRule:
         return StopRule()
 

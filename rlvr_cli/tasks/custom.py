@@ -87,6 +87,13 @@ class CustomTask(Task):
             return extract_answer(completion)
         return super().read(completion)
 
+    def read_flexible(self, completion: Any) -> Answer:
+        if self.compare == "numeric":
+            from rlvr_cli.tasks.gsm8k.answers import last_number
+
+            return last_number(completion)
+        return super().read_flexible(completion)
+
     def check(self, answer: Answer, gold: str, metadata: dict[str, Any] | None) -> bool | None:
         if not self.readable(gold):
             return None

@@ -42,6 +42,9 @@ TOLERANCE = 1e-3
 # so no backtracking blow-up.
 _NUMBER = re.compile(r"(-)?\$?(-)?((?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?|\.\d+)")
 # The well-formed answer line (after the `####` marker): the phrase, then the number first.
+# lm-eval's GSM8K flexible-extract pattern, and how much of a completion's end it reads (linear time).
+_LM_EVAL_NUMBER = re.compile(r"(-?[$0-9.,]{2,})|(-?[0-9]+)")
+MAX_FLEXIBLE = 10_000
 _FORMAT = re.compile(r"[ \t]{0,4}The final answer is:?[ \t]{0,4}-?\$?-?[\d.]")
 # The well-formed line exactly, number included: one match settles the common case.
 _WELL_FORMED = re.compile(
@@ -94,6 +97,32 @@ def extract_answer(completion: Any) -> Answer:
         Answer(value=4.0, text='4', format_ok=True)
     """
     return _extract(completion_text(completion))
+
+
+def last_number(completion: Any) -> Answer:
+    """lm-evaluation-harness's `flexible-extract` for GSM8K: the last number anywhere in the
+    completion (its regex `(-?[$0-9.,]{2,})|(-?[0-9]+)`, then `$` and `,` stripped), whether or
+    not the answer line is well formed. `format_ok` is always False: this reading ignores format.
+
+    Example:
+        >>> last_number("3 + 4 = 7, so she has $1,070.")
+        Answer(value=1070.0, text='$1,070.', format_ok=False)
+        >>> last_number("no number here")
+        Answer(value=None, text=None, format_ok=False)
+    """
+    text = completion_text(completion)[-MAX_FLEXIBLE:]
+    matches = _LM_EVAL_NUMBER.findall(text)
+    if not matches:
+        return Answer(value=None, text=None, format_ok=False)
+    found = next(group for group in matches[-1] if group)
+    cleaned = found.replace("$", "").replace(",", "").rstrip(".")
+    try:
+        value = float(cleaned) if cleaned not in ("", "-", ".") else None
+    except ValueError:
+        value = None
+    return Answer(
+        value=value if value is not None and math.isfinite(value) else None, text=found, format_ok=False
+    )
 
 
 def _read_first_answer(text: str) -> Answer:

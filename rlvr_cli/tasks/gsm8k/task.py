@@ -33,6 +33,11 @@ class GSM8KTask(Task):
 
         return extract_answer(completion)
 
+    def read_flexible(self, completion: Any) -> Answer:
+        from rlvr_cli.tasks.gsm8k.answers import last_number
+
+        return last_number(completion)
+
     def check(self, answer: Answer, gold: str, metadata: dict[str, Any] | None) -> bool | None:
         from rlvr_cli.tasks.gsm8k.answers import is_correct, parse_number
 
