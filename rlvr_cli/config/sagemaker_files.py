@@ -65,9 +65,7 @@ def _read(path: Path) -> dict[str, Any]:
     try:
         data = yaml.safe_load(read_text(path, "SageMaker config file")) or {}
     except yaml.YAMLError as exc:
-        raise UsageError(
-            f"{path}: not valid YAML ({first_line(exc)}); fix or move the file"
-        ) from exc
+        raise UsageError(f"{path}: not valid YAML ({first_line(exc)}); fix or move the file") from exc
     if not isinstance(data, dict) or str(data.get("SchemaVersion")) != "1.0":
         raise UsageError(
             f"{path}: not a SageMaker config file (it needs SchemaVersion: '1.0' at the top); fix or move it"
