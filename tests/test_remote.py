@@ -392,53 +392,45 @@ def test_dry_run_prints_the_request_and_calls_nothing(cli, recipe: Path, aws: st
     assert boto("sagemaker").list_training_jobs()["TrainingJobSummaries"] == []
 
 
-def test_submit_sends_exactly_the_dry_run_request(cli, recipe: Path, bucket: str):
+def test_submit_sends_exactly_the_dry_run_request(cli, recipe: Path, bucket: str, aws_calls):
+    """What rlvr hands botocore (captured before it leaves), not what the emulator echoes back."""
     dry = cli("train", "--remote", "--dry-run", "--config", recipe, "--job-name", "rlvr-job-1").json()
     submitted = cli("train", "--remote", "--config", recipe, "--job-name", "rlvr-job-1")
     assert submitted.code == 0, submitted.err
-    job = boto("sagemaker").describe_training_job(TrainingJobName="rlvr-job-1")
-    assert (
-        job["AlgorithmSpecification"]["TrainingImage"]
-        == dry["AlgorithmSpecification"]["TrainingImage"]
-        == IMAGE
-    )
-    assert job["RoleArn"] == dry["RoleArn"] == ROLE
-    assert (
-        job["ResourceConfig"]
-        == dry["ResourceConfig"]
-        == {
-            "InstanceType": "ml.p4d.24xlarge",
-            "InstanceCount": 1,
-            "VolumeSizeInGB": 100,
-        }
-    )
-    assert job["InputDataConfig"] == dry["InputDataConfig"]
-    assert [(c["ChannelName"], c["DataSource"]["S3DataSource"]["S3Uri"]) for c in job["InputDataConfig"]] == [
+    (sent,) = aws_calls.params("CreateTrainingJob")
+    assert sent == dry  # every member, Environment, MetricDefinitions and tags included
+    assert sent["AlgorithmSpecification"]["TrainingImage"] == IMAGE and sent["RoleArn"] == ROLE
+    assert sent["ResourceConfig"] == {
+        "InstanceType": "ml.p4d.24xlarge",
+        "InstanceCount": 1,
+        "VolumeSizeInGB": 100,
+    }
+    assert [
+        (c["ChannelName"], c["DataSource"]["S3DataSource"]["S3Uri"]) for c in sent["InputDataConfig"]
+    ] == [
         ("train", "s3://rlvr-test/rlvr/data/train/"),
         ("val", "s3://rlvr-test/rlvr/data/val/"),
         ("manifest", "s3://rlvr-test/rlvr/data/manifest.json"),  # the data's task travels with it
     ]
-    assert job["OutputDataConfig"]["S3OutputPath"] == "s3://rlvr-test/rlvr/output"
-    assert (
-        job["StoppingCondition"]
-        == dry["StoppingCondition"]
-        == {"MaxRuntimeInSeconds": 7200, "MaxWaitTimeInSeconds": 10800}
-    )
-    assert job["EnableManagedSpotTraining"] is True
-    assert job["CheckpointConfig"] == {
+    assert sent["OutputDataConfig"] == {"S3OutputPath": "s3://rlvr-test/rlvr/output"}
+    assert sent["StoppingCondition"] == {"MaxRuntimeInSeconds": 7200, "MaxWaitTimeInSeconds": 10800}
+    assert sent["EnableManagedSpotTraining"] is True
+    assert sent["CheckpointConfig"] == {
         "S3Uri": "s3://rlvr-test/rlvr/checkpoints/rlvr-job-1",
         "LocalPath": "/opt/ml/checkpoints",
     }
-    assert job["HyperParameters"] == dry["HyperParameters"]
-    assert json.loads(job["HyperParameters"]["model_name_or_path"]) == "Qwen/Qwen2.5-0.5B"
-    assert "remote" not in job["HyperParameters"] and "output_dir" not in job["HyperParameters"]
-    tags = {
-        t["Key"]: t["Value"] for t in boto("sagemaker").list_tags(ResourceArn=job["TrainingJobArn"])["Tags"]
-    }
+    assert json.loads(sent["HyperParameters"]["model_name_or_path"]) == "Qwen/Qwen2.5-0.5B"
+    assert "remote" not in sent["HyperParameters"] and "output_dir" not in sent["HyperParameters"]
+    tags = {t["Key"]: t["Value"] for t in sent["Tags"]}
     assert tags["team"] == "research" and tags["rlvr:version"] and tags["rlvr:recipe"]
-    assert dry["Environment"] == {
+    assert tags["rlvr:data"] == "s3://rlvr-test/rlvr/data"
+    assert sent["Environment"] == {
         "MLFLOW_TRACKING_URI": "arn:aws:sagemaker:us-east-1:123456789012:mlflow-tracking-server/rlvr"
     }
+    assert [m["Name"] for m in sent["AlgorithmSpecification"]["MetricDefinitions"]][:2] == [
+        "reward",
+        "reward_std",
+    ]
 
 
 def test_job_names_are_valid_unique_and_derived_from_the_recipe(recipe: Path):

@@ -88,6 +88,10 @@ def test_a_training_run_generates_and_scores_through_rlvr(
     )
     calculate = trainer.RlvrGRPOTrainer._calculate_rewards
     monkeypatch.setattr(trainer.RlvrGRPOTrainer, "_calculate_rewards", spy("rewards", calculate))
+    from rlvr_cli.training import hardware
+
+    calls["allocator"] = 0  # the glibc setting that gives freed activations back (test_memory.py)
+    monkeypatch.setattr(hardware, "return_freed_memory", spy("allocator", hardware.return_freed_memory))
 
     recipe = write_recipe(
         tmp_path / "r.yaml", tiny_model_dir, prepared, tmp_path / "out",
@@ -100,3 +104,4 @@ def test_a_training_run_generates_and_scores_through_rlvr(
     assert calls["logps"] >= 1, "the log-probs did not go through rlvr's shared-prompt passes"
     assert calls["rewards"] >= 1, "rlvr's reward metrics never ran"
     assert calls["generate"] == 0, "transformers' generate ran: rlvr's generation fell back"
+    assert calls["allocator"] == 1, "rlvr train did not set the allocator up"
