@@ -58,6 +58,12 @@ def test_with_no_s3_location_anywhere_the_default_bucket_is_created_once_and_use
     )
 
 
+def test_a_mistyped_data_directory_creates_no_default_bucket(cli, tmp_path: Path, aws: str, aws_calls):
+    result = cli("upload", "--data", tmp_path / "dta")
+    assert result.code == 1 and "run `rlvr prepare --output" in result.err
+    assert not aws_calls.sent  # not even the account was looked up
+
+
 def test_a_default_bucket_of_another_account_is_one_line(
     cli, prepared: Path, aws: str, monkeypatch: pytest.MonkeyPatch, aws_calls
 ):

@@ -49,8 +49,9 @@ def upload_data(
 ) -> dict[str, Any]:
     """Upload a prepared directory (`rlvr_cli.cloud.sagemaker.upload`) and remember where it went:
     {s3_uri, channels, files: [{file, s3_uri, sha256, bytes, action, verified}]}."""
-    from rlvr_cli.cloud.sagemaker.upload import upload_dataset
+    from rlvr_cli.cloud.sagemaker.upload import require_prepared, upload_dataset
 
+    require_prepared(data)  # a mistyped --data creates no bucket
     uri = s3 or (recipe.remote.uri("data") if recipe else None)
     notes = []
     if not uri:  # as the SageMaker SDK does: the account's default bucket
@@ -104,8 +105,9 @@ def submit(
     """Build the CreateTrainingJob request, check it as AWS would, and send it unless `dry_run`.
 
     The data is the recipe's (`remote.s3_data` or `remote.s3_prefix`, which `train --data s3://...`
-    sets); without one, the last `rlvr upload` from this machine, said in a note and tagged on the
-    job (`rlvr:data-from`). Before sending, the upload is checked against its manifest
+    sets); without one, the last `rlvr upload` from this machine, else the SageMaker default
+    bucket's `rlvr/data`, said in a note and tagged on the job (`rlvr:data-from`); output and
+    checkpoints go to the default bucket when the recipe names no place. Before sending, the upload is checked against its manifest
     (`upload.check_uploaded`): a prefix holding a failed or mixed upload is refused. The manifest
     goes to the job as its own channel, so the container reads the data's task from it.
     """
@@ -122,10 +124,12 @@ def submit(
     if not data_uri and history.last_data_uri():
         data_uri, data_from = history.last_data_uri(), "last-upload"
         notes.append(f"data: {data_uri}  (the last rlvr upload from this machine; --data s3://... to choose)")
+    bucket = None
     if not data_uri or not recipe.remote.uri("output"):  # as the SageMaker SDK does
         from rlvr_cli.cloud.sagemaker.default_bucket import default_bucket
 
-        bucket = default_bucket(profile=profile, region=region, create=not dry_run)
+        # Looked up now, created (if need be) only once the request has passed every check.
+        bucket = default_bucket(profile=profile, region=region, create=False)
         notes.append(bucket.note())
         remote = recipe.remote.model_copy(update={"s3_prefix": recipe.remote.s3_prefix or bucket.prefix})
         recipe = recipe.model_copy(update={"remote": remote})
@@ -136,6 +140,9 @@ def submit(
         raise UsageError(
             f"--job-name {name}: 1-63 letters, digits and hyphens, starting with a letter or digit"
         )
+    name = name or job_name(recipe)
+    # refuses what AWS would refuse
+    request = build_request(recipe, name=name, data_uri=data_uri, data_from=data_from)
     uploaded: dict[str, Any] | None = None
     if not dry_run:
         with aws_errors(f"reading {data_uri}"):
@@ -143,9 +150,6 @@ def submit(
     task_note = _check_task(recipe, uploaded, data_uri)
     if task_note:
         notes.append(task_note)
-    name = name or job_name(recipe)
-    # refuses what AWS would refuse
-    request = build_request(recipe, name=name, data_uri=data_uri, data_from=data_from)
     submission = Submission(name, request, estimate_cost(recipe), dry_run, notes=notes)
     job_region = configured_region(profile=profile, region=region)
     if job_region:  # the image's region is in its URI: no call needed
@@ -157,6 +161,10 @@ def submit(
             + ("" if job_region else "; no region is set, so the image's region was not checked either")
         )
         return submission
+    if bucket is not None and not bucket.exists:  # the job's output goes there
+        from rlvr_cli.cloud.sagemaker.default_bucket import default_bucket
+
+        submission.notes.append(default_bucket(profile=profile, region=region, create=True).note())
     sm = client("sagemaker", profile=profile, region=region)
     job_region = sm.meta.region_name
     s3 = client("s3", profile=profile, region=job_region)

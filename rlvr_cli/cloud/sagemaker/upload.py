@@ -57,6 +57,13 @@ def _check_bucket(s3: Any, bucket: str) -> None:
         raise
 
 
+def require_prepared(data: Path) -> None:
+    """Every file of a prepared directory is there (checked before anything is sent or created)."""
+    missing = [rel for rel in FILES if not (data / rel).is_file()]
+    if missing:
+        raise RlvrError(f"{data}: missing {', '.join(missing)}; run `rlvr prepare --output {data}` first")
+
+
 def _check_local_manifest(data: Path, digests: dict[str, str]) -> None:
     """The manifest describes the files beside it: an upload's manifest vouches for them on S3."""
     manifest = PreparedDir(data).manifest()
@@ -122,9 +129,7 @@ def upload_dataset(
     region: str | None,
     progress: Progress | None = None,
 ) -> dict[str, Any]:
-    missing = [rel for rel in FILES if not (data / rel).is_file()]
-    if missing:
-        raise RlvrError(f"{data}: missing {', '.join(missing)}; run `rlvr prepare --output {data}` first")
+    require_prepared(data)
     bucket, prefix = parse_s3_uri(uri)
     from boto3.s3.transfer import S3Transfer, TransferConfig
 
