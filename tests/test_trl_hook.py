@@ -105,3 +105,38 @@ def test_a_training_run_generates_and_scores_through_rlvr(
     assert calls["rewards"] >= 1, "rlvr's reward metrics never ran"
     assert calls["generate"] == 0, "transformers' generate ran: rlvr's generation fell back"
     assert calls["allocator"] == 1, "rlvr train did not set the allocator up"
+
+
+def test_the_rate_metrics_are_the_hit_rates_of_the_recipes_rewards(
+    cli, tmp_path: Path, prepared: Path, tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """`accuracy` and `format_rate` are the shares of completions the task's `correctness` and
+    `format` rewards pay, each from its own column; `completions/cut_at_max_ratio` the share cut."""
+    import json
+
+    from rlvr_cli.tasks.gsm8k import rewards
+
+    # Rewards a random model cannot earn, given by position so the expected rates differ.
+    def format_reward(completions, **kwargs):
+        return [0.5 if i % 2 == 0 else 0.0 for i in range(len(completions))]  # half
+
+    def correctness_reward(completions, **kwargs):
+        return [1.0 if i % 4 == 0 else 0.0 for i in range(len(completions))]  # a quarter
+
+    monkeypatch.setitem(rewards.REWARDS, "format", format_reward)
+    monkeypatch.setitem(rewards.REWARDS, "correctness", correctness_reward)
+    from .test_train import write_recipe
+
+    out = tmp_path / "out"
+    recipe = write_recipe(
+        tmp_path / "r.yaml", tiny_model_dir, prepared, out, max_steps=1, report_to="none",
+        save_strategy="no", reward_funcs=["correctness", "format"], max_completion_length=6,
+    )  # fmt: skip
+    result = cli("train", "--config", recipe)
+    assert result.code == 0, result.err
+    (logged,) = [
+        h for h in map(json.loads, (out / "metrics.jsonl").read_text().splitlines()) if "accuracy" in h
+    ]
+    assert logged["accuracy"] == pytest.approx(0.25)
+    assert logged["format_rate"] == pytest.approx(0.5)
+    assert logged["completions/cut_at_max_ratio"] == pytest.approx(1.0)  # a random model never stops in 6
