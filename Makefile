@@ -14,7 +14,7 @@ GSM8K ?= ../shared/data/gsm8k
 IMAGE ?= rlvr-train
 TAG ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo dev)
 
-.PHONY: install lock check-lock test-latest test test-slow lint format mutation demo smoke learn bench bench-slow image push clean
+.PHONY: install lock check-lock test-latest test test-slow lint format mutation demo smoke learn bench bench-slow gpu-check image push clean
 
 install:
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -105,6 +105,13 @@ learn:
 bench:
 	$(BIN)/python benchmarks/bench_prepare_rewards.py
 	$(BIN)/python benchmarks/bench_status.py
+
+# On a CUDA machine (H100/H200, no network): rlvr's GPU path checked and measured in one go, at
+# Qwen2.5-0.5B's shape with random weights, the offline SmolLM2 tokenizer standing in for Qwen's.
+# Writes benchmarks/results/gpu.json and a RESULTS.md section (benchmarks/gpu_check.py).
+gpu-check:
+	tokenizer=$$($(BIN)/python -c "from rlvr_cli.models.offline import materialize_offline as m; print(m('smollm2-135m'))"); \
+	$(BIN)/python benchmarks/gpu_check.py --gsm8k $(GSM8K) --tokenizer "$$tokenizer"
 
 # ~35 (train) and ~25 (eval) minutes on 2 cores.
 bench-slow:

@@ -150,7 +150,7 @@ def main() -> None:
         )
         + f"Its 1,024 tokens per problem are mostly invented text: rlvr generates "
         f"{same_summary['mean_completion_tokens'] / (ref_tokens / len(ref_rows)):.0%} as many.\n\n"
-        "Reproduce: `python benchmarks/bench_eval.py`. GPU figures: `benchmarks/bench_gpu.py` (section below)."
+        "Reproduce: `python benchmarks/bench_eval.py`. GPU figures: `benchmarks/gpu_check.py` (section below)."
     )
     tuned_rows = [
         "| model | problems | problems / s | new tokens / s | mean new tokens | wall |",

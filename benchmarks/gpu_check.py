@@ -1,7 +1,15 @@
-"""GRPO and evaluation throughput at Qwen2.5-0.5B's shape, random weights, for a machine with a GPU.
+"""The GPU check: rlvr's CUDA path checked and measured in one go, at Qwen2.5-0.5B's shape, random weights.
 
-    python benchmarks/bench_gpu.py --gsm8k ../shared/data/gsm8k --tokenizer DIR          # on a CUDA machine
-    python benchmarks/bench_gpu.py --gsm8k ../shared/data/gsm8k --tokenizer DIR --tiny   # CPU check of the script
+    make gpu-check                                                                  # on a CUDA machine
+    python benchmarks/gpu_check.py --gsm8k ../shared/data/gsm8k --tokenizer DIR          # the same
+    python benchmarks/gpu_check.py --gsm8k ../shared/data/gsm8k --tokenizer DIR --tiny   # CPU run of the script
+
+Checks first (benchmarks/gpu_checks.py: cascade attention against SDPA in bf16 and fp16, greedy
+eval tokens against plain `generate`, a SIGTERM mid-run that saves a resumable checkpoint, one
+row's decode speed against the card's memory bandwidth), then the measurements below. Every part
+is recorded in the JSON (`--results`, default benchmarks/results/gpu.json): `environment` (device,
+CUDA, versions, commit, date), `checks` and `parts` (name -> figures), `errors` (name -> the
+failure). The RESULTS.md section is written for a GPU run only.
 
 Speed and memory do not depend on the weights, so a model built from Qwen2.5-0.5B's configuration
 (hidden 896, 24 layers, 14 heads / 2 KV heads, intermediate 4864, vocab 151,936, tied embeddings)
@@ -25,6 +33,7 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -36,7 +45,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.common import write_section
 
-RESULTS_JSON = Path(__file__).resolve().parent / "results" / "gpu.json"
+RESULTS_JSON = Path(__file__).resolve().parent / "results" / "gpu.json"  # --results changes it
 
 QWEN_05B = {
     "hidden_size": 896,
@@ -219,10 +228,17 @@ def environment(cuda: bool) -> dict:
             versions[name] = __import__(name).__version__
         except Exception:
             versions[name] = None
+    from datetime import datetime, timezone
+
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=Path(__file__).parent
+    ).stdout.strip()
     return {
         "device": torch.cuda.get_device_name(0) if cuda else "CPU (tiny shape: a check of the script)",
         "cuda": torch.version.cuda,
         "versions": versions,
+        "commit": commit or None,
+        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
     }
 
 
@@ -234,7 +250,10 @@ def main() -> None:
     parser.add_argument("--eval-batch", type=int, default=64)
     parser.add_argument("--eval-tokens", type=int, default=256)
     parser.add_argument("--eval-budget-s", type=float, default=120, help="stop the eval run after this long")
-    parser.add_argument("--only", nargs="*", help="parts to run: bf16 bf16-gc qlora eval")
+    parser.add_argument(
+        "--only", nargs="*", help="parts to run: attention greedy sigterm decode qlora bf16 eval bf16-gc"
+    )
+    parser.add_argument("--results", type=Path, default=RESULTS_JSON, help="where the JSON goes")
     parser.add_argument("--out", type=Path, help="also copy the JSON and the log of errors here")
     parser.add_argument(
         "--tiny", action="store_true", help="tiny shape on CPU: checks the script, measures nothing"
@@ -261,26 +280,36 @@ def main() -> None:
         "environment": environment(cuda),
         "shape": "tiny" if args.tiny else "qwen2.5-0.5b",
     }
+    results["checks"] = {}
     results["parts"] = {}
     results["errors"] = {}
 
     def save() -> None:
-        RESULTS_JSON.parent.mkdir(parents=True, exist_ok=True)
-        RESULTS_JSON.write_text(json.dumps(results, indent=2) + "\n")
+        args.results.parent.mkdir(parents=True, exist_ok=True)
+        args.results.write_text(json.dumps(results, indent=2) + "\n")
         if args.out:
             args.out.mkdir(parents=True, exist_ok=True)
-            shutil.copy(RESULTS_JSON, args.out / "gpu.json")
+            shutil.copy(args.results, args.out / "gpu.json")
 
-    def part(name: str, func: Any) -> None:
+    def part(name: str, func: Any, into: str = "parts") -> None:
         if args.only and name not in args.only:
             return
         print(f"--- {name}", file=sys.stderr, flush=True)
         try:
-            results["parts"][name] = func()
+            results[into][name] = func()
         except Exception as exc:
             results["errors"][name] = f"{type(exc).__name__}: {exc}"
             traceback.print_exc()
         save()
+
+    import benchmarks.gpu_checks as checks
+
+    prompts = [r["prompt"] for r in prepared.rows["test"]]
+    device = "cuda" if cuda else "cpu"
+    part("attention", lambda: checks.attention(device), "checks")
+    part("greedy", lambda: checks.greedy(model, prompts, suppress), "checks")
+    part("sigterm", lambda: checks.sigterm(model, work / "data", work, cuda, suppress), "checks")
+    part("decode", lambda: checks.decode(model, prompts, suppress), "checks")
 
     # rlvr's default recipe keeps gradient checkpointing on (the reference's memory profile); without
     # it, the policy pass shares each prompt (prefix_logps). 4-bit needs CUDA and bitsandbytes.
@@ -293,7 +322,6 @@ def main() -> None:
     }
     if not cuda:
         del configs["qlora"]
-    prompts = [r["prompt"] for r in prepared.rows["test"]]
     for name, settings in configs.items():
         if settings is None:
             part(name, lambda: eval_generation(model, prompts, suppress, args, cuda))
@@ -306,7 +334,8 @@ def main() -> None:
             )
     results["steps_per_epoch_one_gpu"] = steps_per_epoch
     save()
-    write_results(results, args, steps_per_epoch)
+    if cuda:  # a CPU run checks the script; its figures are not results
+        write_results(results, args, steps_per_epoch)
 
 
 LABELS = {
@@ -353,7 +382,7 @@ def write_results(results: dict, args: Any, steps_per_epoch: int) -> None:
         )
     elif "eval" in results["errors"]:
         body += f"\n\nEvaluation generation failed: {results['errors']['eval']}"
-    body += "\n\nFigures also in `benchmarks/results/gpu.json`. Reproduce: `python benchmarks/bench_gpu.py --gsm8k DIR --tokenizer DIR`."
+    body += "\n\nFigures also in `benchmarks/results/gpu.json`. Reproduce: `make gpu-check`."
     write_section(f"GRPO at Qwen2.5-0.5B's shape ({'tiny check' if args.tiny else env['device']})", body)
     if args.out:
         shutil.copy(RESULTS_JSON.parent.parent / "RESULTS.md", args.out / "RESULTS.md")
