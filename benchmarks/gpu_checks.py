@@ -114,7 +114,7 @@ def greedy(model_dir: Path, prompts: list[str], suppress: list[int], new_tokens:
     first_differences = []
     for (ids, _), reference in zip(ours, plain, strict=True):
         reference = [t for t in reference if t != tokenizer.pad_token_id][: len(ids) or new_tokens]
-        diff = next((i for i, (a, b) in enumerate(zip(ids, reference)) if a != b), None)
+        diff = next((i for i, (a, b) in enumerate(zip(ids, reference, strict=False)) if a != b), None)
         first_differences.append(diff)
     identical = sum(d is None for d in first_differences)
     return {

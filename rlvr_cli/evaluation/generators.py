@@ -53,7 +53,7 @@ class HFGenerator:
         if tokenizer.pad_token_id is None:
             tokenizer.pad_token = tokenizer.eos_token
         self.max_new_tokens = max_new_tokens
-        self.suppress_tokens = suppress_tokens  # token ids never generated (benchmarks/bench_gpu.py)
+        self.suppress_tokens = suppress_tokens  # token ids never generated (benchmarks/gpu_check.py)
         self.stop = TokenText(tokenizer)  # the answer-line stop reads each token's text
         self.stop_rule = stop_rule  # the task's (default: after the first answer line)
         self.temperature = temperature  # None: greedy; else sampled at this temperature (top-p 1)
