@@ -89,13 +89,27 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="4 steps, 20 problems: a check of the script")
     parser.add_argument(
         "--part",
-        choices=["chain-sum", "gsm8k-format"],
+        choices=["chain-sum", "gsm8k-format", "groups", "tasks"],
         default="chain-sum",
-        help="chain-sum: accuracy on a learnable task; gsm8k-format: GSM8K's held-out format rate",
+        help="chain-sum: accuracy on a learnable task; gsm8k-format: GSM8K's held-out format rate; "
+        "groups: with and without dynamic_sampling at equal minutes (benchmarks/learning_groups.py); "
+        "tasks: configs/smollm2-reasoning.yaml on three reasoning-gym tasks (benchmarks/learning_tasks.py)",
     )
+    parser.add_argument("--minutes", type=float, default=6.0, help="groups, tasks: training budget per run")
+    parser.add_argument("--tasks", default=None, help="tasks: a comma-separated subset (default: all three)")
     args = parser.parse_args()
     if args.part == "gsm8k-format":
         gsm8k_format(args)
+        return
+    if args.part == "groups":
+        from benchmarks import learning_groups
+
+        learning_groups.run(args, evaluate, rlvr, PREPARE, RECIPE)
+        return
+    if args.part == "tasks":
+        from benchmarks import learning_tasks
+
+        learning_tasks.run(args, evaluate, rlvr)
         return
     work = args.work
     data, output = work / "data", work / "model"

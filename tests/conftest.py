@@ -7,8 +7,10 @@ import json
 import os
 import socket
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -164,6 +166,65 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory, smol_dir: Path) -> 
     return target
 
 
+# What the answering model writes after any prompt: a step, the answer line, then an invented question.
+ANSWERING_CONTINUATION = " 5 - 2 = 3\n#### The final answer is 3\n\nQuestion: Then what"
+ANSWERING_ANSWER = "3"
+
+
+def answering_prompts() -> list[str]:
+    """GSM8K-style prompts the answering model was taught on: the fixture's prepared test prompts
+    (as the `prepared` fixture makes them) and arithmetic questions after a one-shot exemplar."""
+    from rlvr_cli.data.build import prepare
+    from rlvr_cli.tasks.gsm8k.sources import load_source
+
+    built = prepare(load_source(str(FIXTURE_GSM8K)), shots=1, val_fraction=0.1, seed=42)
+    prompts = [row["prompt"] for row in built.rows["test"]]
+    exemplar = "Question: Tom has 2 apples.\nSolution: Let's think step by step. 2 + 3 = 5\n#### The final answer is 5\n\n"
+    prompts += [
+        exemplar + f"Question: What is {i} + {i * 7}?\nSolution: Let's think step by step."
+        for i in range(1, 9)
+    ]
+    return prompts
+
+
+@pytest.fixture(scope="session")
+def answering_model_dir(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> Path:
+    """The tiny model taught one continuation (ANSWERING_CONTINUATION): after a GSM8K prompt it
+    writes an answer line, right for the problems whose answer is 3 and wrong for the rest, and then
+    invents a question, so the answer stop has something to cut. A random model never answers."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32)
+    target = tokenizer(ANSWERING_CONTINUATION, add_special_tokens=False)["input_ids"]
+    rows = [tokenizer(p)["input_ids"] + target for p in answering_prompts()]
+    # Left-padded, so the continuation is the last tokens of every row: the loss needs the logits
+    # of those positions only (the full vocabulary at every position would take minutes).
+    width = max(map(len, rows))
+    ids = torch.full((len(rows), width), tokenizer.pad_token_id)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, row in enumerate(rows):
+        ids[i, width - len(row) :] = torch.tensor(row)
+        mask[i, width - len(row) :] = 1
+    labels = torch.tensor(target).expand(len(rows), -1)
+    torch.manual_seed(0)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    for _ in range(200):
+        logits = model(input_ids=ids, attention_mask=mask, logits_to_keep=len(target) + 1).logits[:, :-1]
+        loss = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.size(-1)), labels.reshape(-1))
+        if loss.item() < 0.02:
+            break
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    assert loss.item() < 0.05, f"the answering model did not learn its continuation (loss {loss.item():.3f})"
+    out = tmp_path_factory.mktemp("answering-llama")
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    return out
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -220,6 +281,8 @@ class AwsCalls:
 
         self.sent: list[tuple[str, dict]] = []  # (operation, parameters) in call order
         self._faults: dict[str, list] = {}  # operation -> [calls left before failing, code, status]
+        self._before: dict[str, Callable[[int], None]] = {}  # operation -> action(n) before its nth call
+        self._answers: dict[str, Callable[[dict], None]] = {}  # operation -> change(parsed response)
         self._lock = threading.Lock()  # S3 transfers call from several threads
 
     def fail(self, operation: str, *, after: int = 0, code: str = "AccessDenied", status: int = 403) -> None:
@@ -228,6 +291,24 @@ class AwsCalls:
 
     def params(self, operation: str) -> list[dict]:
         return [params for name, params in self.sent if name == operation]
+
+    def before(self, operation: str, action: Callable[[int], None]) -> None:
+        """Run action(n) just before the nth call of `operation` is sent (n counts from 1)."""
+        self._before[operation] = action
+
+    def answer(self, operation: str, change: Callable[[dict], None]) -> None:
+        """Let change(response) edit what `operation` answers, before rlvr reads it."""
+        self._answers[operation] = change
+
+    def _run_before(self, model, **kwargs) -> None:
+        action = self._before.get(model.name)
+        if action is not None:
+            action(len(self.params(model.name)))
+
+    def _change_answer(self, parsed, model, **kwargs) -> None:
+        change = self._answers.get(model.name)
+        if change is not None and parsed is not None:
+            change(parsed)
 
     def _record(self, params: dict, model, **kwargs) -> None:
         def copy(value):  # containers copied, streams (an upload's Body) kept as they are
@@ -258,6 +339,57 @@ class AwsCalls:
         }
 
 
+class JobStates:
+    """What SageMaker says of a job's state, set by the test: DescribeTrainingJob for a named job
+    answers the states given, one per call (the last repeats), with the given fields. The emulator
+    keeps the job; its state is the test's, not the emulator's idea of how jobs progress."""
+
+    def __init__(self, calls: AwsCalls) -> None:
+        self.jobs: dict[str, tuple[list[str], dict[str, Any], list[int]]] = {}
+        calls.answer("DescribeTrainingJob", self._answer)
+
+    def set(self, name: str, *states: str, **fields: Any) -> None:
+        self.jobs[name] = (list(states), fields, [0])
+
+    def described(self, name: str) -> int:
+        """How many times rlvr has asked for the job's state."""
+        return self.jobs[name][2][0]
+
+    def _answer(self, parsed: dict) -> None:
+        job = self.jobs.get(parsed.get("TrainingJobName", ""))
+        if job is None:
+            return
+        states, fields, count = job
+        parsed["TrainingJobStatus"] = states[min(count[0], len(states) - 1)]
+        parsed.pop("FailureReason", None)
+        parsed.update(fields)
+        count[0] += 1
+
+
+@pytest.fixture
+def job_states(aws_calls: AwsCalls) -> JobStates:
+    return JobStates(aws_calls)
+
+
+class VirtualClock:
+    """`time` for the code that polls: sleep() advances a clock instead of waiting, so a test is
+    driven by poll counts, never by how fast a loaded machine runs."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+        self.sleeps: list[float] = []
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def time(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+
 @pytest.fixture
 def aws_calls(monkeypatch: pytest.MonkeyPatch) -> AwsCalls:
     """Every botocore client created during the test records its calls into, and takes faults from,
@@ -270,7 +402,9 @@ def aws_calls(monkeypatch: pytest.MonkeyPatch) -> AwsCalls:
     def recording_client(self, *args, **kwargs):
         client = create_client(self, *args, **kwargs)
         client.meta.events.register("before-parameter-build.*.*", calls._record)
+        client.meta.events.register("before-call.*.*", calls._run_before)
         client.meta.events.register("before-call.*.*", calls._maybe_fail)
+        client.meta.events.register("after-call.*.*", calls._change_answer)
         return client
 
     monkeypatch.setattr(botocore.session.Session, "create_client", recording_client)

@@ -16,7 +16,7 @@ import pytest
 
 from rlvr_cli.cloud.sagemaker import history
 
-from .test_remote import IMAGE, REGION, ROLE, boto, limited_credentials, sagemaker_job
+from .test_remote import IMAGE, REGION, ROLE, boto, limited_credentials
 
 BUCKET = "rlvr-test"
 OUTPUT = f"s3://{BUCKET}/rlvr/output"
@@ -31,10 +31,16 @@ def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 @pytest.fixture
-def s3(aws: str):
+def s3(aws: str, job_states):
+    """The bucket; and the job states the test gives `submit_job` become what SageMaker answers."""
+    STATES.append(job_states)
     client = boto("s3")
     client.create_bucket(Bucket=BUCKET)
-    return client
+    yield client
+    STATES.remove(job_states)
+
+
+STATES: list = []  # the current test's JobStates (tests/conftest.py)
 
 
 def tar_gz(files: dict[str, bytes], extra: list[tuple[tarfile.TarInfo, bytes | None]] = ()) -> bytes:
@@ -68,9 +74,7 @@ def submit_job(name: str, status: str = "Completed", failure: str | None = None)
         ResourceConfig={"InstanceType": "ml.g5.xlarge", "InstanceCount": 1, "VolumeSizeInGB": 50},
         StoppingCondition={"MaxRuntimeInSeconds": 3600},
     )
-    job = sagemaker_job(name)
-    job.training_job_status = status
-    job.failure_reason = failure
+    STATES[-1].set(name, status, **({"FailureReason": failure} if failure else {}))
     history.record_job(name, REGION, None)
     return f"rlvr/output/{name}/output/model.tar.gz"
 

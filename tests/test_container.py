@@ -396,3 +396,37 @@ def test_docker_build_context_holds_only_what_the_image_copies():
         }
     # Docker always sends the Dockerfile and .dockerignore: the builder reads them.
     assert sent == copied | {"container/Dockerfile", ".dockerignore"}
+
+
+@pytest.mark.parametrize("stored", ['{"HF_TOKEN": "hf_from_json"}', "hf_bare"])
+def test_the_hf_token_comes_from_secrets_manager_by_name(
+    aws: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], stored: str
+):
+    """The job carries only the secret's name (RLVR_HF_TOKEN_SECRET); the entry reads the value
+    into HF_TOKEN for the Hub and prints it nowhere."""
+    import boto3
+
+    from rlvr_cli.container import entry
+
+    name = f"rlvr/hf-{len(stored)}"
+    boto3.client("secretsmanager", region_name="us-east-1").create_secret(Name=name, SecretString=stored)
+    monkeypatch.setenv("RLVR_HF_TOKEN_SECRET", name)
+    monkeypatch.setenv("HF_TOKEN", "")  # recorded, so the value read is removed after the test
+    monkeypatch.delenv("HF_TOKEN")
+    entry._load_hf_token()
+    token = "hf_from_json" if stored.startswith("{") else "hf_bare"
+    assert os.environ["HF_TOKEN"] == token
+    out, err = capsys.readouterr()
+    assert token not in out + err
+
+
+def test_a_missing_hf_token_secret_is_one_error_naming_it(aws: str, monkeypatch: pytest.MonkeyPatch):
+    from rlvr_cli.container import entry
+    from rlvr_cli.core.errors import RlvrError
+
+    monkeypatch.setenv("RLVR_HF_TOKEN_SECRET", "rlvr/no-such-secret")
+    monkeypatch.setenv("HF_TOKEN", "")
+    monkeypatch.delenv("HF_TOKEN")
+    with pytest.raises(RlvrError, match="rlvr/no-such-secret"):
+        entry._load_hf_token()
+    assert "HF_TOKEN" not in os.environ

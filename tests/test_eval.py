@@ -10,37 +10,33 @@ from pathlib import Path
 import pytest
 
 
-def test_end_to_end_tiny_model_summary_and_samples_agree(
-    cli, prepared: Path, tiny_model_dir: Path, tmp_path: Path
+def test_end_to_end_an_answering_model_is_scored_and_stopped_at_its_answer(
+    cli, prepared: Path, answering_model_dir: Path, tmp_path: Path
 ):
+    """The model writes `#### The final answer is 3`, then invents a question: right exactly on the
+    problems whose answer is 3, each completion cut after its answer line, summary = samples."""
+    from .conftest import ANSWERING_ANSWER
+
     out = tmp_path / "eval"
     result = cli(
-        "eval",
-        "--model",
-        tiny_model_dir,
-        "--data",
-        prepared,
-        "--limit",
-        "5",
-        "--batch-size",
-        "2",
-        "--max-new-tokens",
-        "8",
-        "--output",
-        out,
-        "--json",
-        "--no-track",
-    )
+        "eval", "--model", answering_model_dir, "--data", prepared, "--batch-size", "4",
+        "--max-new-tokens", "40", "--output", out, "--json", "--no-track",
+    )  # fmt: skip
     assert result.code == 0, result.err
     summary = json.loads((out / "summary.json").read_text())
     assert result.json()["results"] == summary["results"]
     samples = [json.loads(line) for line in (out / "samples.jsonl").read_text().splitlines()]
+    test_rows = [json.loads(line) for line in (prepared / "test" / "dataset.json").read_text().splitlines()]
     s = summary["results"][0]["summary"]
-    assert s["n"] == len(samples) == 5
-    assert s["accuracy"] == sum(x["correct"] for x in samples) / len(samples)
-    assert s["format_rate"] == sum(x["format_ok"] for x in samples) / len(samples)
-    assert {x["id"] for x in samples} == {f"test-{i}" for i in range(5)}
-    assert all(x["completion_tokens"] <= 8 for x in samples)
+    assert s["n"] == len(samples) == len(test_rows)
+    right = {r["id"] for r in test_rows if r["final_answer"] == ANSWERING_ANSWER}
+    assert right and len(right) < len(test_rows)  # some right, some wrong
+    assert {x["id"] for x in samples if x["correct"]} == right
+    assert s["accuracy"] == pytest.approx(len(right) / len(test_rows))
+    assert s["format_rate"] == 1.0 and all(x["format_ok"] for x in samples)
+    for x in samples:  # stopped after the answer line: the invented question is not generated
+        assert x["completion"].rstrip().endswith("#### The final answer is 3"), x["completion"]
+        assert "Question" not in x["completion"] and x["completion_tokens"] < 40
 
 
 def test_samples_give_pass_at_k_and_maj_at_k_beside_strict_and_flexible_greedy(

@@ -186,34 +186,40 @@ def test_greedy_generate_drops_finished_rows_without_changing_the_others(tiny, m
     assert dropped == [[1, 2, 3, 4], [1, 2, 3], [1, 2], [1]]
 
 
-def test_greedy_generate_matches_generate_with_the_answer_stop(tiny):
+def test_greedy_generate_matches_generate_with_the_answer_stop(answering_model_dir: Path):
+    """A model that writes an answer line and then a question: both loops stop right after the
+    answer line, on the same tokens."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
     from rlvr_cli.decoding.stopping import TokenText
     from rlvr_cli.evaluation.generators import greedy_generate
 
-    model, tokenizer = tiny
-    exemplars = "Question: Tom has 2 apples.\nSolution: Let's think step by step. 2 + 3 = 5\n#### The final answer is 5\n\n"
-    prompts = [
-        exemplars + f"Question: What is {i} + {i * 7}?\nSolution: Let's think step by step."
-        for i in range(1, 6)
-    ]
+    from .conftest import answering_prompts
+
+    tokenizer = AutoTokenizer.from_pretrained(answering_model_dir, padding_side="left")
+    model = AutoModelForCausalLM.from_pretrained(answering_model_dir, dtype=torch.float32).eval()
+    prompts = answering_prompts()[-5:]
     stop = AnswerStop(tokenizer, tokenizer.eos_token_id)
     inputs = tokenizer(prompts, return_tensors="pt", padding=True)
+    max_new = 30
     with generate_with(model, stop, share_prefix=False):
         reference = model.generate(
-            **inputs, max_new_tokens=10, do_sample=False, pad_token_id=tokenizer.pad_token_id
+            **inputs, max_new_tokens=max_new, do_sample=False, pad_token_id=tokenizer.pad_token_id
         )
     width = inputs["input_ids"].shape[1]
     results = greedy_generate(
         model,
         [tokenizer(p)["input_ids"] for p in prompts],
-        max_new_tokens=10,
+        max_new_tokens=max_new,
         eos_token_id=tokenizer.eos_token_id,
         pad_id=tokenizer.pad_token_id,
         token_text=TokenText(tokenizer),
     )
-    for row, (ids, _ended) in zip(reference[:, width:].tolist(), results, strict=True):
+    for row, (ids, ended) in zip(reference[:, width:].tolist(), results, strict=True):
         expected = row[: row.index(tokenizer.eos_token_id)] if tokenizer.eos_token_id in row else row
         assert ids == expected
+        assert ended and len(ids) < max_new
+        assert tokenizer.decode(ids) == " 5 - 2 = 3\n#### The final answer is 3\n"  # the stop fired there
 
 
 def test_sample_tokens_draws_the_given_distribution():

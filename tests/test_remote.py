@@ -6,8 +6,8 @@ import base64
 import contextlib
 import hashlib
 import json
-import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -51,12 +51,6 @@ def recipe(tmp_path: Path) -> Path:
         "  tags: {team: research}\n"
     )
     return path
-
-
-def sagemaker_job(name: str):
-    from moto.sagemaker.models import sagemaker_backends
-
-    return sagemaker_backends[ACCOUNT][REGION].training_jobs[name]
 
 
 def _moto_auth(endpoint: str, initial_free_requests: str) -> None:
@@ -528,12 +522,12 @@ def test_without_data_in_the_recipe_the_last_upload_is_used_only_said_and_tagged
     ("status", "code"),
     [("Completed", 0), ("InProgress", 3), ("Stopping", 3), ("Failed", 4), ("Stopped", 5)],
 )
-def test_status_exit_codes_follow_the_job_state(cli, recipe: Path, bucket: str, status: str, code: int):
+def test_status_exit_codes_follow_the_job_state(
+    cli, recipe: Path, bucket: str, job_states, status: str, code: int
+):
     assert cli("train", "--remote", "--config", recipe, "--job-name", "rlvr-s").code == 0
-    job = sagemaker_job("rlvr-s")
-    job.training_job_status = status
-    if status == "Failed":
-        job.failure_reason = "AlgorithmError: CUDA out of memory"
+    failure = {"FailureReason": "AlgorithmError: CUDA out of memory"} if status == "Failed" else {}
+    job_states.set("rlvr-s", status, **failure)
     result = cli("status", "--json")  # the latest job submitted from here
     assert result.code == code
     view = result.json()
@@ -616,89 +610,96 @@ def test_logs_merge_instances_in_time_order(cli, recipe: Path, bucket: str):
     assert [line.rsplit(" ", 1)[1] for line in tail.out.splitlines()] == ["b3", "a4"]
 
 
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch):
+    """`logs` polls on a virtual clock: each test says what happens at which poll."""
+    from rlvr_cli.cloud.sagemaker import commands
+
+    from .conftest import VirtualClock
+
+    clock = VirtualClock()
+    monkeypatch.setattr(commands, "time", clock)
+    return clock
+
+
+def at_log_polls(aws_calls, actions: dict[int, Callable[[], None]]) -> None:
+    """Run actions[n]() just before rlvr's nth read of the job's log streams."""
+    aws_calls.before("DescribeLogStreams", lambda n: actions[n]() if n in actions else None)
+
+
 def test_logs_follow_until_the_job_ends_without_duplicates(
-    cli, recipe: Path, bucket: str, monkeypatch: pytest.MonkeyPatch
+    cli, recipe: Path, bucket: str, aws_calls, job_states, clock
 ):
-    monkeypatch.setenv("RLVR_POLL_SECONDS", "0.2")
     assert cli("train", "--remote", "--config", recipe, "--job-name", "rlvr-follow").code == 0
-    job = sagemaker_job("rlvr-follow")
-    job.training_job_status = "InProgress"
+    # Running for three looks at its state, then failed.
+    job_states.set("rlvr-follow", "InProgress", "InProgress", "InProgress", "Failed")
     base = int(time.time() * 1000)
     put_logs("rlvr-follow", {"algo-1": [(base, "first")]})
-
-    def later():
-        time.sleep(1.0)
-        put_logs("rlvr-follow", {"algo-2": [(base + 5, "second")]})  # a stream that did not exist before
-        time.sleep(0.6)
-        put_logs("rlvr-follow", {"algo-1": [(base + 10, "last")]})
-        job.training_job_status = "Failed"
-
-    thread = threading.Thread(target=later)
-    thread.start()
+    at_log_polls(aws_calls, {
+        2: lambda: put_logs("rlvr-follow", {"algo-2": [(base + 5, "second")]}),  # a new stream
+        3: lambda: put_logs("rlvr-follow", {"algo-1": [(base + 10, "last")]}),
+    })  # fmt: skip
     result = cli("logs", "rlvr-follow")  # follows by default
-    thread.join()
-    assert result.code == 4  # the job's final state decides the exit code
+    assert result.code == 4, result.err  # the job's final state decides the exit code
     assert [line.rsplit(" ", 1)[1] for line in result.out.splitlines()] == ["first", "second", "last"]
+    assert job_states.described("rlvr-follow") == 4  # it looked until the job ended, no longer
 
 
 def test_logs_follow_reads_the_lines_that_arrive_after_the_job_ended(
-    cli, recipe: Path, bucket: str, monkeypatch: pytest.MonkeyPatch
+    cli, recipe: Path, bucket: str, aws_calls, job_states, clock
 ):
-    monkeypatch.setenv("RLVR_POLL_SECONDS", "0.1")
-    monkeypatch.setenv(
-        "RLVR_LOG_SETTLE_SECONDS", "5"
-    )  # far wider than the 0.6 s gaps below, even on a busy machine
     assert cli("train", "--remote", "--config", recipe, "--job-name", "rlvr-late").code == 0
-    job = sagemaker_job("rlvr-late")
-    job.training_job_status = "InProgress"
+    job_states.set("rlvr-late", "InProgress", "Failed")  # the container exited; its last lines are on the way
     base = int(time.time() * 1000)
     put_logs("rlvr-late", {"algo-1": [(base, "step 1")]})
-
-    def fail():
-        time.sleep(0.5)
-        job.training_job_status = "Failed"  # the container exited; its last lines are still on the way
-        time.sleep(0.6)
-        put_logs("rlvr-late", {"algo-1": [(base + 10, "Traceback (most recent call last):")]})
-        time.sleep(0.6)
-        put_logs("rlvr-late", {"algo-1": [(base + 20, "RuntimeError: CUDA out of memory")]})
-
-    thread = threading.Thread(target=fail)
-    thread.start()
+    at_log_polls(aws_calls, {
+        3: lambda: put_logs("rlvr-late", {"algo-1": [(base + 10, "Traceback (most recent call last):")]}),
+        5: lambda: put_logs("rlvr-late", {"algo-1": [(base + 20, "RuntimeError: CUDA out of memory")]}),
+    })  # fmt: skip
     result = cli("logs", "rlvr-late")
-    thread.join()
     assert result.code == 4, result.err
     messages = [line.split(" ", 2)[2] for line in result.out.splitlines()]
     assert messages == ["step 1", "Traceback (most recent call last):", "RuntimeError: CUDA out of memory"]
     assert "rlvr-late: Failed" in result.err
+    # After the status flipped: polls 3 to 5 every 5 s, the last line at poll 5, then quiet for
+    # the settle time (three polls, 15 s): 3 more polls, then it stops.
+    assert len(aws_calls.params("DescribeLogStreams")) == 8
 
 
 def test_logs_follow_stops_waiting_for_late_lines_in_bounded_time(
-    cli, recipe: Path, bucket: str, monkeypatch: pytest.MonkeyPatch
+    cli, recipe: Path, bucket: str, aws_calls, job_states, clock, monkeypatch: pytest.MonkeyPatch
 ):
-    monkeypatch.setenv("RLVR_POLL_SECONDS", "0.1")
-    monkeypatch.setenv("RLVR_LATE_LOG_SECONDS", "1")
-    assert cli("train", "--remote", "--config", recipe, "--job-name", "rlvr-chatty").code == 0  # Completed
+    monkeypatch.setenv("RLVR_LATE_LOG_SECONDS", "60")
+    assert cli("train", "--remote", "--config", recipe, "--job-name", "rlvr-chatty").code == 0
+    job_states.set("rlvr-chatty", "Completed")
     base = int(time.time() * 1000)
-    done = threading.Event()
 
-    def chatter():
-        n = 0
-        while not done.is_set():  # a stream that never falls quiet
-            put_logs("rlvr-chatty", {"algo-1": [(base + n, f"line {n}")]})
-            n += 1
-            time.sleep(0.05)
+    def chatter(n: int) -> None:  # a stream that never falls quiet: a new line at every poll
+        assert n <= 100, "still following the logs after 100 polls"  # fail, rather than hang
+        put_logs("rlvr-chatty", {"algo-1": [(base + n, f"line {n}")]})
 
-    thread = threading.Thread(target=chatter)
-    thread.start()
-    start = time.monotonic()
-    try:
-        result = cli("logs", "rlvr-chatty")
-    finally:
-        done.set()
-        thread.join()
-    # Without the cap it would follow the never-quiet stream forever (the chatter stops only after).
-    assert result.code == 0 and time.monotonic() - start < 60
-    assert result.out.count("\n") >= 2
+    aws_calls.before("DescribeLogStreams", chatter)
+    start = clock.now
+    result = cli("logs", "rlvr-chatty")
+    assert result.code == 0, result.err
+    # Without the cap it would follow the never-quiet stream forever; with it, 60 s of polls.
+    assert clock.now - start == pytest.approx(60)
+    assert result.out.count("\n") == len(aws_calls.params("DescribeLogStreams")) == 14
+
+
+def test_train_remote_wait_follows_the_job_and_exits_with_its_state(
+    cli, recipe: Path, bucket: str, aws_calls, job_states, clock
+):
+    job_states.set(
+        "rlvr-wait", "InProgress", "InProgress", "InProgress", "Failed", FailureReason="AlgorithmError: boom"
+    )
+    base = int(time.time() * 1000)
+    at_log_polls(aws_calls, {2: lambda: put_logs("rlvr-wait", {"algo-1": [(base, "step 1")]})})
+    result = cli("train", "--remote", "--config", recipe, "--job-name", "rlvr-wait", "--wait")
+    assert result.code == 4, result.err  # the job failed
+    assert aws_calls.params("CreateTrainingJob")[0]["TrainingJobName"] == "rlvr-wait"
+    assert result.out.strip().endswith("step 1") and "rlvr-wait: Failed" in result.err
+    assert clock.sleeps  # it waited between looks, on the poll interval
 
 
 def test_logs_before_any_stream_exists(cli, recipe: Path, bucket: str):
@@ -740,7 +741,8 @@ def test_stop_asks_sagemaker_to_stop_the_job(cli, monkeypatch: pytest.MonkeyPatc
     stubber.assert_no_pending_responses()
 
 
-def test_stop_refuses_a_finished_job(cli, recipe: Path, bucket: str):
+def test_stop_refuses_a_finished_job(cli, recipe: Path, bucket: str, job_states):
     assert cli("train", "--remote", "--config", recipe, "--job-name", "rlvr-done").code == 0
+    job_states.set("rlvr-done", "Completed")
     result = cli("stop")
     assert result.code == 1 and "is Completed: only an InProgress job can be stopped" in result.err

@@ -242,8 +242,11 @@ def test_limits_count_what_rlvr_adds(cli, tmp_path: Path, aws: str):
 
 
 def test_unicode_tags_follow_aws_character_set(cli, reference: Path, aws: str):
-    assert dry_run(cli, reference, "remote.tags.équipe=Überwachung 42").code == 0
-    assert dry_run(cli, reference, "remote.tags.team=a;b").code == 2
+    result = dry_run(cli, reference, "remote.tags.équipe=Überwachung 42")
+    assert result.code == 0, result.err
+    assert {"Key": "équipe", "Value": "Überwachung 42"} in result.json()["request"]["Tags"]
+    refused = dry_run(cli, reference, "remote.tags.team=a;b")
+    assert refused.code == 2 and "remote.tags" in refused.err
 
 
 def test_the_validator_walks_the_service_model():
@@ -341,6 +344,21 @@ def test_secrets_are_refused_without_echoing_them(cli, reference: Path, aws: str
 def test_names_with_token_inside_a_word_are_fine(cli, reference: Path, aws: str, override: str):
     result = dry_run(cli, reference, override)
     assert result.code == 0, result.err
+    # Sent as given: a secret-looking name is not dropped or masked.
+    key, value = override.split("=", 1)
+    request = result.json()["request"]
+    sent = {
+        **request.get("Environment", {}),
+        **{t["Key"]: t["Value"] for t in request.get("Tags", [])},
+        **request.get("HyperParameters", {}),
+    }
+    name = key.rsplit(".", 1)[-1]
+    expected = {
+        "hf_token_secret": ("RLVR_HF_TOKEN_SECRET", value),
+        "mlflow_tracking_uri": ("mlflow_tracking_uri", json.dumps(value)),  # a hyperparameter, as JSON
+    }
+    name, value = expected.get(name, (name, value))
+    assert sent.get(name) == value, sorted(sent)
 
 
 # --- item 10: spot without checkpoints, regions ---------------------------------------------------------------

@@ -48,17 +48,15 @@ def test_scoring_real_gold_answers_with_crafted_completions():
         assert (sample.correct, sample.format_ok) == (correct, format_ok), completion
 
 
-def test_the_reference_method_scores_invented_questions_wrongly():
-    """The reference scored the last number of prompt + completion: an invented follow-up decides."""
+def test_an_invented_follow_up_question_does_not_decide_the_score():
+    """The reference scored the last number of prompt + completion, so an invented follow-up with
+    its own answer decided; rlvr reads the first answer line, both ways round."""
     row = {"id": "x", "question": "q", "final_answer": "18"}
-    completion = (
-        "9 * 2 = 18\n#### The final answer is 18\n\nQuestion: Tom has 3 cats.\n#### The final answer is 3"
-    )
-    assert score(row, completion, 40, False).correct
-    import re
-
-    last_number = re.findall(r"-?\d+(?:\.\d+)?", completion)[-1]
-    assert last_number == "3"  # what the reference would have compared with 18
+    follow_up = "\n\nQuestion: Tom has 3 cats.\n#### The final answer is {}"
+    right_first = score(row, "9 * 2 = 18\n#### The final answer is 18" + follow_up.format(3), 40, False)
+    assert (right_first.extracted, right_first.correct) == ("18", True)
+    wrong_first = score(row, "9 * 2 = 17\n#### The final answer is 17" + follow_up.format(18), 40, False)
+    assert (wrong_first.extracted, wrong_first.correct) == ("17", False)
 
 
 def test_wilson_interval():

@@ -28,8 +28,10 @@ def test_smoke_recipe_trains_smollm2(cli, smol_dir: Path, smoke_data: Path, tmp_
     assert run["status"] == "completed" and run["global_step"] == 2
     assert run["model"]["kind"] == "offline"
     assert {"reward", "accuracy", "format_rate", "kl", "completions/mean_length"} <= set(run["final_metrics"])
-    # Generation stops after the answer: the smoke model answers well within the limit when it answers.
-    assert run["final_metrics"]["completions/mean_length"] <= 160
+    # Generation stops after the answer: some completions end before the recipe's 160-token cap
+    # (every one would run to it if neither EOS nor the answer stop ended them).
+    metrics = run["final_metrics"]
+    assert metrics["completions/cut_at_max_ratio"] < 1 and metrics["completions/mean_length"] < 160
     out = tmp_path / "outputs" / "smoke-cpu"
     assert (out / "adapter_model.safetensors").is_file() and (out / "reward_curves.png").is_file()
 

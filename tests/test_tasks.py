@@ -160,6 +160,32 @@ def test_reasoning_gym_string_answers_are_checked_by_its_verifier():
     assert rewards["format"]([right, "no answer line"]) == [0.5, 0.0]
 
 
+def test_the_demos_chain_sum_reward_is_reasoning_gyms_verdict(monkeypatch: pytest.MonkeyPatch):
+    """`make demo`'s task: two 1-2 digit terms, checked by reasoning-gym's own score_answer."""
+    options = {"dataset": "chain_sum", "min_terms": 2, "max_terms": 2, "min_digits": 1, "max_digits": 2}
+    task = get_task("reasoning-gym", options)
+    problems = task.load("reasoning-gym:chain_sum", size=40, seed=3, strict=False).test[:6]
+    correctness = task.rewards()["correctness"]
+    for problem in problems:
+        gold = int(problem.final_answer)
+        answers = [gold, gold + 1, -gold if gold else 1]
+        completions = [f"Adding up.\n#### The final answer is {a}\n" for a in answers]
+        kwargs = {"final_answer": [problem.final_answer] * 3, "metadata": [json.dumps(problem.metadata)] * 3}
+        assert correctness(completions, **kwargs) == [1.0, 0.0, 0.0], problem.question
+
+    # A verifier that raises must not stop training: that completion is scored wrong.
+    def broken(self, answer, entry):
+        raise KeyError("metadata")
+
+    problem = problems[0]
+    task._scorer = None
+    monkeypatch.setattr(type(task._create(size=1, seed=0)), "score_answer", broken)
+    right = f"#### The final answer is {problem.final_answer}\n"
+    assert correctness(
+        [right], final_answer=[problem.final_answer], metadata=[json.dumps(problem.metadata)]
+    ) == [0.0]
+
+
 # --- custom data -----------------------------------------------------------------------------------
 
 
@@ -507,15 +533,24 @@ def test_a_task_writes_the_few_shot_layout_and_refuses_unknown_options():
 
 
 def test_a_tasks_rewards_read_metadata_and_skip_unreadable_gold():
-    task = get_task("custom", {"compare": "exact"})
+    custom = get_task("custom", {"compare": "exact"})
+
+    class NeedsMetadata(type(custom)):  # a checker that decides by the row's metadata too
+        def check(self, answer, gold, metadata):
+            verdict = super().check(answer, gold, metadata)
+            return verdict if verdict is None else verdict and (metadata or {}).get("k") == 1
+
+    task = NeedsMetadata({"compare": "exact"})
     rewards = task.rewards()
     assert list(rewards) == ["format", "correctness"]
-    completions = ["#### The final answer is Yes.", "#### no", "#### The final answer is yes"]
-    assert rewards["format"](completions) == [0.5, 0.0, 0.5]
+    yes = "#### The final answer is yes"
+    completions = ["#### The final answer is Yes.", "#### no", yes, yes]
+    assert rewards["format"](completions) == [0.5, 0.0, 0.5, 0.5]
     got = rewards["correctness"](
-        completions, final_answer=["yes", "yes", "  "], metadata=['{"k": 1}', None, None]
+        completions, final_answer=["yes", "yes", "  ", "yes"], metadata=['{"k": 1}', None, None, '{"k": 2}']
     )
-    assert got == [1.0, 0.0, None]  # an unreadable (empty) gold answer is not scored
+    # Each row's own metadata reaches the checker; an unreadable (empty) gold answer is not scored.
+    assert got == [1.0, 0.0, None, 0.0]
     assert rewards["format"].__doc__ == "0.5 for a well-formed first answer line (custom)."
     assert rewards["correctness"].__doc__ == "1.0 when the first answer is right (custom)."
     with pytest.raises(ValueError):  # one gold answer per completion, or an error: never a silent shift

@@ -426,3 +426,37 @@ def test_the_run_record_file_names_only_what_happened(tmp_path: Path):
         record.to_dict(complete=True)
     )
     assert STATUSES == ("running", "completed", "interrupted", "failed", "aborted")
+
+
+def test_modules_to_save_are_trained_saved_merged_and_evaluated_alike(
+    cli, tmp_path: Path, prepared: Path, tiny_model_dir: Path
+):
+    """The reference recipe trains lm_head and embed_tokens in full (tied in the tiny model, as in
+    Qwen2.5-0.5B): they are saved with the adapter, `--merge` bakes them in, and the adapter and
+    the merged model generate the same completions."""
+    import torch
+    from safetensors.torch import load_file
+
+    out = tmp_path / "out"
+    recipe = write_recipe(
+        tmp_path / "r.yaml", tiny_model_dir, prepared, out, max_steps=2, report_to="none", save_strategy="no",
+        lora_modules_to_save=["lm_head", "embed_tokens"],
+    )  # fmt: skip
+    result = cli("train", "--config", recipe, "--merge", "--json")
+    assert result.code == 0, result.err
+    assert result.json()["merged"] == str(out / "merged")
+    saved = load_file(out / "adapter_model.safetensors")
+    embeddings = [k for k in saved if "embed_tokens" in k]
+    assert embeddings and any("lora_" in k for k in saved)
+    base = load_file(tiny_model_dir / "model.safetensors")["model.embed_tokens.weight"]
+    assert not torch.equal(saved[embeddings[0]], base)  # trained, not a copy of the base
+
+    def completions(*model_args) -> list[str]:
+        where = tmp_path / f"eval-{len(list(tmp_path.glob('eval-*')))}"
+        args = ["eval", *model_args, "--data", prepared, "--limit", "4", "--max-new-tokens", "8"]
+        assert cli(*args, "--no-track", "--output", where).code == 0
+        return [json.loads(x)["completion"] for x in (where / "samples.jsonl").read_text().splitlines()]
+
+    adapter = completions("--checkpoint", out)
+    assert adapter == completions("--model", out / "merged")
+    assert adapter != completions("--model", tiny_model_dir)  # the training changed what it writes

@@ -17,6 +17,24 @@ from rlvr_cli.config.remote import RemoteConfig, Strict
 from rlvr_cli.tasks.rewards import BUILTIN_REWARDS, check_reward_names
 
 
+def dynamic_sampling_problem(
+    rows_per_device: int, group_size: int, scale_rewards: Any, aggregation: Any
+) -> str | None:
+    """Why the recipe's dynamic_sampling cannot serve these TRL settings, or None."""
+    if rows_per_device % group_size:
+        return (
+            f"dynamic_sampling keeps whole groups on each device, but a device generates {rows_per_device} "
+            f"completions per batch, not a multiple of num_generations ({group_size}): make "
+            "per_device_train_batch_size x steps_per_generation a multiple of it"
+        )
+    if scale_rewards == "batch" or aggregation != "sum_then_normalize":
+        return (
+            "dynamic_sampling needs advantages computed within each group: drop trl.scale_rewards: batch "
+            "and trl.multi_objective_aggregation: normalize_then_sum, or set dynamic_sampling: false"
+        )
+    return None
+
+
 class Recipe(Strict):
     """A GRPO training recipe. Defaults are the reference recipe (Qwen2.5-0.5B, QLoRA, GSM8K 8-shot)."""
 
@@ -114,6 +132,26 @@ class Recipe(Strict):
         True,
         description="run each shared prompt part (the exemplars, each question) once per batch instead "
         "of once per completion: in HF generation and in the policy and reference forward passes",
+    )
+    dynamic_sampling: bool = Field(
+        False,
+        description="train only on groups whose completions' rewards differ (DAPO's dynamic sampling): "
+        "groups that all earned the same reward are replaced by groups of fresh prompts",
+    )
+    dynamic_sampling_max_rounds: int = Field(
+        3,
+        ge=1,
+        description="with dynamic_sampling: most extra generation rounds per batch; after them, groups "
+        "with equal rewards complete the batch (logged)",
+    )
+    difficulty_filter: int = Field(
+        0,
+        ge=0,
+        description="set a prompt aside after this many groups in a row whose completions all earned the "
+        "same reward (all right or all wrong); batches then draw fresh prompts instead (0: off)",
+    )
+    difficulty_filter_steps: int = Field(
+        50, ge=1, description="with difficulty_filter: optimizer steps a set-aside prompt sits out"
     )
     mask_truncated_completions: bool = Field(
         False, description="exclude completions cut at max_completion_length from the loss"
@@ -227,7 +265,23 @@ class Recipe(Strict):
             raise ValueError("eval_strategy 'steps' needs eval_steps")
         if self.eval_strategy != "no" and not self.test_dataset_path:
             raise ValueError("eval_strategy needs test_dataset_path")
+        if self.dynamic_sampling:
+            self._check_dynamic_sampling()
         return self
+
+    def _check_dynamic_sampling(self) -> None:
+        # The trainer checks again with TRL's resolved values (generation_batch_size, processes).
+        steps = self.trl.get("steps_per_generation")
+        if steps is None and "generation_batch_size" not in self.trl:
+            steps = self.gradient_accumulation_steps
+        problem = dynamic_sampling_problem(
+            self.per_device_train_batch_size * steps if isinstance(steps, int) else self.num_generations,
+            self.num_generations,
+            self.trl.get("scale_rewards", "group"),
+            self.trl.get("multi_objective_aggregation", "sum_then_normalize"),
+        )
+        if problem:
+            raise ValueError(problem)
 
     @property
     def weights(self) -> list[float]:

@@ -55,6 +55,8 @@ def format_log(logs: dict[str, Any]) -> str:
         ("format_rate", "format", "{:.2f}"),
         ("completions/mean_length", "len", "{:.0f}"),
         ("completions/cut_at_max_ratio", "cut", "{:.2f}"),
+        ("groups/prompts_generated", "prompts", "{:.0f}"),
+        ("groups/dropped_ratio", "dropped", "{:.2f}"),
         ("kl", "kl", "{:.4f}"),
         ("loss", "loss", "{:.4f}"),
         ("eval_reward", "eval reward", "{:.3f}"),

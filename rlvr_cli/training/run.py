@@ -275,6 +275,7 @@ def build_trainer(
         TrackingCallback,
     )
     from rlvr_cli.training.grpo_args import grpo_config, lora_config
+    from rlvr_cli.training.set_aside import SetAside
     from rlvr_cli.training.trainer import RlvrGRPOTrainer
 
     tokenizer, task = loaded.tokenizer, inputs.task
@@ -295,6 +296,10 @@ def build_trainer(
         else None,
         share_prefix=recipe.share_prompt_prefix,
         reward_names=list(recipe.reward_funcs),
+        dynamic_sampling_rounds=recipe.dynamic_sampling_max_rounds if recipe.dynamic_sampling else None,
+        set_aside=SetAside(recipe.difficulty_filter, recipe.difficulty_filter_steps)
+        if recipe.difficulty_filter
+        else None,
     )
     trainer.remove_callback(PrinterCallback)  # it prints log dicts on stdout, which is for data
     trainer_ref["trainer"] = trainer

@@ -1,0 +1,123 @@
+"""One small-model recipe on several reasoning-gym tasks (`bench_learning.py --part tasks`).
+
+Each task is prepared as a user would (`rlvr prepare --source reasoning-gym:TASK`), trained with
+the same recipe for the same wall-clock budget (SIGTERM at the budget saves a checkpoint, as in
+learning_groups.py), and its checkpoints evaluated greedily on the same 300 held-out problems; the
+last one against the base model in one `rlvr eval --baseline` run (McNemar's test).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from benchmarks.common import REPO, write_section
+from benchmarks.learning_groups import QUICK_EVAL, train_for
+
+RECIPE = REPO / "configs" / "smollm2-reasoning.yaml"
+# name -> (kind, generator options): easy settings within SmolLM2-135M's partial reach.
+TASKS: dict[str, tuple[str, dict[str, int]]] = {
+    "chain_sum": ("arithmetic", {"min_terms": 2, "max_terms": 2, "min_digits": 1, "max_digits": 2}),
+    "leg_counting": (
+        "counting",
+        {"min_animals": 1, "max_animals": 2, "min_instances": 1, "max_instances": 3},
+    ),
+    "spell_backward": ("string", {"min_word_len": 3, "max_word_len": 4}),
+}
+
+
+def prepare_args(task: str) -> list[str]:
+    options = [x for k, v in TASKS[task][1].items() for x in ("--option", f"{k}={v}")]
+    return ["--source", f"reasoning-gym:{task}", *options, "--size", "3000", "--shots", "2"]
+
+
+def run(args: argparse.Namespace, evaluate: Any, rlvr: Any) -> None:
+    work = args.work.parent / "bench-learning-tasks"
+    minutes = 0.5 if args.quick else args.minutes
+    chosen = args.tasks.split(",") if args.tasks else list(TASKS)
+    path = Path(__file__).resolve().parent / "results" / "learning.json"
+    results = json.loads(path.read_text()) if path.exists() else {}
+    figures: dict[str, Any] = dict(results.get("tasks", {}).get("per_task", {})) if not args.quick else {}
+    extra = QUICK_EVAL if args.quick else ()
+    for task in chosen:
+        data, output = work / task / "data", work / task / "model"
+        rlvr("prepare", *prepare_args(task), "--output", str(data), "--force")
+        trained = train_for(minutes, RECIPE, data, output, [], max_steps=None)
+        record = json.loads((output / "rlvr_run.json").read_text())
+        checkpoints = trained["checkpoints"]
+        curve = []
+        for i, checkpoint in enumerate(checkpoints):
+            (checkpoint["path"] / "rlvr_run.json").write_text(json.dumps(record))
+            last = i == len(checkpoints) - 1
+            summary = evaluate(
+                checkpoint["path"], data, work / task / f"eval-{checkpoint['step']}", last, extra
+            )
+            result = summary["results"][0]["summary"]
+            curve.append(
+                {"step": checkpoint["step"], "minute": checkpoint["minute"], "accuracy": result["accuracy"]}
+            )
+            if last:
+                base, comparison = summary["results"][1]["summary"], summary["comparison"]
+        zero_std = [m["frac_reward_zero_std"] for m in trained["metrics"] if "frac_reward_zero_std" in m]
+        figures[task] = {
+            "kind": TASKS[task][0],
+            "options": TASKS[task][1],
+            "base_accuracy": base["accuracy"],
+            "tuned_accuracy": curve[-1]["accuracy"],
+            "best_accuracy": max(c["accuracy"] for c in curve),
+            "gain_points": round((curve[-1]["accuracy"] - base["accuracy"]) * 100, 1),
+            "fixed": comparison["fixed"],
+            "broken": comparison["broken"],
+            "mcnemar_p": comparison["mcnemar_p"],
+            "held_out_problems": comparison["n"],
+            "train_s": trained["wall_s"],
+            "steps": curve[-1]["step"],
+            "zero_std_share": round(sum(zero_std) / len(zero_std), 3) if zero_std else None,
+            "curve": [{"step": 0, "minute": 0.0, "accuracy": base["accuracy"]}, *curve],
+        }
+    if args.quick:
+        print(json.dumps(figures, indent=2))
+        return
+    results["tasks"] = {
+        "recipe": str(RECIPE.relative_to(REPO)),
+        "budget_minutes": minutes,
+        "per_task": figures,
+    }
+    path.write_text(json.dumps(results, indent=2) + "\n")
+    report(results["tasks"])
+
+
+def report(tasks: dict[str, Any]) -> None:
+    rows, curves = [], []
+    for task, f in tasks["per_task"].items():
+        met = f["gain_points"] >= 15 and f["mcnemar_p"] < 0.01
+        stable = f["best_accuracy"] - f["tuned_accuracy"] <= 0.03
+        rows.append(
+            f"| {task} ({f['kind']}) | {f['base_accuracy']:.1%} | {f['tuned_accuracy']:.1%} | "
+            f"{f['gain_points']:+.1f} | {f['fixed']} / {f['broken']} | {f['mcnemar_p']:.2g} | {f['steps']} | "
+            f"{f['best_accuracy']:.1%} | {'yes' if met else 'no'} | {'yes' if stable else 'no'} |"
+        )
+        curves.append(
+            f"- {task}: " + ", ".join(f"{c['minute']:.1f} min {c['accuracy']:.0%}" for c in f["curve"])
+        )
+    table, curve_lines = "\n".join(rows), "\n".join(curves)
+    write_section(
+        "One small-model recipe on several tasks",
+        f"""SmolLM2-135M-Instruct + LoRA with `{tasks["recipe"]}` on three reasoning-gym tasks of
+different kinds (2-shot prompts, reasoning-gym's own verifiers), each trained for
+{tasks["budget_minutes"]} minutes of wall clock on 2 CPU cores and evaluated greedily on 300
+held-out problems, base and tuned in one `rlvr eval --baseline` run. Targets: +15 points at
+McNemar p < 0.01 (`met`), and the last checkpoint within 3 points of the best (`stable`).
+
+| task | base | tuned | gain | fixed / broken | p | steps | best | met | stable |
+| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | :---: | :---: |
+{table}
+
+Held-out accuracy along each run (minute of training: accuracy):
+
+{curve_lines}
+
+Reproduce: `python benchmarks/bench_learning.py --part tasks` (`--tasks a,b` for some).""",
+    )
