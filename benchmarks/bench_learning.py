@@ -96,15 +96,23 @@ def main() -> None:
         "tasks: configs/smollm2-reasoning.yaml on three reasoning-gym tasks (benchmarks/learning_tasks.py)",
     )
     parser.add_argument("--minutes", type=float, default=6.0, help="groups, tasks: training budget per run")
-    parser.add_argument("--tasks", default=None, help="tasks: a comma-separated subset (default: all three)")
+    parser.add_argument(
+        "--tasks", default=None, help="tasks: a comma-separated subset (default: all three); groups: one task"
+    )
     args = parser.parse_args()
     if args.part == "gsm8k-format":
         gsm8k_format(args)
         return
     if args.part == "groups":
         from benchmarks import learning_groups
+        from benchmarks.learning_tasks import RECIPE as REASONING
+        from benchmarks.learning_tasks import prepare_args
 
-        learning_groups.run(args, evaluate, rlvr, PREPARE, RECIPE)
+        task = args.tasks or "chain_sum"
+        if task == "chain_sum":
+            learning_groups.run(args, evaluate, rlvr, PREPARE, RECIPE, task)
+        else:
+            learning_groups.run(args, evaluate, rlvr, prepare_args(task), REASONING, task)
         return
     if args.part == "tasks":
         from benchmarks import learning_tasks

@@ -6,6 +6,7 @@ import os
 import platform
 import re
 import statistics
+import subprocess
 import time
 from collections.abc import Callable
 from datetime import datetime, timezone
@@ -26,6 +27,26 @@ def machine() -> str:
     except OSError:
         pass
     return f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}"
+
+
+def commit() -> str:
+    """The checked-out commit, `+dirty` when the working tree has changes the run used."""
+
+    def git(*args: str) -> str:
+        result = subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True, check=False)
+        return result.stdout.strip()
+
+    head = git("rev-parse", "--short", "HEAD") or "unknown"
+    return head + ("+dirty" if git("status", "--porcelain", "--untracked-files=no") else "")
+
+
+def environment() -> dict[str, str]:
+    """Date, commit and machine, for a results JSON."""
+    return {
+        "date": f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC",
+        "commit": commit(),
+        "machine": machine(),
+    }
 
 
 def best_of(func: Callable[[], object], repeat: int = 5, number: int = 1) -> float:
@@ -50,7 +71,7 @@ def write_section(name: str, body: str) -> None:
         if RESULTS.exists()
         else "# Benchmark results\n\nWritten by the scripts in this directory; each section says how to reproduce it.\n"
     )
-    stamp = f"_{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC · {machine()}_"
+    stamp = f"_{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC · commit {commit()} · {machine()}_"
     section = f"## {name}\n\n{stamp}\n\n{body.strip()}\n"
     pattern = re.compile(rf"^## {re.escape(name)}\n.*?(?=^## |\Z)", re.S | re.M)
     text = pattern.sub(section + "\n", text) if pattern.search(text) else text.rstrip() + "\n\n" + section

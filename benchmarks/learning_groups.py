@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import REPO, write_section
+from benchmarks.common import REPO, environment, write_section
 
 QUICK_EVAL = ("--max-new-tokens", "32", "--limit", "20")
 VARIANTS = {
@@ -30,14 +30,20 @@ VARIANTS = {
 
 
 def train_for(
-    minutes: float, recipe: Path, data: Path, output: Path, extra: list[str], max_steps: int | None = 1000
+    minutes: float,
+    recipe: Path,
+    data: Path,
+    output: Path,
+    extra: list[str],
+    max_steps: int | None = 1000,
+    save_steps: int = 10,
 ) -> dict[str, Any]:
     """`rlvr train` stopped by SIGTERM after `minutes` (unless the recipe's own max_steps ends it
     first, with max_steps=None); each checkpoint's minute since the start."""
     steps = ["--set", f"max_steps={max_steps}"] if max_steps else []
     command = [
         sys.executable, "-m", "rlvr_cli", "train", "--config", str(recipe), "--data", str(data),
-        "--output", str(output), "--force", *steps, "--set", "save_steps=10",
+        "--output", str(output), "--force", *steps, "--set", f"save_steps={save_steps}",
         "--set", "save_total_limit=100", "--set", "logging_steps=1", *extra,
     ]  # fmt: skip
     print("$ rlvr " + " ".join(command[3:]), file=sys.stderr, flush=True)
@@ -73,8 +79,10 @@ def zero_std_share(metrics: list[dict[str, Any]]) -> float | None:
     return round(sum(values) / len(values), 3) if values else None
 
 
-def run(args: argparse.Namespace, evaluate: Any, rlvr: Any, prepare: list[str], recipe: Path) -> None:
-    work = args.work.parent / "bench-learning-groups"
+def run(
+    args: argparse.Namespace, evaluate: Any, rlvr: Any, prepare: list[str], recipe: Path, task: str
+) -> None:
+    work = args.work.parent / "bench-learning-groups" / task
     data = work / "data"
     work.mkdir(parents=True, exist_ok=True)
     rlvr("prepare", *prepare, "--output", str(data), "--force")
@@ -110,6 +118,9 @@ def run(args: argparse.Namespace, evaluate: Any, rlvr: Any, prepare: list[str], 
             or None,
         }
     figures = {
+        **environment(),
+        "task": task,
+        "recipe": str(recipe.relative_to(REPO)),
         "budget_minutes": minutes,
         "base_accuracy": base["accuracy"] if base else None,
         "variants": variants,
@@ -119,9 +130,9 @@ def run(args: argparse.Namespace, evaluate: Any, rlvr: Any, prepare: list[str], 
         return
     path = Path(__file__).resolve().parent / "results" / "learning.json"
     results = json.loads(path.read_text()) if path.exists() else {}
-    results["groups_that_teach"] = figures
+    results.setdefault("groups_that_teach", {})[task] = figures
     path.write_text(json.dumps(results, indent=2) + "\n")
-    plot(variants, Path(__file__).resolve().parent / "results" / "learning_groups.png")
+    plot(variants, Path(__file__).resolve().parent / "results" / f"learning_groups_{task}.png")
     report(figures)
 
 
@@ -157,17 +168,19 @@ def report(figures: dict[str, Any]) -> None:
             f"{v['zero_std_share']} | {curve} |"
         )
     table = "\n".join(rows)
+    task = figures["task"]
     write_section(
-        "Groups that teach (dynamic sampling) at equal minutes",
-        f"""SmolLM2-135M-Instruct + LoRA, `configs/smollm2-chain-sum.yaml`, reasoning-gym chain_sum; each
-variant trained for {figures["budget_minutes"]} minutes of wall clock (stopped by SIGTERM, which
-saves a checkpoint), every checkpoint evaluated greedily on the same 300 held-out problems. Base
-accuracy {figures["base_accuracy"]:.1%}. `zero-std share`: groups generated whose 8 rewards were
-all equal (TRL's `frac_reward_zero_std`, mean over steps).
+        f"Groups that teach (dynamic sampling) at equal minutes: {task}",
+        f"""SmolLM2-135M-Instruct + LoRA, `{figures["recipe"]}` (run until the budget), reasoning-gym
+{task}; each variant trained for {figures["budget_minutes"]} minutes of wall clock (stopped by
+SIGTERM, which saves a checkpoint), every checkpoint evaluated greedily on the same 300 held-out
+problems. Base accuracy {figures["base_accuracy"]:.1%}. `zero-std share`: groups generated whose 8
+rewards were all equal (TRL's `frac_reward_zero_std`, mean over steps).
 
 | variant | steps | accuracy at the budget | best | zero-std share | curve |
 | --- | ---: | ---: | ---: | ---: | --- |
 {table}
 
-Curve: `benchmarks/results/learning_groups.png`. Reproduce: `python benchmarks/bench_learning.py --part groups`.""",
+Curve: `benchmarks/results/learning_groups_{task}.png`. Reproduce:
+`python benchmarks/bench_learning.py --part groups --tasks {task}`.""",
     )

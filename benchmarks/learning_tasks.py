@@ -13,18 +13,15 @@ import json
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import REPO, write_section
+from benchmarks.common import REPO, environment, write_section
 from benchmarks.learning_groups import QUICK_EVAL, train_for
 
 RECIPE = REPO / "configs" / "smollm2-reasoning.yaml"
 # name -> (kind, generator options): easy settings within SmolLM2-135M's partial reach.
 TASKS: dict[str, tuple[str, dict[str, int]]] = {
     "chain_sum": ("arithmetic", {"min_terms": 2, "max_terms": 2, "min_digits": 1, "max_digits": 2}),
-    "leg_counting": (
-        "counting",
-        {"min_animals": 1, "max_animals": 2, "min_instances": 1, "max_instances": 3},
-    ),
-    "spell_backward": ("string", {"min_word_len": 3, "max_word_len": 4}),
+    "letter_counting": ("counting", {"min_words": 4, "max_words": 8}),
+    "word_sequence_reversal": ("string", {"min_words": 2, "max_words": 2}),
 }
 
 
@@ -44,7 +41,7 @@ def run(args: argparse.Namespace, evaluate: Any, rlvr: Any) -> None:
     for task in chosen:
         data, output = work / task / "data", work / task / "model"
         rlvr("prepare", *prepare_args(task), "--output", str(data), "--force")
-        trained = train_for(minutes, RECIPE, data, output, [], max_steps=None)
+        trained = train_for(minutes, RECIPE, data, output, [], max_steps=None, save_steps=20)
         record = json.loads((output / "rlvr_run.json").read_text())
         checkpoints = trained["checkpoints"]
         curve = []
@@ -81,6 +78,7 @@ def run(args: argparse.Namespace, evaluate: Any, rlvr: Any) -> None:
         print(json.dumps(figures, indent=2))
         return
     results["tasks"] = {
+        **environment(),
         "recipe": str(RECIPE.relative_to(REPO)),
         "budget_minutes": minutes,
         "per_task": figures,

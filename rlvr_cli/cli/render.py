@@ -106,7 +106,7 @@ def recipe_for_task(task: dict[str, Any]) -> str:
     name = (task or {}).get("name") or "gsm8k"
     return {
         "gsm8k": "configs/smoke-cpu.yaml",  # SmolLM2 on a CPU; configs/qwen2.5-0.5b-grpo.yaml on a GPU
-        "reasoning-gym": "configs/smollm2-chain-sum.yaml",  # short answers, short completions
+        "reasoning-gym": "configs/smollm2-reasoning.yaml",  # short answers; chosen on several tasks
     }.get(name, "configs/qwen2.5-0.5b-grpo.yaml")
 
 
