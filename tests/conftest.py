@@ -393,7 +393,8 @@ class VirtualClock:
 @pytest.fixture
 def aws_calls(monkeypatch: pytest.MonkeyPatch) -> AwsCalls:
     """Every botocore client created during the test records its calls into, and takes faults from,
-    one `AwsCalls` (registered on botocore's own events: before-parameter-build, before-call)."""
+    one `AwsCalls` (registered on botocore's own events: before-parameter-build, before-call,
+    after-call)."""
     import botocore.session
 
     calls = AwsCalls()
