@@ -138,9 +138,36 @@ def smol_dir() -> Path:
     return materialize_offline("smollm2-135m")
 
 
-@pytest.fixture(scope="session")
-def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory, smol_dir: Path) -> Path:
-    """A randomly initialised 2-layer Llama with SmolLM2's real tokenizer: fast enough for GRPO on CPU."""
+def cached_model_dir(name: str, build: Callable[..., None], *inputs: object) -> Path:
+    """A model directory a fixture builds once per machine (`build(directory, *inputs)`): in rlvr's
+    cache, under a key made of the builder's source, torch and transformers versions and the inputs,
+    written whole or not at all.
+    Building takes seconds (tiny) to half a minute (answering); every pytest session, including each
+    of mutation testing's thousands of runs, would pay it."""
+    import hashlib
+    import inspect
+    import shutil
+
+    import torch
+    import transformers
+
+    from rlvr_cli.core.files import cache_dir
+
+    parts = [inspect.getsource(build), torch.__version__, transformers.__version__, *map(str, inputs)]
+    digest = hashlib.sha256("\0".join(parts).encode()).hexdigest()[:16]
+    target = cache_dir() / "test-models" / f"{name}-{digest}"
+    if not (target / "config.json").is_file():
+        tmp = target.with_name(f"{target.name}.tmp-{os.getpid()}")
+        shutil.rmtree(tmp, ignore_errors=True)
+        build(tmp, *inputs)
+        try:
+            os.replace(tmp, target)
+        except OSError:  # another session wrote it first: theirs is the same model
+            shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+def _build_tiny_model(out: Path, smol_dir: Path) -> None:
     import torch
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
@@ -160,10 +187,14 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory, smol_dir: Path) -> 
     )
     torch.manual_seed(0)
     model = LlamaForCausalLM(config)
-    target = tmp_path_factory.mktemp("tiny-llama")
-    model.save_pretrained(target)
-    tokenizer.save_pretrained(target)
-    return target
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(smol_dir: Path) -> Path:
+    """A randomly initialised 2-layer Llama with SmolLM2's real tokenizer: fast enough for GRPO on CPU."""
+    return cached_model_dir("tiny-llama", _build_tiny_model, smol_dir)
 
 
 # What the answering model writes after any prompt: a step, the answer line, then an invented question.
@@ -188,17 +219,22 @@ def answering_prompts() -> list[str]:
 
 
 @pytest.fixture(scope="session")
-def answering_model_dir(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> Path:
+def answering_model_dir(tiny_model_dir: Path) -> Path:
     """The tiny model taught one continuation (ANSWERING_CONTINUATION): after a GSM8K prompt it
     writes an answer line, right for the problems whose answer is 3 and wrong for the rest, and then
     invents a question, so the answer stop has something to cut. A random model never answers."""
+    inputs = (tiny_model_dir, answering_prompts(), ANSWERING_CONTINUATION)
+    return cached_model_dir("answering-llama", _teach_answering, *inputs)
+
+
+def _teach_answering(out: Path, tiny_model_dir: Path, prompts: list[str], continuation: str) -> None:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
     model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32)
-    target = tokenizer(ANSWERING_CONTINUATION, add_special_tokens=False)["input_ids"]
-    rows = [tokenizer(p)["input_ids"] + target for p in answering_prompts()]
+    target = tokenizer(continuation, add_special_tokens=False)["input_ids"]
+    rows = [tokenizer(p)["input_ids"] + target for p in prompts]
     # Left-padded, so the continuation is the last tokens of every row: the loss needs the logits
     # of those positions only (the full vocabulary at every position would take minutes).
     width = max(map(len, rows))
@@ -219,10 +255,8 @@ def answering_model_dir(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir
         loss.backward()
         optimizer.step()
     assert loss.item() < 0.05, f"the answering model did not learn its continuation (loss {loss.item():.3f})"
-    out = tmp_path_factory.mktemp("answering-llama")
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
-    return out
 
 
 def _free_port() -> int:
