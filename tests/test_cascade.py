@@ -204,3 +204,64 @@ def test_offline_model_gives_the_same_greedy_tokens(smol_dir: Path):
     assert [row[: len(expected[i // 2])] for i, row in enumerate(got)] == [
         e for e in expected for _ in range(2)
     ]
+
+
+def test_grpo_rows_leaving_the_batch_keep_their_prompts_logits(tiny):
+    """GRPO's layout (each prompt twice, two levels) with rows ending at different steps, as the answer
+    stop ends them: after each drop, every row still running reads its own prompt's cached level and
+    gets, step by step, the log-probs it gets in the full batch of plain `generate`."""
+    from rlvr_cli.decoding.generation import decode_rows
+
+    model, tokenizer = tiny
+    prompts = [EXEMPLARS + q for q in QUESTIONS for _ in range(2)]
+    steps = 4
+    plain_inputs = tokenizer(prompts, return_tensors="pt", padding=True)
+    plain = model.generate(
+        **plain_inputs, max_new_tokens=steps, do_sample=False, pad_token_id=tokenizer.pad_token_id,
+        output_logits=True, return_dict_in_generate=True,
+    )  # fmt: skip
+    # Rows 0, 2, 4 end after one token (one row per prompt left: groups [0, 1, 2]), row 3 after two
+    # (groups [0, 2]: no longer equal runs), rows 1 and 5 run to the end.
+    ends = [1, steps, 1, 2, 1, steps]
+    tokens: list[list[int]] = [[] for _ in prompts]
+    running: list[list[int]] = []
+    seen: list[torch.Tensor] = []
+
+    def choose(logits: torch.Tensor) -> torch.Tensor:
+        running.append([r for r in range(len(prompts)) if len(tokens[r]) < ends[r]])
+        seen.append(logits)
+        return logits.argmax(dim=-1)
+
+    def take(row: int, token: int, step: int) -> bool:
+        tokens[row].append(token)
+        return len(tokens[row]) == ends[row]
+
+    prefill = prefill_shared(model, [tokenizer(p)["input_ids"] for p in prompts], tokenizer.pad_token_id)
+    assert prefill.cache.layers[0].levels[1].groups.tolist() == [0, 0, 1, 1, 2, 2]
+    decode_rows(model, prefill, steps, choose, take)
+    assert running == [[0, 1, 2, 3, 4, 5], [1, 3, 5], [1, 5], [1, 5]]
+    for step, (rows, ours) in enumerate(zip(running, seen, strict=True)):
+        theirs = plain.logits[step][rows]
+        torch.testing.assert_close(ours.log_softmax(-1), theirs.log_softmax(-1), atol=1e-4, rtol=1e-4)
+    width = plain_inputs["input_ids"].shape[1]
+    assert tokens == [row[:end] for row, end in zip(plain.sequences[:, width:].tolist(), ends, strict=True)]
+
+
+def test_prompts_without_padding_equal_plain_generate(tiny, count_levels):
+    """Questions of equal length, each twice: no column is padding, so transformers passes decoding
+    no attention mask at all; the two levels still give plain `generate`'s log-probs."""
+    model, tokenizer = tiny
+    questions = [f"Question: What is {a} + {b}?\nSolution:" for a, b in [(1, 7), (2, 5), (3, 4)]]
+    prompts = [EXEMPLARS + q for q in questions for _ in range(2)]
+    rows = [tokenizer(p)["input_ids"] for p in prompts]
+    assert len({len(r) for r in rows}) == 1
+    options = dict(
+        max_new_tokens=4, do_sample=False, pad_token_id=tokenizer.pad_token_id,
+        output_logits=True, return_dict_in_generate=True,
+    )  # fmt: skip
+    plain = model.generate(**tokenizer(prompts, return_tensors="pt"), **options)
+    shared = generate_shared_prefix(model, rows, tokenizer.pad_token_id, **options)
+    assert shared.sequences.tolist() == plain.sequences.tolist()
+    for ours, theirs in zip(shared.logits, plain.logits, strict=True):
+        torch.testing.assert_close(ours.log_softmax(-1), theirs.log_softmax(-1), atol=1e-4, rtol=1e-4)
+    assert count_levels[-1] == 2

@@ -328,3 +328,27 @@ def test_unsupported_settings_go_to_generate(tiny, monkeypatch):
     with generate_with(model, None, share_prefix=True):
         out = model.generate(**inputs, generation_config=config)
     assert out.shape[1] == inputs["input_ids"].shape[1] + 3
+
+
+@pytest.mark.parametrize("shared", [True, False], ids=["shared-prefix", "nothing-shared"])
+def test_a_batch_padded_wider_than_its_prompts_keeps_the_completions_at_its_width(tiny, shared):
+    """TRL slices completions at its prompt batch's width, which may exceed the longest prompt (padding
+    to a multiple): the prompts end at that column and the completions and log-probs are plain
+    `generate`'s on the same padded batch, with or without a prefix worth sharing."""
+    model, tokenizer = tiny
+    prompts = (
+        PROMPTS[:3] if shared else [f"Question: What is {i} + {i * 7}?\nSolution:" for i in (1, 20, 300)]
+    )
+    rows = [tokenizer(p)["input_ids"] for p in prompts]
+    width = max(map(len, rows)) + 3
+    options = dict(
+        max_new_tokens=4, do_sample=False, pad_token_id=tokenizer.pad_token_id,
+        output_logits=True, return_dict_in_generate=True,
+    )  # fmt: skip
+    padded = tokenizer(prompts, return_tensors="pt", padding="max_length", max_length=width)
+    plain = model.generate(**padded, **options)
+    ours = generate_shared_prefix(model, rows, tokenizer.pad_token_id, width=width, **options)
+    assert ours.sequences.shape == plain.sequences.shape == (3, width + 4)
+    assert ours.sequences[:, width:].tolist() == plain.sequences[:, width:].tolist()
+    for a, b in zip(ours.logits, plain.logits, strict=True):
+        torch.testing.assert_close(a.log_softmax(-1), b.log_softmax(-1), atol=1e-4, rtol=1e-4)

@@ -284,10 +284,24 @@ def test_set_aside_prompts_are_swapped_for_fresh_ones_in_the_batch():
     aside.record([{"id": "easy"}, {"id": "hard"}], [False, False], step=0)
     rows = [{"id": "easy"}] * 2 + [{"id": "ok"}] * 2 + [{"id": "hard"}] * 2
     draws = iter([[{"id": "hard"}] * 2 + [{"id": "new1"}] * 2, [{"id": "new2"}] * 2])
-    replaced, swapped = aside.replace(rows, 2, step=1, draw=lambda n, attempt: next(draws))
+    asked: list[tuple[int, int]] = []
+    replaced, swapped = aside.replace(
+        rows, 2, step=1, draw=lambda n, attempt: asked.append((n, attempt)) or next(draws)
+    )
     # "easy" got "hard" (aside too, so drawn again: "new2"), "hard" got "new1"; "ok" stays.
     assert [r["id"] for r in replaced] == ["new2", "new2", "ok", "ok", "new1", "new1"]
     assert swapped == 2
+    # One fresh group per set-aside group, and each retry is a new draw (the trainer seeds it by the try).
+    assert asked == [(2, 0), (1, 1)]
+
+
+def test_a_prompt_that_teaches_at_once_is_never_set_aside_and_the_rows_after_it_still_count():
+    from rlvr_cli.training.set_aside import SetAside
+
+    aside = SetAside(streak=1, steps=3)
+    aside.record([{"id": "new"}, {"id": "easy"}], [True, False], step=4)  # "new" has no record yet
+    assert not aside.is_aside({"id": "new"}, step=4)
+    assert aside.is_aside({"id": "easy"}, step=4) and aside.aside_until == {"easy": 7}
 
 
 def test_rlvr_train_with_dynamic_sampling_logs_the_groups_and_says_when_the_bound_is_hit(
