@@ -320,3 +320,21 @@ def test_reward_name_errors_list_every_name():
     with pytest.raises(ValueError) as caught:
         get_reward_funcs(["format", "correctness"], Neither())
     assert str(caught.value) == "task gsm8k offers no reward 'format', 'correctness'; it offers a, b"
+
+
+@pytest.mark.parametrize(
+    ("completion", "value", "text"),
+    [
+        ("3 + 4 = 7, so she has $1,070.", 1070.0, "$1,070."),
+        ("Half a cup is .5 of a cup", 0.5, ".5"),  # a leading point is a decimal point
+        ("-3 degrees", -3.0, "-3"),
+        ("Version 1.2.3", None, "1.2.3"),  # not a number: read, but no value
+        ("So " + "9" * 400, None, "9" * 400),  # beyond a float: no value, not infinity
+        ("no number here", None, None),
+    ],
+)
+def test_the_lenient_reading_is_the_last_number(completion, value, text):
+    """lm-eval's flexible-extract, reported beside the strict score: never well formed."""
+    from rlvr_cli.tasks.gsm8k.answers import last_number
+
+    assert last_number(completion) == (value, text, False)

@@ -233,3 +233,69 @@ def test_a_task_scores_with_the_rows_metadata():
     row = {"id": "1", "question": "q", "final_answer": "x", "metadata": '{"accept": "blue"}'}
     assert score(row, "#### The final answer is blue", 3, False, task).correct
     assert not score(row, "#### The final answer is red", 3, False, task).correct
+
+
+def _graded(answers, gold="1"):
+    """One problem's sampled completions, each answering `a` (None: no answer line)."""
+    row = {"id": "p", "question": "q", "final_answer": gold}
+    return [score(row, f"#### The final answer is {a}" if a else "no answer", 5, False) for a in answers]
+
+
+def test_pass_at_k_counts_draws_without_replacement():
+    from rlvr_cli.evaluation.scoring import pass_at_k
+
+    # One right among four: k draws include it with chance k/4; three right: any two draws do.
+    assert [pass_at_k(4, 1, k) for k in (1, 2, 3, 4)] == pytest.approx([0.25, 0.5, 0.75, 1.0])
+    assert pass_at_k(4, 3, 2) == 1.0 and pass_at_k(4, 0, 4) == 0.0
+    assert pass_at_k(5, 2, 3) == pytest.approx(1 - 1 / 10)  # C(3,3) / C(5,3) draws miss both
+
+
+def test_pass_at_k_interval_is_the_mean_plus_or_minus_two_standard_errors():
+    """Per-problem pass@1 of 1/4, 1/4 and 1: mean 1/2, sample sd sqrt(0.1875), standard error 1/4."""
+    from rlvr_cli.evaluation.scoring import summarize_sampled
+
+    groups = [_graded(["1", "2", "2", "3"]), _graded(["2", "2", "1", None]), _graded(["1"] * 4)]
+    out = summarize_sampled(groups, 1.0)
+    assert out["pass@1_ci95"] == pytest.approx([0.5 - 1.959964 / 4, 0.5 + 1.959964 / 4])
+    assert out["pass@3"] == pytest.approx((0.75 + 0.75 + 1.0) / 3)
+
+
+def test_pass_at_k_interval_of_one_problem_is_its_value_and_is_clipped_to_0_1():
+    from rlvr_cli.evaluation.scoring import summarize_sampled
+
+    one = summarize_sampled([_graded(["1", "2"])], 0.5)
+    assert (one["pass@1"], one["pass@1_ci95"]) == (0.5, [0.5, 0.5])  # no spread from one problem
+    assert (one["pass@2"], one["pass@2_ci95"]) == (1.0, [1.0, 1.0])
+    # One problem always right, one never: mean 1/2 +- 0.98, clipped to the possible range.
+    two = summarize_sampled([_graded(["1", "1"]), _graded(["2", "2"])], 0.5)
+    assert (two["pass@1"], two["pass@1_ci95"]) == (0.5, [0.0, 1.0])
+
+
+def test_sampled_summary_of_no_problems_is_all_zero():
+    from rlvr_cli.evaluation.scoring import summarize_sampled
+
+    assert summarize_sampled([], 0.7) == {
+        "samples_per_problem": 0,
+        "temperature": 0.7,
+        "n": 0,
+        "maj@0": 0.0,
+        "maj@0_ci95": [0.0, 0.0],
+    }
+
+
+def test_flexible_accuracy_of_no_samples_is_zero():
+    empty = summarize([], 1.0)
+    assert (empty["flexible_accuracy"], empty["flexible_accuracy_ci95"]) == (0.0, [0.0, 0.0])
+
+
+def test_the_flexible_reading_is_checked_with_the_rows_metadata_too():
+    from rlvr_cli.tasks import get_task
+
+    class ByMetadata(type(get_task("custom", {"compare": "exact"}))):
+        def check(self, answer, gold, metadata):
+            return metadata == {"accept": answer.text}
+
+    task = ByMetadata({"compare": "exact"})
+    row = {"id": "1", "question": "q", "final_answer": "x", "metadata": '{"accept": "blue"}'}
+    sample = score(row, "I would say\nblue", 3, False, task)  # no answer line: strict reads nothing
+    assert (sample.correct, sample.flexible, sample.flexible_correct) == (False, "blue", True)

@@ -186,6 +186,102 @@ def test_the_demos_chain_sum_reward_is_reasoning_gyms_verdict(monkeypatch: pytes
     ) == [0.0]
 
 
+def test_reasoning_gym_task_errors_name_what_is_missing_or_wrong(monkeypatch: pytest.MonkeyPatch):
+    from rlvr_cli.core.errors import RlvrError, UsageError
+
+    def refused(options: dict) -> str:
+        with pytest.raises(RlvrError) as caught:
+            get_task("reasoning-gym", options)
+        return caught.value.message
+
+    assert refused({}) == "the reasoning-gym task needs a dataset: --source reasoning-gym:NAME"
+    assert refused({"dataset": "decimal_arithmetics"}) == (
+        "reasoning-gym has no dataset 'decimal_arithmetics'; "
+        "did you mean decimal_arithmetic, complex_arithmetic, calendar_arithmetic?"
+    )
+    assert refused({"dataset": "zzzzqqq"}) == (
+        "reasoning-gym has no dataset 'zzzzqqq'; see reasoning_gym.factory.DATASETS"
+    )
+    # The split's seed and size are rlvr's to set, not generator options.
+    for option in ("seed", "size"):
+        assert refused({"dataset": "chain_sum", option: 3}) == (
+            f"task reasoning-gym: unknown option {option!r}; valid options: "
+            "dataset, min_terms, max_terms, min_digits, max_digits, allow_negation"
+        )
+    task = get_task("reasoning-gym", {"dataset": "chain_sum", "min_terms": 5, "max_terms": 2})
+    with pytest.raises(UsageError) as caught:
+        task.load("reasoning-gym:chain_sum", size=10, seed=0, strict=False)
+    assert caught.value.message == "reasoning-gym:chain_sum: bad options (max_terms must be >= min_terms)"
+    monkeypatch.setitem(sys.modules, "reasoning_gym", None)  # as if not installed
+    assert refused({"dataset": "chain_sum"}) == (
+        "the reasoning-gym task needs the reasoning-gym package: pip install 'rlvr[train]' (reasoning-gym)"
+    )
+
+
+def test_reasoning_gym_splits_are_reproducible_and_a_tenth_for_test():
+    task = get_task("reasoning-gym", {"dataset": "chain_sum", "max_terms": 2})
+    assert task.title == "reasoning-gym:chain_sum"
+    data = task.load("reasoning-gym:chain_sum", size=1005, seed=7, strict=False)
+    assert (data.name, data.kind, data.skipped) == (
+        "reasoning-gym:chain_sum",
+        "generator",
+        {"train": 0, "test": 0},
+    )
+    assert (len(data.train), len(data.test)) == (1005, 100)  # a tenth, rounded down, at least 50
+    assert [p.id for p in data.train[:2]] == ["train-0", "train-1"] and data.test[-1].id == "test-99"
+    again = task.load("reasoning-gym:chain_sum", size=1005, seed=7, strict=False)
+    assert (again.train, again.test) == (data.train, data.test)
+    other = task.load("reasoning-gym:chain_sum", size=1005, seed=8, strict=False)
+    assert [p.question for p in other.train] != [p.question for p in data.train]
+    assert [p.question for p in data.test] != [p.question for p in data.train[:100]]  # another seed
+    first = data.train[0]
+    assert first.metadata["question"] == first.question and first.metadata["answer"] == first.final_answer
+
+
+def test_reasoning_gym_problems_keep_the_worked_solution_without_its_answer_line(
+    monkeypatch: pytest.MonkeyPatch,
+):
+    import datetime
+
+    from rlvr_cli.tasks.base import Problem
+
+    task = get_task("reasoning-gym", {"dataset": "chain_sum"})
+    items = [
+        {
+            "question": "What is 2 + 3?",
+            "answer": 5,
+            "metadata": {"answer_cot": "2 + 3 = 5\n#### 5", "when": datetime.date(2024, 1, 2), "t": (1, 2)},
+        },
+        {"question": "Q2", "answer": "x", "metadata": {"answer_cot": "step one"}},
+        {"question": "Q3", "answer": "y", "metadata": {"answer_cot": 3}},  # not text: no steps
+        {"question": "Q4", "answer": "z"},
+    ]
+    monkeypatch.setattr(task, "_create", lambda size, seed: items)
+    train = task.load("reasoning-gym:chain_sum", size=4, seed=0, strict=False).train
+    assert train[0] == Problem(
+        id="train-0",
+        question="What is 2 + 3?",
+        answer="2 + 3 = 5",
+        final_answer="5",
+        metadata={
+            "question": "What is 2 + 3?",
+            "answer": 5,
+            "metadata": {"answer_cot": "2 + 3 = 5\n#### 5", "when": "2024-01-02", "t": [1, 2]},
+        },
+    )
+    assert [p.answer for p in train] == ["2 + 3 = 5", "step one", "", ""]
+    assert train[3].metadata == {"question": "Q4", "answer": "z", "metadata": {}}
+
+
+def test_reasoning_gym_checks_against_the_gold_answer_when_the_row_has_no_answer_in_metadata():
+    task = get_task("reasoning-gym", {"dataset": "chain_sum"})
+    correctness = task.rewards()["correctness"]
+    completions = ["#### The final answer is 12", "#### The final answer is 13", "no answer line"]
+    assert correctness(completions, final_answer=["12"] * 3) == [1.0, 0.0, 0.0]
+    metadata = [json.dumps({"metadata": {}})] * 3
+    assert correctness(completions, final_answer=["12"] * 3, metadata=metadata) == [1.0, 0.0, 0.0]
+
+
 # --- custom data -----------------------------------------------------------------------------------
 
 
@@ -249,6 +345,114 @@ def test_bad_comparison_is_refused(cli):
     assert "--compare fuzzy: choose one of numeric, exact, math-verify" in result.err
 
 
+def write_source(tmp_path: Path, train: list[dict], test: list[dict]) -> Path:
+    """A local source directory: train.jsonl and test.jsonl holding `train` and `test` rows."""
+    source = tmp_path / "src"
+    source.mkdir()
+    for split, rows in (("train", train), ("test", test)):
+        (source / f"{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return source
+
+
+def test_custom_rows_become_problems_with_ids_solutions_and_verbatim_prompts(tmp_path: Path):
+    from rlvr_cli.tasks.base import Problem
+
+    source = write_source(
+        tmp_path,
+        train=[
+            {"id": "a", "question": "Capital of France?", "answer": " Paris ", "solution": "It is Paris."},
+            {"prompt": "Reply with yes.", "answer": "yes"},
+            {"question": "No answer given", "answer": None},
+            {"id": 5, "question": "Q5", "prompt": "P5", "answer": "ok"},
+        ],
+        test=[{"question": "Q", "prompt": "  ", "answer": "no"}],
+    )
+    task = get_task("custom", {"compare": "exact"})
+    data = task.load(str(source), size=0, seed=0, strict=False)
+    verbatim = {"verbatim_prompt": True}
+    assert data.train == [
+        Problem(id="a", question="Capital of France?", answer="It is Paris.", final_answer="Paris"),
+        Problem(id="train-1", question="Reply with yes.", answer="", final_answer="yes", metadata=verbatim),
+        Problem(id="5", question="P5", answer="", final_answer="ok", metadata=verbatim),  # prompt wins
+    ]
+    assert data.test == [Problem(id="test-0", question="Q", answer="", final_answer="no")]  # blank prompt
+    assert data.skipped == {"train": 1, "test": 0}  # a null answer is no answer, not the text "None"
+    # A prompt is used as written; a question goes into the few-shot layout.
+    assert task.prompt_text(data.train[1]) == "Reply with yes."
+    assert (
+        task.prompt_text(data.train[0]) == "Question: Capital of France?\nSolution: Let's think step by step."
+    )
+
+
+def test_custom_row_without_an_answer_names_the_column(tmp_path: Path):
+    from rlvr_cli.core.errors import RlvrError
+
+    source = write_source(tmp_path, train=[{"question": "q"}], test=[])
+    with pytest.raises(RlvrError) as caught:
+        get_task("custom", {"compare": "exact"}).load(str(source), size=0, seed=0, strict=False)
+    assert caught.value.message == (
+        f"{source / 'train.jsonl'}:1: missing column 'answer'; rows need 'question' (or 'prompt') and 'answer'"
+    )
+
+
+@pytest.mark.parametrize(
+    ("answer", "gold", "right"),
+    [
+        ("Paris", "Paris.", True),  # a final period on the gold answer is ignored too
+        ("paris", "Paris .", True),
+        ("New  York", "new york", True),
+        ("Pari", "Paris.", False),
+        ("P", "Paris.", False),
+        ("Paris", "Paris", True),
+    ],
+)
+def test_custom_exact_comparison_ignores_case_spacing_and_a_final_period(answer, gold, right):
+    task = get_task("custom", {"compare": "exact"})
+    reward = task.rewards()["correctness"]
+    assert reward([f"#### The final answer is {answer}"], final_answer=[gold]) == [1.0 if right else 0.0]
+
+
+def test_custom_numeric_comparison_reads_numbers_within_the_tolerance():
+    task = get_task("custom")  # numeric is the default
+    assert task.read("#### The final answer is $1,234.00") == extract_answer(
+        "#### The final answer is $1,234.00"
+    )
+    assert task.read("#### The final answer is $1,234.00").value == 1234.0
+    reward = task.rewards()["correctness"]
+    completions = [
+        "#### The final answer is $1,234.00",
+        "#### The final answer is 1234.0004",  # within 1e-3
+        "#### The final answer is 1233",
+        "no answer line",
+    ]
+    assert reward(completions, final_answer=["1234"] * 4) == [1.0, 1.0, 0.0, 0.0]
+    assert reward(["#### The final answer is 7"], final_answer=["seven"]) == [None]  # not a number
+    # The lenient reading is the last number, as lm-eval's flexible-extract.
+    assert task.read_flexible("So she has $1,234 left. Done") == (1234.0, "$1,234", False)
+
+
+def test_custom_math_verify_comparison_checks_equivalent_expressions():
+    pytest.importorskip("math_verify")
+    task = get_task("custom", {"compare": "math-verify"})
+    reward = task.rewards()["correctness"]
+    completions = ["#### The final answer is 0.5", "#### The final answer is 1/3", "no answer"]
+    assert reward(completions, final_answer=["\\frac{1}{2}"] * 3) == [1.0, 0.0, 0.0]
+    assert reward(["#### The final answer is 1"], final_answer=["$"]) == [None]  # unreadable gold
+
+
+def test_custom_math_verify_without_math_verify_fails_when_the_task_is_made(
+    monkeypatch: pytest.MonkeyPatch,
+):
+    from rlvr_cli.core.errors import RlvrError
+
+    monkeypatch.setitem(sys.modules, "math_verify", None)  # as if not installed
+    with pytest.raises(RlvrError) as caught:
+        get_task("custom", {"compare": "math-verify"})
+    assert caught.value.message == "the math task needs math-verify: pip install 'rlvr[math]' (math-verify)"
+    numeric = get_task("custom", {"compare": "numeric"})  # the other comparisons do not need it
+    assert numeric.rewards()["correctness"](["#### The final answer is 3"], final_answer=["3"]) == [1.0]
+
+
 # --- math ------------------------------------------------------------------------------------------
 
 
@@ -280,6 +484,111 @@ def test_math_verify_missing_names_the_extra(cli, monkeypatch: pytest.MonkeyPatc
     assert (
         result.err.strip() == "error: the math task needs math-verify: pip install 'rlvr[math]' (math-verify)"
     )
+
+
+def test_math_rows_become_problems_with_the_given_or_the_boxed_answer(tmp_path: Path):
+    pytest.importorskip("math_verify")
+    from rlvr_cli.tasks.base import Problem
+
+    source = write_source(
+        tmp_path,
+        train=[
+            {"question": "What is 1+1?", "solution": "So \\boxed{3} is wrong; \\boxed{2}.", "answer": "2"},
+            {"problem": "Half of 1?", "solution": "It is $\\boxed{\\frac{1}{2}}$.", "answer": ""},
+            {"problem": "Square of x?", "answer": "x^2"},
+            {"problem": "Nothing to check", "solution": "No box."},
+        ],
+        test=[{"problem": "P", "solution": "\\boxed{7}", "answer": "7.0"}],
+    )
+    data = get_task("math").load(str(source), size=0, seed=0, strict=False)
+    assert data.train == [
+        Problem("train-0", "What is 1+1?", "So \\boxed{3} is wrong; \\boxed{2}.", "2"),
+        Problem("train-1", "Half of 1?", "It is $\\boxed{\\frac{1}{2}}$.", "\\frac{1}{2}"),  # the last box
+        Problem("train-2", "Square of x?", "", "x^2"),
+    ]
+    assert data.test == [Problem("test-0", "P", "\\boxed{7}", "7.0")]  # the answer column, not the box
+    assert data.skipped == {"train": 1, "test": 0}
+
+
+def test_math_rows_that_cannot_be_read_fail_with_strict_or_name_the_columns(tmp_path: Path):
+    pytest.importorskip("math_verify")
+    from rlvr_cli.core.errors import RlvrError
+
+    unboxed = write_source(tmp_path, train=[{"problem": "p", "solution": "no box"}], test=[])
+    with pytest.raises(RlvrError) as caught:
+        get_task("math").load(str(unboxed), size=0, seed=0, strict=True)
+    assert caught.value.message.startswith(f"{unboxed / 'train.jsonl'}:1: the gold answer cannot be read")
+    nameless = tmp_path / "nameless"
+    nameless.mkdir()
+    (nameless / "train.jsonl").write_text('{"answer": "1"}\n')
+    (nameless / "test.jsonl").write_text("")
+    with pytest.raises(RlvrError) as caught:
+        get_task("math").load(str(nameless), size=0, seed=0, strict=False)
+    assert caught.value.message == (
+        f"{nameless / 'train.jsonl'}:1: missing column 'problem or question'; "
+        "rows need 'problem' (or 'question') and 'answer' (or a boxed 'solution')"
+    )
+
+
+def test_math_exemplars_box_the_answer_after_the_worked_solution():
+    pytest.importorskip("math_verify")
+    from rlvr_cli.tasks.base import Problem
+
+    task = get_task("math")
+    assert task.exemplar_text(Problem("p", " Half of 1? ", " Divide by 2. ", "\\frac{1}{2}")) == (
+        "Question: Half of 1?\nSolution: Let's think step by step. Divide by 2.\n"
+        "#### The final answer is \\boxed{\\frac{1}{2}}"
+    )
+    assert task.exemplar_text(Problem("p", "Q", "  ", "3")) == (
+        "Question: Q\nSolution: Let's think step by step.\n#### The final answer is \\boxed{3}"
+    )
+
+
+@pytest.mark.parametrize(
+    ("completion", "text", "format_ok"),
+    [
+        ("#### The final answer is \\boxed{\\frac{1}{2}}", "\\frac{1}{2}", True),
+        ("#### The final answer is \\boxed{1} or rather \\boxed{2}", "2", True),  # the last box
+        ("#### The final answer is \\boxed{12", "\\boxed{12", False),  # unbalanced: no box
+        ("#### The final answer is 1/2", "1/2", False),
+        ("no answer line", None, False),
+    ],
+)
+def test_math_reads_the_last_box_of_the_answer_line(completion, text, format_ok):
+    pytest.importorskip("math_verify")
+    answer = get_task("math").read(completion)
+    assert (answer.text, answer.format_ok) == (text, format_ok)
+
+
+def test_math_checks_expressions_intervals_and_empty_boxes():
+    pytest.importorskip("math_verify")
+    correctness = get_task("math").rewards()["correctness"]
+    completions = [
+        "#### The final answer is \\boxed{\\frac{\\sqrt{2}}{2}}",
+        "#### The final answer is \\boxed{x^{2}}",
+        "#### The final answer is \\boxed{(1, 2]}",
+        "#### The final answer is \\boxed{}",  # an empty box is no answer
+        "no answer line",
+    ]
+    golds = ["\\sqrt{2}/2", "x^2", "(1,2]", "1", "1"]
+    assert correctness(completions, final_answer=golds) == [1.0, 1.0, 1.0, 0.0, 0.0]
+
+
+def test_math_answers_are_checked_outside_the_main_thread_too():
+    """TRL or a server may score in a worker thread, where math-verify's SIGALRM timeout cannot run."""
+    pytest.importorskip("math_verify")
+    import threading
+
+    correctness = get_task("math").rewards()["correctness"]
+    got: list = []
+    worker = threading.Thread(
+        target=lambda: got.append(
+            correctness(["#### The final answer is \\boxed{0.5}"], final_answer=["\\frac{1}{2}"])
+        )
+    )
+    worker.start()
+    worker.join()
+    assert got == [[1.0]]
 
 
 # --- train and eval read the task ------------------------------------------------------------------
@@ -502,6 +811,20 @@ def test_read_answer_text_for_non_numeric_tasks(completion, text, format_ok):
 
     answer = read_answer_text(completion)
     assert (answer.text, answer.format_ok, answer.value) == (text, format_ok, None)
+
+
+@pytest.mark.parametrize(
+    ("completion", "answer"),
+    [
+        ("#### The final answer is blue\nor maybe red", (None, "blue", True)),  # the answer line first
+        ("I think so.\nblue\n\nred  \n", (None, "red", False)),  # else the last non-empty line
+        ("one\ntwo\nthree", (None, "three", False)),
+        ("  \n\n", (None, None, False)),
+        ("", (None, None, False)),
+    ],
+)
+def test_the_lenient_reading_of_a_text_task_is_the_answer_line_or_the_last_line(completion, answer):
+    assert get_task("custom", {"compare": "exact"}).read_flexible(completion) == answer
 
 
 def test_a_task_writes_the_few_shot_layout_and_refuses_unknown_options():
