@@ -74,8 +74,8 @@ format:
 # in pyproject.toml ([tool.mutmut]); survivors and why they survive: benchmarks/MUTATION.md.
 mutation:
 	rm -rf mutants
-	$(BIN)/mutmut run --max-children 2
-	$(BIN)/mutmut results
+	OMP_NUM_THREADS=1 $(BIN)/mutmut run --max-children 2
+	$(BIN)/python scripts/mutation_report.py
 
 
 # The main job, end to end, offline on a CPU, in under 10 minutes on 2 cores: prepare a reasoning-gym

@@ -352,3 +352,115 @@ def test_a_batch_padded_wider_than_its_prompts_keeps_the_completions_at_its_widt
     assert ours.sequences[:, width:].tolist() == plain.sequences[:, width:].tolist()
     for a, b in zip(ours.logits, plain.logits, strict=True):
         torch.testing.assert_close(a.log_softmax(-1), b.log_softmax(-1), atol=1e-4, rtol=1e-4)
+
+
+def test_only_settings_the_loop_implements_exactly_go_to_it():
+    from transformers import GenerationConfig
+
+    from rlvr_cli.decoding.generation import supports_sampling
+
+    base = dict(max_new_tokens=8, do_sample=True, temperature=0.7, top_p=0.9, min_p=0.05, top_k=0)
+    assert supports_sampling(GenerationConfig(**base))
+    assert supports_sampling(GenerationConfig(**base, cache_implementation="dynamic"))
+    assert not supports_sampling(GenerationConfig(**base, cache_implementation="static"))
+    assert not supports_sampling(GenerationConfig(**base, no_repeat_ngram_size=3))  # a field it ignores
+    assert not supports_sampling(GenerationConfig(**base, repetition_penalty=1.2))
+    assert not supports_sampling(GenerationConfig(do_sample=True))  # no length: generate's own rules
+
+
+def test_sample_tokens_never_draws_a_zero_weight_token_at_the_edges(monkeypatch: pytest.MonkeyPatch):
+    """The uniform draw at its extremes: u = 0 must not pick the zero-weight tokens before the first
+    positive one, and a row whose only weight is on the last token always gets that token."""
+    from rlvr_cli.decoding.generation import sample_tokens
+
+    probs = torch.tensor([[0.0, 0.0, 0.5, 0.5], [0.0, 0.0, 0.0, 2.0]])
+    monkeypatch.setattr(torch, "rand", lambda shape, device=None: torch.zeros(shape))
+    assert sample_tokens(probs).tolist() == [2, 3]
+    monkeypatch.setattr(torch, "rand", lambda shape, device=None: torch.full(shape, 1 - 2**-24))
+    assert sample_tokens(probs).tolist() == [3, 3]
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [
+        {"temperature": 2.0, "top_k": 0},  # only the temperature warper: it must not be skipped
+        {"temperature": 0.01, "top_p": 0.5, "top_k": 0},  # confident: top-p keeps one token
+        {"temperature": 0.01, "min_p": 0.5, "top_k": 0},  # confident: min-p keeps one token
+    ],
+    ids=["temperature-only", "top_p-one-token", "min_p-one-token"],
+)
+def test_rlvr_loop_keeps_what_generate_keeps_at_the_extremes(tiny, monkeypatch, settings):
+    from transformers import GenerationConfig
+
+    import rlvr_cli.decoding.generation as generation
+
+    model, tokenizer = tiny
+    inputs, _ = full_batch(model, tokenizer)
+    config = GenerationConfig(
+        max_new_tokens=1,
+        do_sample=True,
+        pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        **settings,
+    )
+    reference = (
+        model.generate(**inputs, generation_config=config, output_scores=True, return_dict_in_generate=True)
+        .scores[0]
+        .float()
+        .softmax(dim=-1)
+    )
+    drawn_from = []
+    sample = generation.sample_tokens
+    monkeypatch.setattr(
+        generation, "sample_tokens", lambda probs: drawn_from.append(probs.clone()) or sample(probs)
+    )
+    with generate_with(model, None, share_prefix=True):
+        model.generate(**inputs, generation_config=config)
+    ours = drawn_from[0] / drawn_from[0].sum(dim=-1, keepdim=True)
+    kept = reference > 0
+    assert (ours[kept] > 0).all() and (ours[~kept] == 0).all()
+    # In log space: a near-uniform distribution over 49k tokens has every probability under 1e-4.
+    torch.testing.assert_close(ours[kept].log(), reference[kept].log(), atol=1e-4, rtol=0)
+    kept = kept.sum(dim=-1)
+    assert (
+        (kept == 1).all()
+        if "top_p" in settings or "min_p" in settings
+        else (kept == reference.shape[1]).all()
+    )
+
+
+def test_rlvr_loop_ends_rows_exactly_where_generate_does(tiny):
+    """At the length limit and with several EOS ids: a row whose stop fires with room left gets the
+    stop's EOS (not the smallest of the config's), one whose stop fires on the last allowed token
+    gets none, and a row that writes one of the config's EOS ids ends there; the batch is as wide
+    as `generate`'s, with the prompts padded to `width`."""
+    from transformers import GenerationConfig
+
+    from rlvr_cli.decoding.generation import sample_shared_prefix
+
+    model, tokenizer = tiny
+    rows = [tokenizer(p)["input_ids"] for p in PROMPTS]
+    width = max(map(len, rows)) + 3
+    padded = tokenizer(PROMPTS, return_tensors="pt", padding="max_length", max_length=width)
+    written = model.generate(**padded, max_new_tokens=1, do_sample=False, pad_token_id=tokenizer.pad_token_id)
+    natural = int(written[0, -1])  # the random model's greedy first token, the same for every row
+    stop_eos = len(tokenizer) - 1
+
+    def both(other_eos: int) -> tuple[list, list]:
+        config = GenerationConfig(
+            max_new_tokens=3, do_sample=True, top_k=1, pad_token_id=tokenizer.pad_token_id,
+            eos_token_id=[stop_eos, other_eos],
+        )  # fmt: skip
+        stops = [AnswerStop(tokenizer, stop_eos, rule=staggered(len(PROMPTS))) for _ in range(2)]
+        plain = model.generate(**padded, generation_config=config, logits_processor=[stops[0]])
+        ours = sample_shared_prefix(model, rows, config, width=width, stop=stops[1])
+        assert ours.shape == plain.shape
+        return ours[:, width:].tolist(), plain[:, width:].tolist()  # the prompts' layouts differ
+
+    ours, plain = both(stop_eos - 1)  # an EOS id smaller than the stop's, never written
+    assert ours == plain
+    assert len(ours[0]) == 3
+    assert ours[0][1] == stop_eos and ours[1][2] == stop_eos  # forced, with room left
+    assert stop_eos not in ours[2]  # its stop fired on the third and last token
+    ours, plain = both(natural)
+    assert ours == plain == [[natural]] * len(PROMPTS)  # every row wrote an EOS id and ended

@@ -1,0 +1,84 @@
+"""Per-module figures of the last `make mutation` run, from mutmut's results in mutants/.
+
+    python scripts/mutation_report.py           # a table (markdown) on stdout
+    python scripts/mutation_report.py --json    # the same figures as JSON
+
+Detected = killed + timeout (a mutant that makes the tests loop did not pass them). Lines are the
+module's lines in rlvr_cli (what the scope "covers"); mutants that no test reaches count against
+the score, as survivors do. Exit code 1 when a mutant of the scope has not been checked yet.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tomllib
+from collections import Counter
+from pathlib import Path
+
+from mutmut.stats import status_by_exit_code
+
+ROOT = Path(__file__).resolve().parent.parent
+STATUSES = ("killed", "timeout", "survived", "no tests", "suspicious", "segfault", "not checked")
+
+
+def module_figures(root: Path = ROOT) -> list[dict]:
+    scope = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["mutmut"]["only_mutate"]
+    rows = []
+    for source in scope:
+        meta = root / "mutants" / f"{source}.meta"
+        counts: Counter[str] = Counter()
+        if meta.is_file():
+            for _, code in json.loads(meta.read_text())["exit_code_by_key"].items():
+                counts[status_by_exit_code[code]] += 1
+        total = sum(counts.values())
+        detected = counts["killed"] + counts["timeout"]
+        rows.append(
+            {
+                "module": source,
+                "lines": len((root / source).read_text().splitlines()),
+                "mutants": total,
+                **{status: counts[status] for status in STATUSES},
+                "other": total - sum(counts[s] for s in STATUSES),
+                "detected": detected,
+                "detected_pct": round(100 * detected / total, 1) if total else None,
+            }
+        )
+    return rows
+
+
+def summary(rows: list[dict]) -> dict:
+    total = {key: sum(r[key] for r in rows) for key in ("lines", "mutants", "detected", *STATUSES, "other")}
+    total["detected_pct"] = round(100 * total["detected"] / total["mutants"], 1) if total["mutants"] else None
+    return total
+
+
+def markdown(rows: list[dict], total: dict) -> str:
+    head = "| module | lines | mutants | killed | timeout | survived | no tests | detected |"
+    lines = [head, "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for r in [*rows, {"module": "**all**", **total}]:
+        name = r["module"].removeprefix("rlvr_cli/")
+        lines.append(
+            f"| {name if name.startswith('**') else f'`{name}`'} | {r['lines']:,} | {r['mutants']:,} | "
+            f"{r['killed']:,} | {r['timeout']:,} | {r['survived']:,} | {r['no tests']:,} | "
+            f"{r['detected_pct']} % |"
+        )
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--json", action="store_true", help="print the figures as JSON")
+    args = parser.parse_args()
+    rows = module_figures()
+    total = summary(rows)
+    print(json.dumps({"modules": rows, "all": total}, indent=2) if args.json else markdown(rows, total))
+    if total["not checked"]:
+        print(f"{total['not checked']} mutants not checked yet: run `make mutation`", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
