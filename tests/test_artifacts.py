@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from rlvr_cli.cloud.sagemaker import history
+from rlvr_cli.cloud.sagemaker.s3objects import Verification
 
 from .test_remote import IMAGE, REGION, ROLE, boto, limited_credentials
 
@@ -128,6 +129,23 @@ def test_the_latest_jobs_model_is_downloaded_verified_and_unpacked_once(s3, cach
     assert (entry / "model.tar.gz").stat().st_mtime_ns == stamp[0]
 
 
+def test_a_cached_checkpoint_that_lost_its_manifest_is_refused(s3, cache: Path, aws_calls):
+    """The cache is reused only if it still holds an rlvr checkpoint, and nothing is downloaded again."""
+    from rlvr_cli.core.errors import RlvrError
+
+    key = submit_job("rlvr-damaged")
+    s3.put_object(Bucket=BUCKET, Key=key, Body=tar_gz(checkpoint_files()))
+    [fetched] = fetch()
+    (fetched.path / "rlvr_run.json").unlink()
+    sent = len(aws_calls.sent)
+    with pytest.raises(RlvrError) as caught:
+        fetch("rlvr-damaged")
+    assert caught.value.message.startswith(
+        f"s3://{BUCKET}/{key}: not an rlvr checkpoint (no rlvr_run.json at the top of"
+    )
+    assert "GetObject" not in [name for name, _ in aws_calls.sent[sent:]]
+
+
 def test_a_multipart_artifact_is_checked_part_by_part(s3, cache: Path, tmp_path: Path):
     from boto3.s3.transfer import S3Transfer, TransferConfig
 
@@ -141,6 +159,124 @@ def test_a_multipart_artifact_is_checked_part_by_part(s3, cache: Path, tmp_path:
     [fetched] = fetch()
     assert fetched.verified == ["size", "ChecksumSHA256 (composite of 3 parts)", "ETag (MD5 of 3 parts)"]
     assert (fetched.path / "adapter_model.safetensors").read_bytes() == weights
+
+
+MiB = 1024 * 1024
+PART = 5 * MiB  # S3's smallest part (but the last)
+
+
+def multipart_upload(s3, key: str, data: bytes, sizes: list[int]) -> None:
+    """`data` uploaded in parts of the given sizes, with SHA-256 checksums, as any S3 client may cut them."""
+    assert sum(sizes) == len(data)
+    upload = s3.create_multipart_upload(Bucket=BUCKET, Key=key, ChecksumAlgorithm="SHA256")
+    parts, start = [], 0
+    for number, size in enumerate(sizes, 1):
+        sent = s3.upload_part(
+            Bucket=BUCKET,
+            Key=key,
+            UploadId=upload["UploadId"],
+            PartNumber=number,
+            Body=data[start : start + size],
+            ChecksumAlgorithm="SHA256",
+        )
+        parts.append({"PartNumber": number, "ETag": sent["ETag"], "ChecksumSHA256": sent["ChecksumSHA256"]})
+        start += size
+    s3.complete_multipart_upload(
+        Bucket=BUCKET, Key=key, UploadId=upload["UploadId"], MultipartUpload={"Parts": parts}
+    )
+
+
+@pytest.mark.parametrize(
+    ("sizes", "asked"),
+    [
+        ([PART, PART, PART], [1]),  # equal parts: part 1's size gives them all
+        ([PART, PART, 1], [1]),  # equal parts and a short last one
+        ([PART, PART + 1, 1], [1, 1, 2, 3]),  # the equal-parts guess is wrong: every part is asked for
+        (
+            [PART, PART, PART + 1],
+            [1, 1, 2, 3],
+        ),  # no equal-parts layout fits the size: every part is asked for
+    ],
+    ids=["equal", "short-last", "guess-wrong", "no-guess"],
+)
+def test_a_multipart_download_is_checked_against_its_own_part_boundaries(
+    s3, aws_calls, tmp_path: Path, sizes: list[int], asked: list[int]
+):
+    """S3's composite checksums are over the parts as uploaded: rlvr finds the boundaries with as few
+    HeadObject calls as the layout allows, and the file matches whatever the layout."""
+    import base64
+    import hashlib
+
+    from rlvr_cli.cloud.sagemaker.s3objects import head, verify_file
+
+    data = os.urandom(sum(sizes))
+    multipart_upload(s3, "blob", data, sizes)
+    local = tmp_path / "blob"
+    local.write_bytes(data)
+    # What S3 keeps: SHA-256 and MD5 of the concatenated digests of the parts.
+    starts = [sum(sizes[:i]) for i in range(len(sizes))]
+    chunks = [data[a : a + n] for a, n in zip(starts, sizes, strict=True)]
+    composite = hashlib.sha256(b"".join(hashlib.sha256(c).digest() for c in chunks)).digest()
+    md5s = hashlib.md5(b"".join(hashlib.md5(c).digest() for c in chunks)).hexdigest()
+    recorded = s3.head_object(Bucket=BUCKET, Key="blob", ChecksumMode="ENABLED")
+    assert recorded["ChecksumSHA256"].split("-")[0] == base64.b64encode(composite).decode()
+    assert recorded["ETag"] == f'"{md5s}-3"'
+
+    obj = head(s3, BUCKET, "blob")
+    before = len(aws_calls.params("HeadObject"))
+    verification = verify_file(s3, obj, local)
+    assert verification.matches and verification.mismatch is None
+    assert verification.checked == ["size", "ChecksumSHA256 (composite of 3 parts)", "ETag (MD5 of 3 parts)"]
+    assert aws_calls.params("HeadObject")[before:] == [
+        {"Bucket": BUCKET, "Key": "blob", "PartNumber": n} for n in asked
+    ]
+
+    # One changed byte in the last part: both checksums differ, and the first is named.
+    changed = bytearray(data)
+    changed[-1] ^= 1
+    local.write_bytes(bytes(changed))
+    assert verify_file(s3, obj, local) == Verification(
+        False,
+        ["size", "ChecksumSHA256 (composite of 3 parts)", "ChecksumSHA256", "ETag (MD5 of 3 parts)"],
+        "ChecksumSHA256 (composite of 3 parts) / ChecksumSHA256 differs",
+    )
+
+
+def test_the_version_first_seen_is_downloaded_and_checked_when_the_object_is_replaced(
+    s3, cache: Path, aws_calls, monkeypatch: pytest.MonkeyPatch
+):
+    """In a versioned bucket, an object replaced after rlvr's HeadObject: the part sizes and the
+    download are those of the version rlvr saw, so the model is the one verified."""
+    import rlvr_cli.cloud.sagemaker.artifacts
+
+    s3.put_bucket_versioning(Bucket=BUCKET, VersioningConfiguration={"Status": "Enabled"})
+    key = submit_job("rlvr-versioned")
+    weights = os.urandom(12 * MiB)
+    archive = tar_gz(checkpoint_files(weights))
+    # Unequal parts: the part sizes are asked for twice, the guess from part 1, then every part.
+    multipart_upload(s3, key, archive, [PART, PART + 1, len(archive) - 2 * PART - 1])
+    first = s3.head_object(Bucket=BUCKET, Key=key)["VersionId"]
+    real_head = rlvr_cli.cloud.sagemaker.artifacts.head
+
+    def head_then_replaced(client, bucket, name):
+        record = real_head(client, bucket, name)
+        # Another job's model, in one part, becomes the latest version.
+        s3.put_object(Bucket=BUCKET, Key=key, Body=tar_gz(checkpoint_files(b"new" * 64)))
+        return record
+
+    monkeypatch.setattr(rlvr_cli.cloud.sagemaker.artifacts, "head", head_then_replaced)
+    sent = len(aws_calls.sent)
+    [fetched] = fetch()
+    assert (fetched.path / "adapter_model.safetensors").read_bytes() == weights
+    assert fetched.verified == ["size", "ChecksumSHA256 (composite of 3 parts)", "ETag (MD5 of 3 parts)"]
+    calls = aws_calls.sent[sent:]
+    assert [params for name, params in calls if name == "HeadObject"] == [
+        {"Bucket": BUCKET, "Key": key, "ChecksumMode": "ENABLED"},
+        {"Bucket": BUCKET, "Key": key, "VersionId": first},  # the transfer manager's, for the size
+        *({"Bucket": BUCKET, "Key": key, "PartNumber": n, "VersionId": first} for n in (1, 1, 2, 3)),
+    ]
+    gets = [params for name, params in calls if name == "GetObject"]
+    assert gets and all(p["VersionId"] == first for p in gets)
 
 
 def test_an_object_that_changes_during_the_download_is_not_cached(

@@ -77,7 +77,13 @@ def test_without_a_val_channel_there_is_no_evaluation(tmp_path: Path):
     (channel / "recipe.yaml").write_text("")  # empty: no keys, not an error
     data = entry.recipe_data(entry.Paths(root))
     assert data["test_dataset_path"] is None and data["eval_strategy"] == "no"
-    assert set(data) == {"train_dataset_path", "test_dataset_path", "eval_strategy", "output_dir", "checkpoint_dir"}
+    assert set(data) == {
+        "train_dataset_path",
+        "test_dataset_path",
+        "eval_strategy",
+        "output_dir",
+        "checkpoint_dir",
+    }
 
 
 def test_hosts_default_to_one_named_algo_1(tmp_path: Path):
@@ -95,7 +101,9 @@ def test_one_host_rendezvous_on_loopback(tmp_path: Path, monkeypatch: pytest.Mon
 
 
 def test_several_hosts_rendezvous_on_the_first(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    write_config(tmp_path, "resourceconfig.json", {"hosts": ["algo-1", "algo-2", "algo-3"], "current_host": "algo-3"})
+    write_config(
+        tmp_path, "resourceconfig.json", {"hosts": ["algo-1", "algo-2", "algo-3"], "current_host": "algo-3"}
+    )
     assert entry.layout(entry.Paths(tmp_path), 8) == Layout(
         procs_per_node=8, nnodes=3, node_rank=2, master_addr="algo-1", master_port=29500
     )
@@ -192,7 +200,9 @@ def test_a_job_trains_its_resolved_recipe_in_output_data(job: Path, monkeypatch:
     seen = {}
 
     def train(loaded, resume: bool) -> int:
-        seen.update(recipe=loaded.recipe, resume=resume, cwd=Path.cwd(), metrics=os.environ["RLVR_METRICS_LINES"])
+        seen.update(
+            recipe=loaded.recipe, resume=resume, cwd=Path.cwd(), metrics=os.environ["RLVR_METRICS_LINES"]
+        )
         return 0
 
     monkeypatch.setattr(entry, "_train", train)
@@ -216,7 +226,9 @@ def test_a_restarted_job_resumes_from_its_checkpoints(job: Path, monkeypatch: py
     assert seen == [True]
 
 
-def test_several_ranks_are_started_with_the_recipe_and_resume_flag(job: Path, monkeypatch: pytest.MonkeyPatch):
+def test_several_ranks_are_started_with_the_recipe_and_resume_flag(
+    job: Path, monkeypatch: pytest.MonkeyPatch
+):
     started = []
     monkeypatch.setenv(entry.PROCS_ENV, "2")
     monkeypatch.setenv(entry.GRACE_ENV, "7")
@@ -301,7 +313,9 @@ def test_a_rank_trains_the_recipe_it_was_given(rank, monkeypatch: pytest.MonkeyP
     if resume is not None:
         monkeypatch.setenv(entry.RANK_RESUME_ENV, resume)
     seen = []
-    monkeypatch.setattr(entry, "_train", lambda loaded, resume: seen.append((loaded.recipe.max_steps, resume)) or 0)
+    monkeypatch.setattr(
+        entry, "_train", lambda loaded, resume: seen.append((loaded.recipe.max_steps, resume)) or 0
+    )
     assert entry.main() == 0
     assert seen == [(3, resume == "1")]
     assert rank.exit() == "0" and not rank.has_error()
@@ -341,3 +355,102 @@ def test_training_here_replaces_the_output_unless_resuming(monkeypatch: pytest.M
     assert entry._train("recipe", False) == 5
     assert entry._train("recipe", True) == 5
     assert calls == [("recipe", False, True), ("recipe", True, False)]
+
+
+def test_the_container_paths_are_sagemakers(monkeypatch: pytest.MonkeyPatch):
+    """Without RLVR_SM_ROOT (as in a real job) the entry reads and writes SageMaker's /opt/ml tree."""
+    monkeypatch.delenv("RLVR_SM_ROOT", raising=False)
+    seen = []
+
+    def recipe_data(paths):
+        seen.append(paths)
+        raise RlvrError("stop here")
+
+    monkeypatch.setattr(entry, "recipe_data", recipe_data)
+    monkeypatch.setattr(entry, "_write_failure", lambda path, message: seen.append((path, message)))
+    assert entry.main() == 1
+    [paths, failure] = seen
+    assert failure == (Path("/opt/ml/output/failure"), "stop here")
+    assert (paths.config, paths.data, paths.model, paths.checkpoints, paths.output) == (
+        Path("/opt/ml/input/config"),
+        Path("/opt/ml/input/data"),
+        Path("/opt/ml/model"),
+        Path("/opt/ml/checkpoints"),
+        Path("/opt/ml/output"),
+    )
+
+
+def test_a_recipe_channel_file_may_end_in_yaml(tmp_path: Path):
+    channel = tmp_path / "input" / "data" / "recipe"
+    channel.mkdir(parents=True)
+    (channel / "recipe.yaml").write_text("learning_rate: 0.25\n")
+    assert entry.recipe_data(entry.Paths(tmp_path))["learning_rate"] == 0.25
+
+
+def test_an_hf_token_in_the_jobs_environment_is_not_replaced_by_the_secret(
+    aws: str, aws_calls, monkeypatch: pytest.MonkeyPatch
+):
+    import boto3
+
+    boto3.client("secretsmanager", region_name="us-east-1").create_secret(
+        Name="rlvr/hf", SecretString="hf_secret"
+    )
+    monkeypatch.setenv("RLVR_HF_TOKEN_SECRET", "rlvr/hf")
+    monkeypatch.setenv("HF_TOKEN", "hf_from_the_environment")
+    entry._load_hf_token()
+    assert os.environ["HF_TOKEN"] == "hf_from_the_environment"
+    assert aws_calls.params("GetSecretValue") == []
+
+
+def test_the_model_directory_sagemaker_created_is_used(job: Path, monkeypatch: pytest.MonkeyPatch):
+    (job / "model").mkdir()  # SageMaker creates /opt/ml/model before the container starts
+    monkeypatch.setattr(entry, "_train", lambda loaded, resume: 0)
+    assert entry.main() == 0
+    assert not (job / "output" / "failure").exists()
+
+
+def test_a_restarted_job_on_several_hosts_starts_its_ranks_resuming(
+    job: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+):
+    (job / "checkpoints" / "checkpoint-3").mkdir(parents=True)
+    (job / "checkpoints" / "checkpoint-3" / "trainer_state.json").write_text("{}")
+    write_config(job, "resourceconfig.json", {"hosts": ["algo-1", "algo-2"], "current_host": "algo-2"})
+    monkeypatch.setenv(entry.PROCS_ENV, "2")
+    started = []
+
+    def launch(command, env, ranks, *, grace_s):
+        started.append((env, ranks, grace_s))
+        return Outcome(code=0)
+
+    monkeypatch.setattr(entry, "launch", launch)
+    assert entry.main() == 0
+    [(env, ranks, grace)] = started
+    assert env[entry.RANK_RESUME_ENV] == "1"
+    assert grace == entry.STOP_GRACE_S == 110.0  # RLVR_STOP_GRACE_S unset
+    assert ranks == Layout(procs_per_node=2, nnodes=2, node_rank=1, master_addr="algo-1", master_port=29500)
+    assert "starting 2 ranks on host 2 of 2 (world size 4, master algo-1:29500)\n" in capsys.readouterr().err
+
+
+def test_training_here_reports_its_outcome(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+):
+    from rlvr_cli.training import run
+
+    outcome = "trained 3 steps; the model is in /opt/ml/model"
+    monkeypatch.setattr(
+        run, "run_training", lambda loaded, **k: SimpleNamespace(outcome=lambda: outcome, exit_code=0)
+    )
+    assert entry._train("recipe", False) == 0
+    assert capsys.readouterr().err == outcome + "\n"
+
+
+def test_a_failing_rank_prints_its_error_line(
+    rank, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+):
+    def fail(loaded, resume):
+        raise UsageError("bad value")
+
+    monkeypatch.setattr(entry, "_train", fail)
+    assert entry.main() == 2
+    captured = capsys.readouterr()
+    assert captured.err.splitlines() == ["error: bad value"] and captured.out == ""

@@ -217,6 +217,48 @@ def test_dry_run_refuses_what_aws_would_refuse(cli, reference: Path, aws: str, o
     assert no_job_submitted()
 
 
+LONG_URI = "s3://rlvr-test/" + "p" * 1009  # 1024 characters
+
+
+@pytest.mark.parametrize(
+    ("overrides", "line"),
+    [
+        (  # the closest three of SageMaker's values, best first
+            ["remote.instance_type=ml.p4d.24xlarg"],
+            "remote.instance_type (ResourceConfig.InstanceType): 'ml.p4d.24xlarg' is not one of SageMaker's "
+            "values; did you mean ml.p4d.24xlarge, ml.p4de.24xlarge, ml.p3dn.24xlarge?",
+        ),
+        (  # nothing close: no suggestion
+            ["remote.instance_type=ml.quantum.q1"],
+            "remote.instance_type (ResourceConfig.InstanceType): 'ml.quantum.q1' is not one of SageMaker's values",
+        ),
+        (
+            [f"remote.s3_output={LONG_URI}/o"],
+            "remote.s3_output (OutputDataConfig.S3OutputPath): is 1026 characters; SageMaker allows at most 1024",
+        ),
+        (  # the job's name is appended to the checkpoint location: 1024 + len("/ck/rlvr-dry")
+            [f"remote.s3_checkpoints={LONG_URI}/ck"],
+            "remote.s3_checkpoints (CheckpointConfig.S3Uri): is 1036 characters; SageMaker allows at most 1024",
+        ),
+    ],
+)
+def test_dry_run_error_lines_are_exact(cli, reference: Path, aws: str, overrides: list[str], line: str):
+    result = dry_run(cli, reference, *overrides)
+    assert result.code == 2
+    assert errors(result) == [f"error: {line}"]
+    assert no_job_submitted()
+
+
+def test_too_many_variables_of_the_users_own_name_none_added_by_rlvr(cli, tmp_path: Path, aws: str):
+    data = yaml.safe_load(REFERENCE.read_text())
+    env = {f"VAR_{i}": "1" for i in range(101)}
+    result = dry_run(cli, write_recipe(tmp_path / "env.yaml", data, environment=env))
+    assert result.code == 2
+    assert errors(result) == [
+        "error: remote.environment (Environment): has 101 entries; SageMaker allows at most 100"
+    ]
+
+
 def test_limits_count_what_rlvr_adds(cli, tmp_path: Path, aws: str):
     data = yaml.safe_load(REFERENCE.read_text())
     # 47 tags of the user's + rlvr:version, rlvr:recipe, rlvr:data = 50: accepted; one more is refused.
