@@ -398,7 +398,7 @@ def test_docker_build_context_holds_only_what_the_image_copies():
     assert sent == copied | {"container/Dockerfile", ".dockerignore"}
 
 
-@pytest.mark.parametrize("stored", ['{"HF_TOKEN": "hf_from_json"}', "hf_bare"])
+@pytest.mark.parametrize("stored", ['{"HF_TOKEN": "hf_from_json"}', "hf_bare", '"hf_quoted"'])
 def test_the_hf_token_comes_from_secrets_manager_by_name(
     aws: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], stored: str
 ):
@@ -414,7 +414,7 @@ def test_the_hf_token_comes_from_secrets_manager_by_name(
     monkeypatch.setenv("HF_TOKEN", "")  # recorded, so the value read is removed after the test
     monkeypatch.delenv("HF_TOKEN")
     entry._load_hf_token()
-    token = "hf_from_json" if stored.startswith("{") else "hf_bare"
+    token = {"{": "hf_from_json", '"': "hf_quoted"}.get(stored[0], "hf_bare")
     assert os.environ["HF_TOKEN"] == token
     out, err = capsys.readouterr()
     assert token not in out + err
@@ -429,4 +429,27 @@ def test_a_missing_hf_token_secret_is_one_error_naming_it(aws: str, monkeypatch:
     monkeypatch.delenv("HF_TOKEN")
     with pytest.raises(RlvrError, match="rlvr/no-such-secret"):
         entry._load_hf_token()
+    assert "HF_TOKEN" not in os.environ
+
+
+@pytest.mark.parametrize("stored", ['{"token": "hf_x"}', '{"HF_TOKEN": ""}', '{"HF_TOKEN": 1}'])
+def test_a_json_secret_without_the_token_is_one_error_naming_it(
+    aws: str, monkeypatch: pytest.MonkeyPatch, stored: str
+):
+    """Not the JSON text taken for a token (the Hub would refuse it much later, without saying why)."""
+    import boto3
+
+    from rlvr_cli.container import entry
+    from rlvr_cli.core.errors import RlvrError
+
+    boto3.client("secretsmanager", region_name="us-east-1").create_secret(Name="rlvr/hf", SecretString=stored)
+    monkeypatch.setenv("RLVR_HF_TOKEN_SECRET", "rlvr/hf")
+    monkeypatch.setenv("HF_TOKEN", "")
+    monkeypatch.delenv("HF_TOKEN")
+    with pytest.raises(RlvrError) as caught:
+        entry._load_hf_token()
+    assert caught.value.message == (
+        'secret rlvr/hf is a JSON object without an "HF_TOKEN" string; '
+        'store the token itself, or {"HF_TOKEN": "hf_..."}'
+    )
     assert "HF_TOKEN" not in os.environ

@@ -23,7 +23,6 @@ count), RLVR_STOP_GRACE_S (seconds from SIGTERM to SIGKILL, default 110), MASTER
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import socket
@@ -189,11 +188,24 @@ def _load_hf_token() -> None:
 
     with aws_errors(f"reading secret {secret}"):
         value = client("secretsmanager").get_secret_value(SecretId=secret)["SecretString"]
-    with contextlib.suppress(
-        json.JSONDecodeError, AttributeError
-    ):  # a JSON secret {"HF_TOKEN": ...} or the bare token
-        value = json.loads(value).get("HF_TOKEN", value)
-    os.environ["HF_TOKEN"] = value
+    os.environ["HF_TOKEN"] = _token_in_secret(secret, value)
+
+
+def _token_in_secret(secret: str, value: str) -> str:
+    """The token from a secret that holds it bare, as a JSON string, or as {"HF_TOKEN": ...}."""
+    try:
+        parsed = json.loads(value)
+    except json.JSONDecodeError:
+        return value
+    if isinstance(parsed, dict):
+        token = parsed.get("HF_TOKEN")
+        if not isinstance(token, str) or not token:
+            raise RlvrError(
+                f'secret {secret} is a JSON object without an "HF_TOKEN" string; '
+                'store the token itself, or {"HF_TOKEN": "hf_..."}'
+            )
+        return token
+    return parsed if isinstance(parsed, str) else value
 
 
 def _write_failure(path: Path, message: str) -> None:
