@@ -74,7 +74,10 @@ class RemoteConfig(Strict):
     )
     hf_token_secret: str | None = Field(
         None,
-        description="Secrets Manager secret (name or ARN) holding a Hugging Face token, read inside the container",
+        description=(
+            'Secrets Manager secret (name or ARN) holding a Hugging Face token (the token itself, or {"HF_TOKEN": '
+            '"hf_..."}), read inside the container'
+        ),
     )
     tags: dict[str, str] = Field(default_factory=dict, description="tags on the training job")
     # --- network, encryption, scheduling (CreateTrainingJob members of the same names) ------------
