@@ -463,6 +463,53 @@ def test_a_bucket_in_another_region_is_refused_on_submit(cli, reference: Path, b
     assert cli("train", "--remote", "--config", reference, "--job-name", "rlvr-ok").code == 0
 
 
+def test_region_problems_name_each_location_by_the_key_that_set_it():
+    """The image first, then each bucket once, named by the first recipe key that uses it; a bucket
+    whose region is unknown (no access to ask) or the job's is no problem."""
+    from rlvr_cli.cloud.sagemaker.request_checks import image_region, region_problems
+
+    image = "123456789012.dkr.ecr.eu-west-1.amazonaws.com/rlvr:1"
+    request = {
+        "AlgorithmSpecification": {"TrainingImage": image},
+        "InputDataConfig": [
+            {"DataSource": {"S3DataSource": {"S3Uri": f"s3://{name}/data/{c}"}}}
+            for name, c in (("shared", "train"), ("other", "val"), ("unknown", "recipe"))
+        ],
+        "OutputDataConfig": {"S3OutputPath": "s3://shared/out"},
+        "CheckpointConfig": {"S3Uri": "s3://ckpt/run"},
+    }
+    regions = {"shared": "eu-west-1", "other": "us-east-1", "ckpt": "ap-south-1"}
+    assert region_problems(request, "us-east-1", regions) == [
+        "remote.image_uri: the image is in eu-west-1, the job in us-east-1; push the image to us-east-1 "
+        "(make push with AWS_REGION=us-east-1) or run the job in eu-west-1 (--region)",
+        "remote.s3_data: bucket shared is in eu-west-1, the job in us-east-1; use a bucket in us-east-1 or "
+        "run the job in eu-west-1 (--region)",
+        "remote.s3_checkpoints: bucket ckpt is in ap-south-1, the job in us-east-1; use a bucket in "
+        "us-east-1 or run the job in ap-south-1 (--region)",
+    ]
+    del request["CheckpointConfig"]
+    assert region_problems(request, "eu-west-1", regions) == [
+        "remote.s3_data: bucket other is in us-east-1, the job in eu-west-1; use a bucket in eu-west-1 or "
+        "run the job in us-east-1 (--region)"
+    ]
+    assert image_region("123456789012.dkr.ecr-fips.us-gov-west-1.amazonaws.com/x:1") == "us-gov-west-1"
+    assert image_region("ghcr.io/acme/rlvr:1") is None and image_region("") is None
+
+
+def test_network_isolation_warns_that_a_hub_model_cannot_be_downloaded(reference: Path):
+    from rlvr_cli.cloud.sagemaker.request_checks import setting_warnings
+    from rlvr_cli.config.loading import load_recipe
+
+    recipe = load_recipe(reference, ["remote.enable_network_isolation=true"]).recipe
+    assert setting_warnings(recipe) == [
+        f"remote.enable_network_isolation: the container cannot download {recipe.model_name_or_path} from "
+        "the Hub; put the model in the image and set model_name_or_path to its path"
+    ]
+    local = load_recipe(reference, ["remote.enable_network_isolation=true", "model_name_or_path=/opt/model"])
+    assert setting_warnings(local.recipe) == []
+    assert setting_warnings(load_recipe(reference).recipe) == []
+
+
 # --- power-user settings ------------------------------------------------------------------------------------
 
 
