@@ -30,16 +30,22 @@ def policy(tiny_model_dir: Path, request):
     return model
 
 
-def _batch(pad: int = 0):
+def _batch(pad: int = 0, layout: str = "two-groups"):
     """TRL's layout: left-padded prompts | right-padded completions. Two groups of three rows.
 
     The prompts share a 20-token prefix (the 'exemplars') and differ in length (left padding).
+    `one-group`: the six rows share one prompt (one prompt per device batch); `nothing-shared`: two
+    prompts with no common prefix worth running once.
     """
     generator = torch.Generator().manual_seed(1)
     exemplars = torch.randint(5, 500, (20,), generator=generator).tolist()
     prompt_a = [*exemplars, 11, 12, 13, 14, 15]
     prompt_b = [*exemplars, 21, 22]
+    if layout == "nothing-shared":
+        prompt_b = [7, *exemplars[1:], 21, 22]
     prompts = [prompt_a, prompt_b, prompt_a, prompt_b, prompt_a, prompt_b]  # interleaved, as a shuffle would
+    if layout == "one-group":
+        prompts = [prompt_a] * 6
     lengths = [6, 3, 1, 6, 4, 5]
     width_p, width_c = max(map(len, prompts)), max(lengths)
     ids = torch.full((6, width_p + width_c), pad)
@@ -67,8 +73,9 @@ def _trl_logps(model, ids, mask, keep):
     return logps, entropies
 
 
-def test_log_probs_and_entropies_equal_trls(policy):
-    ids, mask, keep = _batch()
+@pytest.mark.parametrize("layout", ["two-groups", "one-group", "nothing-shared"])
+def test_log_probs_and_entropies_equal_trls(policy, layout: str):
+    ids, mask, keep = _batch(layout=layout)
     with torch.no_grad():
         expected, expected_entropy = _trl_logps(policy, ids, mask, keep)
         got, entropy = shared_prefix_logps(policy, ids, mask, keep, compute_entropy=True)
