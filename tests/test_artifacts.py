@@ -140,8 +140,9 @@ def test_a_cached_checkpoint_that_lost_its_manifest_is_refused(s3, cache: Path, 
     sent = len(aws_calls.sent)
     with pytest.raises(RlvrError) as caught:
         fetch("rlvr-damaged")
-    assert caught.value.message.startswith(
-        f"s3://{BUCKET}/{key}: not an rlvr checkpoint (no rlvr_run.json at the top of"
+    assert caught.value.message == (
+        f"s3://{BUCKET}/{key}: the cached copy in {fetched.path.parent} is not a complete rlvr checkpoint "
+        "(changed since it was downloaded); delete that folder and run again to download it afresh"
     )
     assert "GetObject" not in [name for name, _ in aws_calls.sent[sent:]]
 

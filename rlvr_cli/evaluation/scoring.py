@@ -132,9 +132,11 @@ def pass_at_k(n: int, c: int, k: int) -> float:
 
     >>> [round(pass_at_k(4, 1, k), 4) for k in (1, 2, 3, 4)]
     [0.25, 0.5, 0.75, 1.0]
-    >>> pass_at_k(4, 0, 4), pass_at_k(10, 10, 1)
-    (0.0, 1.0)
+    >>> pass_at_k(4, 0, 4), pass_at_k(10, 10, 1), pass_at_k(2, 0, 3)
+    (0.0, 1.0, 0.0)
     """
+    if c == 0:  # no correct sample: none of any k draws is correct (also for k > n)
+        return 0.0
     if n - c < k:
         return 1.0
     return 1.0 - math.comb(n - c, k) / math.comb(n, k)

@@ -142,7 +142,11 @@ def fetch_checkpoint(
         entry = cache_root() / f"{bucket}-{identity}"
         fetched = FetchedCheckpoint(path=entry / "model", s3_uri=uri, label=job or uri, job=job)
         if fetched.path.is_dir():  # renamed into place only when complete
-            check_checkpoint_dir(fetched.path, uri)
+            if _not_a_checkpoint({p.name for p in fetched.path.iterdir() if p.is_file()}, uri):
+                raise RlvrError(
+                    f"{uri}: the cached copy in {entry} is not a complete rlvr checkpoint (changed since "
+                    "it was downloaded); delete that folder and run again to download it afresh"
+                )
             fetched.reused = True
             console.info(f"using {uri} from the cache ({fetched.path})")
             return fetched
@@ -241,12 +245,6 @@ def _not_a_checkpoint(names: set[str], uri: str) -> RlvrError | None:
         f"{uri}: not an rlvr checkpoint (no {' and no '.join(missing)} at the top of the archive); "
         "evaluate the model of a job run by `rlvr train --remote`"
     )
-
-
-def check_checkpoint_dir(path: Path, uri: str) -> None:
-    error = _not_a_checkpoint({p.name for p in path.iterdir() if p.is_file()}, uri)
-    if error:
-        raise error
 
 
 def unpack(archive: Path, target: Path, uri: str) -> None:
