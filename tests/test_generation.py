@@ -270,6 +270,39 @@ def test_trl_generation_runs_rlvr_loop_with_finished_rows_leaving(tiny, monkeypa
     assert dropped == [[1, 2, 3, 4], [1, 2, 3], [1, 2], [1]]
 
 
+def first_token_distributions(tiny, monkeypatch, settings: dict) -> tuple[torch.Tensor, torch.Tensor]:
+    """The probabilities rlvr's loop draws each row's first token from (normalised), and those
+    `generate` draws from (its processed scores), for sampling `settings`."""
+    from transformers import GenerationConfig
+
+    import rlvr_cli.decoding.generation as generation
+
+    model, tokenizer = tiny
+    inputs, _ = full_batch(model, tokenizer)
+    config = GenerationConfig(
+        max_new_tokens=1,
+        do_sample=True,
+        pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        **settings,
+    )
+    reference = (
+        model.generate(**inputs, generation_config=config, output_scores=True, return_dict_in_generate=True)
+        .scores[0]
+        .float()
+        .softmax(dim=-1)
+    )
+    drawn_from = []
+    sample = generation.sample_tokens
+    monkeypatch.setattr(
+        generation, "sample_tokens", lambda probs: drawn_from.append(probs.clone()) or sample(probs)
+    )
+    with generate_with(model, None, share_prefix=True):
+        model.generate(**inputs, generation_config=config)
+    assert len(drawn_from) == 1
+    return drawn_from[0] / drawn_from[0].sum(dim=-1, keepdim=True), reference
+
+
 @pytest.mark.parametrize(
     "settings",
     [
@@ -283,32 +316,7 @@ def test_trl_generation_runs_rlvr_loop_with_finished_rows_leaving(tiny, monkeypa
 def test_rlvr_loop_samples_from_the_distribution_generate_samples_from(tiny, monkeypatch, settings):
     """Temperature, top-k, top-p and min-p: the probabilities rlvr's loop draws each first token from
     are those `generate` draws from (its processed scores), row by row."""
-    from transformers import GenerationConfig
-
-    import rlvr_cli.decoding.generation as generation
-
-    model, tokenizer = tiny
-    inputs, _ = full_batch(model, tokenizer)
-    eos, pad = tokenizer.eos_token_id, tokenizer.pad_token_id
-    config = GenerationConfig(
-        max_new_tokens=1, do_sample=True, pad_token_id=pad, eos_token_id=eos, **settings
-    )
-    reference = (
-        model.generate(**inputs, generation_config=config, output_scores=True, return_dict_in_generate=True)
-        .scores[0]
-        .float()
-        .softmax(dim=-1)
-    )
-
-    drawn_from = []
-    sample = generation.sample_tokens
-    monkeypatch.setattr(
-        generation, "sample_tokens", lambda probs: drawn_from.append(probs.clone()) or sample(probs)
-    )
-    with generate_with(model, None, share_prefix=True):
-        model.generate(**inputs, generation_config=config)
-    assert len(drawn_from) == 1
-    ours = drawn_from[0] / drawn_from[0].sum(dim=-1, keepdim=True)
+    ours, reference = first_token_distributions(tiny, monkeypatch, settings)
     assert ((ours > 0) == (reference > 0)).all()  # the same tokens kept by the warpers
     torch.testing.assert_close(ours, reference, atol=1e-4, rtol=1e-3)
     assert 1 < int((reference[0] > 0).sum()) < reference.shape[1]  # the warpers did cut the vocabulary
@@ -390,33 +398,7 @@ def test_sample_tokens_never_draws_a_zero_weight_token_at_the_edges(monkeypatch:
     ids=["temperature-only", "top_p-one-token", "min_p-one-token"],
 )
 def test_rlvr_loop_keeps_what_generate_keeps_at_the_extremes(tiny, monkeypatch, settings):
-    from transformers import GenerationConfig
-
-    import rlvr_cli.decoding.generation as generation
-
-    model, tokenizer = tiny
-    inputs, _ = full_batch(model, tokenizer)
-    config = GenerationConfig(
-        max_new_tokens=1,
-        do_sample=True,
-        pad_token_id=tokenizer.pad_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        **settings,
-    )
-    reference = (
-        model.generate(**inputs, generation_config=config, output_scores=True, return_dict_in_generate=True)
-        .scores[0]
-        .float()
-        .softmax(dim=-1)
-    )
-    drawn_from = []
-    sample = generation.sample_tokens
-    monkeypatch.setattr(
-        generation, "sample_tokens", lambda probs: drawn_from.append(probs.clone()) or sample(probs)
-    )
-    with generate_with(model, None, share_prefix=True):
-        model.generate(**inputs, generation_config=config)
-    ours = drawn_from[0] / drawn_from[0].sum(dim=-1, keepdim=True)
+    ours, reference = first_token_distributions(tiny, monkeypatch, settings)
     kept = reference > 0
     assert (ours[kept] > 0).all() and (ours[~kept] == 0).all()
     # In log space: a near-uniform distribution over 49k tokens has every probability under 1e-4.
