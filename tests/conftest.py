@@ -3,9 +3,10 @@ MLflow store and no network (Hub offline, AWS pointed at a local moto server whe
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import json
 import os
-import socket
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -19,17 +20,63 @@ FIXTURE_GSM8K = REPO / "tests" / "fixtures" / "gsm8k"
 SHARED_GSM8K = REPO.parent / "shared" / "data" / "gsm8k"
 
 
+# Under mutation testing: the test file written for each mutated module, whose tests run in full,
+# and the seconds of other tests reaching the mutant (as mutmut recorded them) that run after them.
+MUTATION_HOME_TESTS = {
+    "rlvr_cli.tasks.gsm8k.answers": "tests/test_rewards.py",
+    "rlvr_cli.tasks.gsm8k.rewards": "tests/test_rewards.py",
+    "rlvr_cli.tasks.rewards": "tests/test_rewards.py",
+    "rlvr_cli.tasks.base": "tests/test_tasks.py",
+    "rlvr_cli.tasks.custom": "tests/test_tasks.py",
+    "rlvr_cli.tasks.math": "tests/test_tasks.py",
+    "rlvr_cli.tasks.reasoning_gym": "tests/test_tasks.py",
+    "rlvr_cli.evaluation.scoring": "tests/test_scoring.py",
+    "rlvr_cli.data.build": "tests/test_prepare.py",
+    "rlvr_cli.decoding.stopping": "tests/test_generation.py",
+    "rlvr_cli.decoding.generation": "tests/test_generation.py",
+    "rlvr_cli.decoding.cascade": "tests/test_cascade.py",
+    "rlvr_cli.decoding.attention": "tests/test_cascade.py",
+    "rlvr_cli.training.prefix_logps": "tests/test_prefix_logps.py",
+    "rlvr_cli.training.trainer": "tests/test_trl_hook.py",
+    "rlvr_cli.training.group_filter": "tests/test_group_filter.py",
+    "rlvr_cli.training.set_aside": "tests/test_group_filter.py",
+    "rlvr_cli.cloud.sagemaker.request_checks": "tests/test_remote_request.py",
+    "rlvr_cli.cloud.sagemaker.service_model": "tests/test_remote_request.py",
+    "rlvr_cli.cloud.sagemaker.s3objects": "tests/test_artifacts.py",
+    "rlvr_cli.cloud.sagemaker.artifacts": "tests/test_artifacts.py",
+    "rlvr_cli.container.entry": "tests/test_entry.py",
+}
+MUTATION_OTHER_TEST_SECONDS = 2.0
+
+
 @pytest.hookimpl(trylast=True)
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Under mutation testing, fastest tests first: mutmut runs the tests that reach a mutant and
-    stops at the first failure (-x), so a detected mutant costs its cheapest failing test rather
-    than whatever a set's order put first (a training run). Which tests run is unchanged."""
-    if "__mutmut_" not in os.environ.get("MUTANT_UNDER_TEST", ""):
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under mutation testing, a mutant meets its module's own tests first, then the fastest of
+    the other tests that reach it for a few seconds. mutmut runs every test that reaches a mutant
+    and stops at the first failure (-x): a detected mutant costs its first failing test, and a
+    surviving one (most are equivalent: nothing can catch them) costs its module's tests and
+    MUTATION_OTHER_TEST_SECONDS, not every test that reaches it (training runs and moto round trips
+    included). A mutant that only a later test elsewhere would catch counts as survived."""
+    mutant = os.environ.get("MUTANT_UNDER_TEST", "")
+    if "__mutmut_" not in mutant:
         return
     stats = Path("mutmut-stats.json")  # mutmut runs the tests in mutants/, where it keeps it
-    if stats.is_file():
-        durations = json.loads(stats.read_text(encoding="utf-8")).get("duration_by_test", {})
-        items.sort(key=lambda item: durations.get(item.nodeid, 0.0))
+    if not stats.is_file():
+        return
+    durations = json.loads(stats.read_text(encoding="utf-8")).get("duration_by_test", {})
+    module = mutant.split(".x", 1)[0]
+    home = MUTATION_HOME_TESTS.get(module, "")
+    items.sort(key=lambda item: (not item.nodeid.startswith(f"{home}::"), durations.get(item.nodeid, 0.0)))
+    spent, kept = 0.0, []
+    for item in items:
+        if item.nodeid.startswith(f"{home}::") or not kept:
+            kept.append(item)
+        elif spent < MUTATION_OTHER_TEST_SECONDS:
+            kept.append(item)
+            spent += durations.get(item.nodeid, 0.0)
+    if len(kept) < len(items):
+        config.hook.pytest_deselected(items=items[len(kept) :])
+        items[:] = kept
 
 
 @pytest.fixture(autouse=True)
@@ -210,6 +257,25 @@ def tiny_model_dir(smol_dir: Path) -> Path:
     return cached_model_dir("tiny-llama", _build_tiny_model, smol_dir)
 
 
+@functools.cache
+def _loaded(model_dir: Path) -> tuple[Any, Any]:
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
+    return model, AutoTokenizer.from_pretrained(model_dir, padding_side="left")
+
+
+def load_model(model_dir: Path) -> tuple[Any, Any]:
+    """A test model in float32 and eval mode, and its left-padding tokenizer: read once per process
+    (half a second; each of mutation testing's sessions inherits them), the model copied for every
+    caller, since tests change theirs (adapters, fused heads, training). No test changes a tokenizer."""
+    import copy
+
+    model, tokenizer = _loaded(model_dir)
+    return copy.deepcopy(model), tokenizer
+
+
 # What the answering model writes after any prompt: a step, the answer line, then an invented question.
 ANSWERING_CONTINUATION = " 5 - 2 = 3\n#### The final answer is 3\n\nQuestion: Then what"
 ANSWERING_ANSWER = "3"
@@ -272,22 +338,74 @@ def _teach_answering(out: Path, tiny_model_dir: Path, prompts: list[str], contin
     tokenizer.save_pretrained(out)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+# The AWS services rlvr calls (and moto's own API, which resets it between tests).
+MOTO_SERVICES = ("s3", "sagemaker", "iam", "sts", "secretsmanager", "logs", "moto_api")
+
+
+@functools.cache
+def _moto_app():
+    """moto's WSGI app with each service's routes built once per process. Building them (and
+    importing moto's server) costs about a second; mutation testing starts a test session per
+    mutant from a process that called this once, so each session starts its server for free."""
+    from moto.server import DomainDispatcherApplication, create_backend_app
+
+    app = DomainDispatcherApplication(create_backend_app)
+    for service in MOTO_SERVICES:
+        app.app_instances[service] = create_backend_app(service)
+    return app
+
+
+def _preload_for_mutation_testing() -> None:
+    """mutmut forks one pytest session per mutant from a process that imported this file: what
+    that process loads, every session inherits. Without it each session compiles the rlvr modules
+    its tests import lazily (from source, where PYTHONDONTWRITEBYTECODE is set), builds moto's routes, and
+    pytest's end-of-session garbage collection walks torch's and transformers' objects: about a
+    second a mutant, more than most tests take."""
+    import gc
+    import importlib
+    import pkgutil
+
+    # The Hub, datasets and transformers read their offline switches when imported: `isolated`
+    # sets them for each test, too late for what is imported here.
+    for name in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE"):
+        os.environ[name] = "1"
+
+    import rlvr_cli
+    from rlvr_cli.models.offline import materialize_offline
+
+    for module in pkgutil.walk_packages(rlvr_cli.__path__, "rlvr_cli."):
+        if module.name.endswith(".__main__"):  # runs the CLI
+            continue
+        with contextlib.suppress(ImportError):  # an optional extra (vLLM) this machine lacks
+            importlib.import_module(module.name)
+    _moto_app()
+    # Loading runs torch ops, and a forked child of a process whose OpenMP pool has started hangs at
+    # its first parallel op: only with one thread (`make mutation` sets it) is there no pool.
+    if os.environ.get("OMP_NUM_THREADS") == "1":
+        with contextlib.suppress(Exception):  # no model wheel: the model tests say so themselves
+            load_model(cached_model_dir("tiny-llama", _build_tiny_model, materialize_offline("smollm2-135m")))
+    gc.freeze()  # what is loaded now stays: the collector skips it in every session
+
+
+if "MUTANT_UNDER_TEST" in os.environ:
+    _preload_for_mutation_testing()
 
 
 @pytest.fixture(scope="session")
 def moto_server():
     """A moto server on 127.0.0.1 (a real HTTP endpoint; boto3 talks to it like to AWS)."""
-    from moto.server import ThreadedMotoServer
+    import threading
 
-    port = _free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    yield f"http://127.0.0.1:{port}"
-    server.stop()
+    from moto.server import MotoRequestHandler
+    from werkzeug.serving import make_server
+
+    server = make_server("127.0.0.1", 0, _moto_app(), threaded=True, request_handler=MotoRequestHandler)
+    # A short poll: shutdown() waits for it, at the end of every session (one per mutant under mutmut).
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
+    thread.join()
 
 
 @pytest.fixture

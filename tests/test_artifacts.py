@@ -91,6 +91,19 @@ def outside_files(root: Path, cache: Path) -> list[Path]:
     return [p for p in root.rglob("*") if p.is_file() and cache not in p.parents]
 
 
+def test_crc32_is_computed_over_the_pieces_of_a_file_as_over_the_whole():
+    """A large file is read in blocks (and a multipart one cut at part boundaries): CRC32 runs on,
+    as hashlib's digests do, and is written big-endian, as S3 encodes it."""
+    import zlib
+
+    from rlvr_cli.cloud.sagemaker.s3objects import ALGORITHMS
+
+    crc = ALGORITHMS["CRC32"]()
+    for piece in (b"model ", b"weights ", b"in three pieces"):
+        crc.update(piece)
+    assert crc.digest() == zlib.crc32(b"model weights in three pieces").to_bytes(4, "big")
+
+
 # --- fetching a job's model --------------------------------------------------------------------------
 
 
@@ -111,7 +124,17 @@ def test_the_latest_jobs_model_is_downloaded_verified_and_unpacked_once(s3, cach
     assert (fetched.path / "adapter_model.safetensors").read_bytes() == b"\0" * 64
     entry = fetched.path.parent
     assert (entry / "model.tar.gz").read_bytes() == archive
-    assert json.loads((entry / "source.json").read_text())["s3_uri"] == f"s3://{BUCKET}/{key}"
+    # Where the checkpoint came from, as eval's summary.json records it.
+    assert fetched.as_dict() == {
+        "s3_uri": f"s3://{BUCKET}/{key}",
+        "job": "rlvr-done",
+        "path": str(fetched.path),
+        "reused": False,
+        "verified": ["size", "ChecksumSHA256", "ETag (MD5)"],
+    }
+    etag = s3.head_object(Bucket=BUCKET, Key=key)["ETag"].strip('"')  # rlvr keeps it without quotes
+    source = {**fetched.as_dict(), "etag": etag, "bytes": len(archive)}
+    assert json.loads((entry / "source.json").read_text()) == source
     assert sorted(p.name for p in entry.iterdir()) == ["model", "model.tar.gz", "source.json"]  # no temp left
 
     # A second run finds the complete checkpoint in the cache: nothing downloaded or unpacked.

@@ -13,6 +13,8 @@ from rlvr_cli.decoding import cascade
 from rlvr_cli.decoding.cascade import CascadeCache, Level, cascade_attention, cascade_attention_forward
 from rlvr_cli.decoding.generation import generate_shared_prefix, prefill_shared
 
+from .conftest import load_model
+
 KV_HEADS, N_REP, DIM = 2, 3, 8
 
 
@@ -74,13 +76,41 @@ def test_attention_equals_sdpa_over_the_full_cache(groups, q):
     torch.testing.assert_close(out, expected, atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.parametrize("groups", [[0, 0, 1, 1], None], ids=["two-levels", "one-level"])
+def test_attention_without_a_mask_is_causal_over_the_rows_own_tokens(groups):
+    """No padding anywhere: transformers passes no mask, and the rows' own tokens still see only
+    the ones before them (each query the levels, then its own part up to itself)."""
+    torch.manual_seed(0)
+    rows, l1, l2, own, q = 4, 5, 4, 6, 3
+    cache = CascadeCache(Config())
+    layer = cache.layers[0]
+    k1, v1 = torch.randn(1, KV_HEADS, l1, DIM), torch.randn(1, KV_HEADS, l1, DIM)
+    layer.levels.append(Level.of(k1, v1, None))
+    parts_k, parts_v = [k1.expand(rows, -1, -1, -1)], [v1.expand(rows, -1, -1, -1)]
+    if groups:
+        index = torch.tensor(groups)
+        k2, v2 = torch.randn(2, KV_HEADS, l2, DIM), torch.randn(2, KV_HEADS, l2, DIM)
+        layer.levels.append(Level.of(k2, v2, index))
+        parts_k.append(k2[index]), parts_v.append(v2[index])
+    k3, v3 = torch.randn(rows, KV_HEADS, own, DIM), torch.randn(rows, KV_HEADS, own, DIM)
+    parts_k.append(k3), parts_v.append(v3)
+    query = torch.randn(rows, KV_HEADS * N_REP, q, DIM)
+    total = l1 + (l2 if groups else 0) + own
+    visible = torch.ones(rows, 1, q, total, dtype=torch.bool)
+    visible[..., total - own :] = torch.ones(q, own, dtype=torch.bool).tril(own - q)
+
+    token = cascade._ACTIVE.set(cache)
+    try:
+        out, _ = cascade_attention_forward(Module(), query, k3, v3, None)
+    finally:
+        cascade._ACTIVE.reset(token)
+    expected = reference_attention(query, torch.cat(parts_k, dim=2), torch.cat(parts_v, dim=2), visible)
+    torch.testing.assert_close(out, expected, atol=1e-5, rtol=1e-5)
+
+
 @pytest.fixture(scope="module")
 def tiny(tiny_model_dir: Path):
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir, padding_side="left")
-    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32).eval()
-    return model, tokenizer
+    return load_model(tiny_model_dir)
 
 
 EXEMPLARS = (

@@ -398,9 +398,17 @@ def test_docker_build_context_holds_only_what_the_image_copies():
     assert sent == copied | {"container/Dockerfile", ".dockerignore"}
 
 
-@pytest.mark.parametrize("stored", ['{"HF_TOKEN": "hf_from_json"}', "hf_bare", '"hf_quoted"'])
+@pytest.mark.parametrize(
+    ("stored", "token"),
+    [
+        ('{"HF_TOKEN": "hf_from_json"}', "hf_from_json"),
+        ("hf_bare", "hf_bare"),
+        ('"hf_quoted"', "hf_quoted"),
+        ("20240611", "20240611"),  # bare, and also JSON (a number): the text is the token
+    ],
+)
 def test_the_hf_token_comes_from_secrets_manager_by_name(
-    aws: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], stored: str
+    aws: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], stored: str, token: str
 ):
     """The job carries only the secret's name (RLVR_HF_TOKEN_SECRET); the entry reads the value
     into HF_TOKEN for the Hub and prints it nowhere."""
@@ -414,7 +422,6 @@ def test_the_hf_token_comes_from_secrets_manager_by_name(
     monkeypatch.setenv("HF_TOKEN", "")  # recorded, so the value read is removed after the test
     monkeypatch.delenv("HF_TOKEN")
     entry._load_hf_token()
-    token = {"{": "hf_from_json", '"': "hf_quoted"}.get(stored[0], "hf_bare")
     assert os.environ["HF_TOKEN"] == token
     out, err = capsys.readouterr()
     assert token not in out + err

@@ -12,14 +12,12 @@ from rlvr_cli.decoding.generation import common_prefix_length, generate_shared_p
 from rlvr_cli.decoding.stopping import AnswerStop
 from rlvr_cli.training.trl_generate import generate_with
 
+from .conftest import load_model
+
 
 @pytest.fixture(scope="module")
 def tiny(tiny_model_dir: Path):
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir, padding_side="left")
-    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32).eval()
-    return model, tokenizer
+    return load_model(tiny_model_dir)
 
 
 def feed(stop: AnswerStop, tokenizer, text: str) -> list[bool]:
@@ -386,6 +384,11 @@ def test_sample_tokens_never_draws_a_zero_weight_token_at_the_edges(monkeypatch:
     assert sample_tokens(probs).tolist() == [2, 3]
     monkeypatch.setattr(torch, "rand", lambda shape, device=None: torch.full(shape, 1 - 2**-24))
     assert sample_tokens(probs).tolist() == [3, 3]
+    # rand * total rounded up to total: still the last token with weight, never a zero-weight one after it.
+    monkeypatch.setattr(torch, "rand", lambda shape, device=None: torch.ones(shape))
+    assert sample_tokens(
+        torch.tensor([[0.5, 0.5, 0.0, 0.0], [0.0, 0.0, 0.0, 2.0], [0.2, 0.3, 0.5, 0.0]])
+    ).tolist() == [1, 3, 2]
 
 
 @pytest.mark.parametrize(

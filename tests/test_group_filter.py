@@ -259,6 +259,35 @@ def test_a_resumed_run_draws_the_same_prompts():
     assert len({r["id"] for r in first}) == 3  # three different prompts
 
 
+def test_every_round_step_and_device_draws_with_its_own_seed():
+    """Rounds of dynamic sampling (1, 2, ...) and of the difficulty filter (-1, -2, ...), steps and
+    ranks: no two draw the same prompts by sharing a seed, and every seed is one torch accepts."""
+    from rlvr_cli.training.group_filter import draw_seed
+
+    keys = [(s, t, r, k) for s in (0, 42) for t in range(6) for r in range(-3, 4) for k in range(4)]
+    seeds = [draw_seed(s, step=t, round_=r, rank=k) for s, t, r, k in keys]
+    assert len(set(seeds)) == len(keys)
+    assert all(0 <= seed < 2**63 for seed in seeds)
+    assert draw_seed(2**62, step=10**6, round_=3, rank=7) < 2**63  # a large recipe seed stays in range
+
+
+def test_a_train_set_with_as_many_prompts_as_groups_draws_each_once_and_a_smaller_one_repeats():
+    from datasets import Dataset
+
+    from rlvr_cli.training.group_filter import draw_groups
+
+    rows = Dataset.from_list([{"id": f"q{i}"} for i in range(4)])
+    for seed in range(5):
+        drawn = draw_groups(rows, 4, 2, seed)
+        assert sorted(r["id"] for r in drawn[::2]) == ["q0", "q1", "q2", "q3"]  # a permutation
+    smaller = Dataset.from_list([{"id": "q0"}, {"id": "q1"}])
+    drawn = draw_groups(smaller, 5, 3, seed=1)
+    assert len(drawn) == 15 and {r["id"] for r in drawn} <= {"q0", "q1"}
+    torch.manual_seed(123)  # the draw is the seed's alone, whatever torch's global generator holds
+    assert draw_groups(smaller, 5, 3, seed=1) == drawn
+    assert all(drawn[i] == drawn[i - i % 3] for i in range(15))
+
+
 # --- difficulty_filter -----------------------------------------------------------------------------
 
 

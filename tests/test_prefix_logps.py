@@ -11,17 +11,18 @@ import torch
 
 from rlvr_cli.training.prefix_logps import shared_prefix_logps
 
+from .conftest import load_model
+
 
 @pytest.fixture(params=[1.0, 0.7], ids=["temperature-1.0", "temperature-0.7"])
 def policy(tiny_model_dir: Path, request):
     """The tiny Llama with TRL's fused LM head (at the sampling temperature, which divides the logits)
     and a LoRA adapter, as GRPOTrainer sets it up."""
     from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM
     from trl.trainer.utils import add_fused_lm_head
 
     torch.manual_seed(0)
-    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32)
+    model, _ = load_model(tiny_model_dir)
     add_fused_lm_head(model, temperature=request.param, outputs=("log_probs", "entropy"))
     model = get_peft_model(
         model, LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], init_lora_weights=False)

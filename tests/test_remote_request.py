@@ -321,6 +321,54 @@ def test_the_validator_walks_the_service_model():
     }
 
 
+def test_the_validator_names_values_of_the_wrong_kind_and_checks_map_keys():
+    from rlvr_cli.cloud.sagemaker.service_model import validate
+
+    def problems(request: dict) -> set:
+        return {
+            (p.path, p.message) for p in validate("CreateTrainingJob", request) if p.message != "is required"
+        }
+
+    assert problems(
+        {
+            "ResourceConfig": "ml.g5.xlarge",
+            "Tags": {"team": "rl"},
+            "Environment": ["A=1"],
+            "HyperParameters": {f"k{i}": "v" for i in range(101)},
+            "InputDataConfig": [{"ChannelName": "train", "ShuffleConfig": {"Seed": "7"}}],
+        }
+    ) == {
+        (("ResourceConfig",), "expected a structure, got str"),
+        (("Tags",), "expected a list, got dict"),
+        (("Environment",), "expected a map, got list"),
+        (("HyperParameters",), "has 101 entries; SageMaker allows at most 100"),
+        (("InputDataConfig", 0, "ShuffleConfig", "Seed"), "expected an integer, got str"),  # a long
+    }
+    assert problems({"Environment": {"A" * 513: "v", "1BAD": "v", "GOOD": "v"}}) == {
+        (("Environment", "A" * 513), "is 513 characters; SageMaker allows at most 512"),
+        (("Environment", "1BAD"), "does not match SageMaker's pattern [a-zA-Z_][a-zA-Z0-9_]*"),
+    }
+
+
+def test_refusals_count_what_rlvr_adds_to_a_full_list_and_include_the_settings():
+    from rlvr_cli.cloud.sagemaker.request_checks import refusals
+    from rlvr_cli.config.loading import load_recipe
+
+    tags = [{"Key": f"k{i}", "Value": "v"} for i in range(49)]
+    tags += [{"Key": "rlvr:recipe", "Value": "x"}, {"Key": "rlvr:data", "Value": "y"}]
+    environment = {**{f"E{i}": "v" for i in range(100)}, "RLVR_HF_TOKEN_SECRET": "hf"}
+    recipe = load_recipe(None, ["remote.use_spot=true"]).recipe
+    request = {"Tags": tags, "Environment": environment}
+    lines = [line for line in refusals(request, recipe) if "is required" not in line]
+    assert lines == [
+        "remote.tags (Tags): has 51 entries; SageMaker allows at most 50 (rlvr adds 2: rlvr:recipe, rlvr:data)",
+        "remote.environment (Environment): has 101 entries; SageMaker allows at most 100 (rlvr adds 1: "
+        "RLVR_HF_TOKEN_SECRET)",
+        "remote.use_spot: spot training without a checkpoint location starts over after every interruption; "
+        "set remote.s3_checkpoints or remote.s3_prefix",
+    ]
+
+
 def test_every_pattern_of_the_request_is_checked():
     """No pattern reachable from CreateTrainingJob is skipped as untranslatable Java regex."""
     from rlvr_cli.cloud.sagemaker.service_model import python_pattern, service_model
@@ -492,8 +540,116 @@ def test_region_problems_name_each_location_by_the_key_that_set_it():
         "remote.s3_data: bucket other is in us-east-1, the job in eu-west-1; use a bucket in eu-west-1 or "
         "run the job in us-east-1 (--region)"
     ]
+    # An output bucket of its own is named by its key; a request without input channels has none.
+    own = {"AlgorithmSpecification": {"TrainingImage": "ghcr.io/acme/rlvr:1"}}
+    own["OutputDataConfig"] = {"S3OutputPath": "s3://out/x"}
+    assert region_problems(own, "us-east-1", {"out": "eu-west-1"}) == [
+        "remote.s3_output: bucket out is in eu-west-1, the job in us-east-1; use a bucket in us-east-1 or "
+        "run the job in eu-west-1 (--region)"
+    ]
     assert image_region("123456789012.dkr.ecr-fips.us-gov-west-1.amazonaws.com/x:1") == "us-gov-west-1"
     assert image_region("ghcr.io/acme/rlvr:1") is None and image_region("") is None
+
+
+def test_secret_looking_names_are_found_word_by_word():
+    from rlvr_cli.cloud.sagemaker.request_checks import secret_word
+
+    names = ["HF_TOKEN", "hfToken", "db.password", "TOKENIZERS_PARALLELISM", "API_KEY", "SECRET_ACCESS_KEY"]
+    names += ["AWS_ACCESS_KEY_ID", "KEY", "MONKEY", "KEYBOARD_LAYOUT"]
+    assert [secret_word(n) for n in names] == [
+        "TOKEN", "TOKEN", "PASSWORD", None, "API_KEY", "SECRET", "ACCESS_KEY", None, None, None
+    ]  # fmt: skip
+
+
+def test_secrets_in_names_tag_keys_and_values_are_refused_without_the_value():
+    from rlvr_cli.cloud.sagemaker.request_checks import SECRETS_FIX, secret_problems
+
+    token = "hf_" + "a1" * 17
+    request = {
+        "Environment": {
+            "RLVR_HF_TOKEN_SECRET": "hf-token",  # rlvr's own: the secret's name, not the secret
+            "HF_TOKEN": "x",
+            "TOKENIZERS_PARALLELISM": "false",
+            "DATABASE_URL": "postgres://rl:pw@db.internal/runs",
+        },
+        "Tags": [{"Key": "team", "Value": "rl"}, {"Key": "api-token", "Value": "x"}],
+        "HyperParameters": {"note": f"use {token}"},
+    }
+    lines = secret_problems(request)
+    assert lines == [
+        "remote.environment.HF_TOKEN (Environment.HF_TOKEN): the name looks like a secret (the word TOKEN); "
+        + SECRETS_FIX,
+        "remote.tags.api-token (Tags[1].Key): the tag key looks like a secret (the word TOKEN); tags are shown "
+        "to anyone who can list them; rename the tag",
+        "remote.environment.DATABASE_URL (Environment.DATABASE_URL): holds a URL with a password (not shown); "
+        + SECRETS_FIX,
+        f"note (HyperParameters.note): holds a Hugging Face token (hf_...) (not shown); {SECRETS_FIX}",
+    ]
+    assert not any(token in line or ":pw@" in line for line in lines)
+    assert (
+        secret_problems({"Environment": {"TOKENIZERS_PARALLELISM": "false"}, "Tags": [{"Key": "team"}]}) == []
+    )
+    assert secret_problems({}) == []
+    # A value in a list (a tag's): found, and named by the tag.
+    assert secret_problems({"Tags": [{"Key": "team", "Value": "rl"}, {"Key": "note", "Value": token}]}) == [
+        f"remote.tags.note (Tags[1].Value): holds a Hugging Face token (hf_...) (not shown); {SECRETS_FIX}"
+    ]
+
+
+def test_reserved_and_repeated_tag_keys_are_refused_each_at_its_index():
+    from rlvr_cli.cloud.sagemaker.request_checks import tag_problems
+
+    keys = ["AWS:team", "team", "team", "rlvr:recipe", "rlvr:recipe", "aws-team"]
+    assert tag_problems({"Tags": [{"Key": k, "Value": "v"} for k in keys]}) == [
+        "remote.tags.AWS:team (Tags[0].Key): the prefix aws: is reserved for AWS; rename the tag",
+        "remote.tags.team (Tags[2].Key): the tag key appears twice; remove one",
+        "remote.tags.rlvr:recipe (Tags[4].Key): the tag key appears twice; rlvr sets it; choose another key",
+    ]
+    assert tag_problems({}) == []
+
+
+def test_settings_that_cannot_work_together_are_each_one_line():
+    from rlvr_cli.cloud.sagemaker.request_checks import setting_problems
+    from rlvr_cli.config.loading import load_recipe
+
+    def problems(request: dict, *overrides: str) -> list[str]:
+        return setting_problems(request, load_recipe(None, list(overrides)).recipe)
+
+    isolated = ("remote.enable_network_isolation=true", "report_to=[mlflow]")
+    assert problems(
+        {},
+        "remote.use_spot=true",
+        "save_strategy=no",
+        "remote.volume_kms_key_id=alias/k",
+        "remote.instance_type=ml.p4d.24xlarge",
+        "remote.hf_token_secret=hf",
+        "mlflow_tracking_uri=https://mlflow.example.com",
+        *isolated,
+    ) == [
+        "remote.use_spot: spot training without a checkpoint location starts over after every interruption; "
+        "set remote.s3_checkpoints or remote.s3_prefix",
+        "remote.use_spot: save_strategy 'no' saves no checkpoint, so an interruption starts over; set "
+        "save_strategy: steps (with save_steps)",
+        "remote.volume_kms_key_id: ml.p4d.24xlarge has local NVMe storage, which the instance encrypts itself, "
+        "and SageMaker refuses VolumeKmsKeyId for it; remove volume_kms_key_id",
+        "remote.hf_token_secret: with enable_network_isolation the container cannot reach Secrets Manager (nor "
+        "the Hub); remove one of them",
+        "remote.enable_network_isolation: the container cannot reach the MLflow server; drop mlflow_tracking_uri "
+        "(the default store is saved with the job's output) or enable_network_isolation",
+    ]
+    # Each alone, and the same settings where they can work.
+    assert problems({"CheckpointConfig": {"S3Uri": "s3://b/c"}}, "remote.use_spot=true") == []
+    assert problems({}, "remote.volume_kms_key_id=alias/k", "remote.instance_type=ml.p3.2xlarge") == []
+    assert problems({}, "remote.hf_token_secret=hf") == []
+    arn = "arn:aws:sagemaker:us-east-1:123456789012:mlflow-tracking-server/x"
+    assert len(problems({}, f"remote.environment={{MLFLOW_TRACKING_URI: {arn}}}", *isolated)) == 1
+    assert problems({}, "mlflow_tracking_uri=file:///tmp/mlruns", *isolated) == []
+    no_mlflow = (
+        "mlflow_tracking_uri=https://mlflow.example.com",
+        "remote.enable_network_isolation=true",
+        "report_to=none",
+    )
+    assert problems({}, *no_mlflow) == []
 
 
 def test_network_isolation_warns_that_a_hub_model_cannot_be_downloaded(reference: Path):

@@ -213,8 +213,14 @@ def sample_tokens(probs: torch.Tensor) -> torch.Tensor:
     step on one exponential variate per vocabulary entry; this draws one uniform per row.
     """
     cdf = probs.float().cumsum(dim=-1)
-    u = torch.rand((probs.shape[0], 1), device=probs.device) * cdf[:, -1:]
-    # right=True: the first index whose cumulative weight exceeds u, so zero-weight tokens are never drawn.
+    total = cdf[:, -1:]
+    # u < total always: the product can round up to total, and no index has cumulative weight above
+    # it (clamping to the last index would draw the last token even if its weight is zero).
+    u = torch.minimum(
+        torch.rand((probs.shape[0], 1), device=probs.device) * total, total.nextafter(total.new_zeros(()))
+    )
+    # right=True: the first index whose cumulative weight exceeds u, so zero-weight tokens are never
+    # drawn. A row without any weight (never from softmax) gets the last index, not one past it.
     return torch.searchsorted(cdf, u, right=True).clamp_(max=probs.shape[-1] - 1).squeeze(1)
 
 
