@@ -34,6 +34,18 @@ def reference_attention(query, keys, values, visible):
     return F.scaled_dot_product_attention(query, keys, values, attn_mask=visible).transpose(1, 2)
 
 
+def assert_cascade_equals_sdpa(cache, query, parts_k, parts_v, mask, visible):
+    """Cascade attention over `cache`'s levels plus the rows' own keys (the last of `parts_*`),
+    given `mask`, equals SDPA over all the parts laid out per row with `visible`."""
+    token = cascade._ACTIVE.set(cache)
+    try:
+        out, _ = cascade_attention_forward(Module(), query, parts_k[-1], parts_v[-1], mask)
+    finally:
+        cascade._ACTIVE.reset(token)
+    expected = reference_attention(query, torch.cat(parts_k, dim=2), torch.cat(parts_v, dim=2), visible)
+    torch.testing.assert_close(out, expected, atol=1e-5, rtol=1e-5)
+
+
 @pytest.mark.parametrize(
     "groups", [[0, 0, 1, 1], [1, 0, 1, 0], None], ids=["runs", "interleaved", "one-level"]
 )
@@ -67,13 +79,7 @@ def test_attention_equals_sdpa_over_the_full_cache(groups, q):
     causal = torch.ones(q, q, dtype=torch.bool).tril()
     visible[..., total - q :] &= causal
 
-    token = cascade._ACTIVE.set(cache)
-    try:
-        out, _ = cascade_attention_forward(Module(), query, k3, v3, visible)
-    finally:
-        cascade._ACTIVE.reset(token)
-    expected = reference_attention(query, torch.cat(parts_k, dim=2), torch.cat(parts_v, dim=2), visible)
-    torch.testing.assert_close(out, expected, atol=1e-5, rtol=1e-5)
+    assert_cascade_equals_sdpa(cache, query, parts_k, parts_v, visible, visible)
 
 
 @pytest.mark.parametrize("groups", [[0, 0, 1, 1], None], ids=["two-levels", "one-level"])
@@ -99,13 +105,7 @@ def test_attention_without_a_mask_is_causal_over_the_rows_own_tokens(groups):
     visible = torch.ones(rows, 1, q, total, dtype=torch.bool)
     visible[..., total - own :] = torch.ones(q, own, dtype=torch.bool).tril(own - q)
 
-    token = cascade._ACTIVE.set(cache)
-    try:
-        out, _ = cascade_attention_forward(Module(), query, k3, v3, None)
-    finally:
-        cascade._ACTIVE.reset(token)
-    expected = reference_attention(query, torch.cat(parts_k, dim=2), torch.cat(parts_v, dim=2), visible)
-    torch.testing.assert_close(out, expected, atol=1e-5, rtol=1e-5)
+    assert_cascade_equals_sdpa(cache, query, parts_k, parts_v, None, visible)
 
 
 @pytest.fixture(scope="module")
