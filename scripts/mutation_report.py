@@ -6,6 +6,9 @@
 Detected = killed + timeout (a mutant that makes the tests loop did not pass them), as a share of
 the mutants checked (all of them after a complete run). Lines are the module's lines in rlvr_cli
 (what the scope "covers"); mutants that no test reaches count against the score, as survivors do.
+Seconds: the tests' wall time summed over the mutants (mutmut's `durations_by_key`), split into
+the detected mutants' and the survivors' (a survivor runs every test chosen for it; a detected one
+stops at its first failing test): where a run's time goes.
 Exit code 1 when a mutant of the scope has not been checked yet.
 """
 
@@ -30,9 +33,14 @@ def module_figures(root: Path = ROOT) -> list[dict]:
     for source in scope:
         meta = root / "mutants" / f"{source}.meta"
         counts: Counter[str] = Counter()
+        seconds: Counter[str] = Counter()
         if meta.is_file():
-            for _, code in json.loads(meta.read_text())["exit_code_by_key"].items():
-                counts[status_by_exit_code[code]] += 1
+            results = json.loads(meta.read_text())
+            durations = results.get("durations_by_key", {})
+            for key, code in results["exit_code_by_key"].items():
+                status = status_by_exit_code[code]
+                counts[status] += 1
+                seconds["survived" if status == "survived" else "detected"] += durations.get(key, 0.0)
         total = sum(counts.values())
         detected = counts["killed"] + counts["timeout"]
         rows.append(
@@ -44,13 +52,16 @@ def module_figures(root: Path = ROOT) -> list[dict]:
                 "other": total - sum(counts[s] for s in STATUSES),
                 "detected": detected,
                 "detected_pct": round(100 * detected / total, 1) if total else None,
+                "seconds_detected": round(seconds["detected"], 1),
+                "seconds_survived": round(seconds["survived"], 1),
             }
         )
     return rows
 
 
 def summary(rows: list[dict]) -> dict:
-    total = {key: sum(r[key] for r in rows) for key in ("lines", "mutants", "detected", *STATUSES, "other")}
+    keys = ("lines", "mutants", "detected", *STATUSES, "other", "seconds_detected", "seconds_survived")
+    total = {key: sum(r[key] for r in rows) for key in keys}
     total["detected_pct"] = round(100 * total["detected"] / total["mutants"], 1) if total["mutants"] else None
     return total
 
@@ -62,14 +73,18 @@ def checked_pct(row: dict) -> str:
 
 
 def markdown(rows: list[dict], total: dict) -> str:
-    head = "| module | lines | mutants | killed | timeout | survived | no tests | not checked | detected |"
-    lines = [head, "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    head = (
+        "| module | lines | mutants | killed | timeout | survived | no tests | not checked | detected "
+        "| test s (detected / survived) |"
+    )
+    lines = [head, "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for r in [*rows, {"module": "**all**", **total}]:
         name = r["module"].removeprefix("rlvr_cli/")
         lines.append(
             f"| {name if name.startswith('**') else f'`{name}`'} | {r['lines']:,} | {r['mutants']:,} | "
             f"{r['killed']:,} | {r['timeout']:,} | {r['survived']:,} | {r['no tests']:,} | "
-            f"{r['not checked']:,} | {checked_pct(r)} |"
+            f"{r['not checked']:,} | {checked_pct(r)} | "
+            f"{r['seconds_detected']:,.0f} / {r['seconds_survived']:,.0f} |"
         )
     return "\n".join(lines)
 

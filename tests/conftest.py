@@ -20,31 +20,33 @@ FIXTURE_GSM8K = REPO / "tests" / "fixtures" / "gsm8k"
 SHARED_GSM8K = REPO.parent / "shared" / "data" / "gsm8k"
 
 
-# Under mutation testing: the test file written for each mutated module, whose tests run in full,
+# Under mutation testing: the test files written for each mutated module, whose tests run in full,
 # and the seconds of other tests reaching the mutant (as mutmut recorded them) that run after them.
 MUTATION_HOME_TESTS = {
-    "rlvr_cli.tasks.gsm8k.answers": "tests/test_rewards.py",
-    "rlvr_cli.tasks.gsm8k.rewards": "tests/test_rewards.py",
-    "rlvr_cli.tasks.rewards": "tests/test_rewards.py",
-    "rlvr_cli.tasks.base": "tests/test_tasks.py",
-    "rlvr_cli.tasks.custom": "tests/test_tasks.py",
-    "rlvr_cli.tasks.math": "tests/test_tasks.py",
-    "rlvr_cli.tasks.reasoning_gym": "tests/test_tasks.py",
-    "rlvr_cli.evaluation.scoring": "tests/test_scoring.py",
-    "rlvr_cli.data.build": "tests/test_prepare.py",
-    "rlvr_cli.decoding.stopping": "tests/test_generation.py",
-    "rlvr_cli.decoding.generation": "tests/test_generation.py",
-    "rlvr_cli.decoding.cascade": "tests/test_cascade.py",
-    "rlvr_cli.decoding.attention": "tests/test_cascade.py",
-    "rlvr_cli.training.prefix_logps": "tests/test_prefix_logps.py",
-    "rlvr_cli.training.trainer": "tests/test_trl_hook.py",
-    "rlvr_cli.training.group_filter": "tests/test_group_filter.py",
-    "rlvr_cli.training.set_aside": "tests/test_group_filter.py",
-    "rlvr_cli.cloud.sagemaker.request_checks": "tests/test_remote_request.py",
-    "rlvr_cli.cloud.sagemaker.service_model": "tests/test_remote_request.py",
-    "rlvr_cli.cloud.sagemaker.s3objects": "tests/test_artifacts.py",
-    "rlvr_cli.cloud.sagemaker.artifacts": "tests/test_artifacts.py",
-    "rlvr_cli.container.entry": "tests/test_entry.py",
+    "rlvr_cli.tasks.gsm8k.answers": ("tests/test_rewards.py",),
+    "rlvr_cli.tasks.gsm8k.rewards": ("tests/test_rewards.py",),
+    "rlvr_cli.tasks.rewards": ("tests/test_rewards.py",),
+    "rlvr_cli.tasks.base": ("tests/test_tasks.py",),
+    "rlvr_cli.tasks.custom": ("tests/test_tasks.py",),
+    "rlvr_cli.tasks.math": ("tests/test_tasks.py",),
+    "rlvr_cli.tasks.reasoning_gym": ("tests/test_tasks.py",),
+    "rlvr_cli.evaluation.scoring": ("tests/test_scoring.py",),
+    "rlvr_cli.data.build": ("tests/test_prepare.py",),
+    "rlvr_cli.decoding.stopping": ("tests/test_generation.py",),
+    # The shared-prefix prefill is generation's; its two-level form is tested with the cascade.
+    "rlvr_cli.decoding.generation": ("tests/test_generation.py", "tests/test_cascade.py"),
+    "rlvr_cli.decoding.cascade": ("tests/test_cascade.py",),
+    "rlvr_cli.decoding.attention": ("tests/test_cascade.py",),
+    "rlvr_cli.training.prefix_logps": ("tests/test_prefix_logps.py",),
+    # The trainer's dynamic-sampling branch is tested with the group filter.
+    "rlvr_cli.training.trainer": ("tests/test_trl_hook.py", "tests/test_group_filter.py"),
+    "rlvr_cli.training.group_filter": ("tests/test_group_filter.py",),
+    "rlvr_cli.training.set_aside": ("tests/test_group_filter.py",),
+    "rlvr_cli.cloud.sagemaker.request_checks": ("tests/test_remote_request.py",),
+    "rlvr_cli.cloud.sagemaker.service_model": ("tests/test_service_model.py", "tests/test_remote_request.py"),
+    "rlvr_cli.cloud.sagemaker.s3objects": ("tests/test_artifacts.py",),
+    "rlvr_cli.cloud.sagemaker.artifacts": ("tests/test_artifacts.py",),
+    "rlvr_cli.container.entry": ("tests/test_entry.py",),
 }
 MUTATION_OTHER_TEST_SECONDS = 2.0
 
@@ -65,11 +67,16 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         return
     durations = json.loads(stats.read_text(encoding="utf-8")).get("duration_by_test", {})
     module = mutant.split(".x", 1)[0]
-    home = MUTATION_HOME_TESTS.get(module, "")
-    items.sort(key=lambda item: (not item.nodeid.startswith(f"{home}::"), durations.get(item.nodeid, 0.0)))
+    home = MUTATION_HOME_TESTS.get(module, ())
+
+    def rank(item: pytest.Item) -> int:  # the module's files in their order, then the others
+        file = item.nodeid.split("::", 1)[0]
+        return home.index(file) if file in home else len(home)
+
+    items.sort(key=lambda item: (rank(item), durations.get(item.nodeid, 0.0)))
     spent, kept = 0.0, []
     for item in items:
-        if item.nodeid.startswith(f"{home}::") or not kept:
+        if rank(item) < len(home) or not kept:
             kept.append(item)
         elif spent < MUTATION_OTHER_TEST_SECONDS:
             kept.append(item)

