@@ -6,9 +6,9 @@
 Detected = killed + timeout (a mutant that makes the tests loop did not pass them), as a share of
 the mutants checked (all of them after a complete run). Lines are the module's lines in rlvr_cli
 (what the scope "covers"); mutants that no test reaches count against the score, as survivors do.
-Seconds: the tests' wall time summed over the mutants (mutmut's `durations_by_key`), split into
-the detected mutants' and the survivors' (a survivor runs every test chosen for it; a detected one
-stops at its first failing test): where a run's time goes.
+Seconds: each mutant's session (fork, pytest's start, its tests; mutmut's `durations_by_key`),
+summed over the detected mutants and over the survivors (a survivor runs every test chosen for it;
+a detected one stops at its first failing test): where a run's time goes.
 Exit code 1 when a mutant of the scope has not been checked yet.
 """
 
