@@ -9,7 +9,7 @@ the mutants checked (all of them after a complete run). Lines are the module's l
 Seconds: each mutant's session (fork, pytest's start, its tests; mutmut's `durations_by_key`),
 summed over the detected mutants and over the survivors (a survivor runs every test chosen for it;
 a detected one stops at its first failing test): where a run's time goes.
-Exit code 1 when a mutant of the scope has not been checked yet.
+Exit code 1 when a mutant of the scope has not been checked yet, or when there are no results at all.
 """
 
 from __future__ import annotations
@@ -95,6 +95,9 @@ def main() -> int:
     args = parser.parse_args()
     rows = module_figures()
     total = summary(rows)
+    if not total["mutants"]:
+        print("error: no mutation results in mutants/: run `make mutation` first", file=sys.stderr)
+        return 1
     print(json.dumps({"modules": rows, "all": total}, indent=2) if args.json else markdown(rows, total))
     if total["not checked"]:
         print(f"{total['not checked']} mutants not checked yet: run `make mutation`", file=sys.stderr)
