@@ -2,8 +2,10 @@
 
     python scripts/mutation_report.py           # a table (markdown) on stdout
     python scripts/mutation_report.py --json    # the same figures as JSON
+    python scripts/mutation_report.py --survivors   # the surviving mutants, by function
 
-Detected = killed + timeout (a mutant that makes the tests loop did not pass them), as a share of
+Detected = killed + timeout (a mutant that makes the tests loop did not pass them: they ran past the
+session's own limit, tests/mutation.py, or mutmut's), as a share of
 the mutants checked (all of them after a complete run). Lines are the module's lines in rlvr_cli
 (what the scope "covers"); mutants that no test reaches count against the score, as survivors do.
 Seconds: each mutant's session (fork, pytest's start, its tests; mutmut's `durations_by_key`),
@@ -27,8 +29,17 @@ ROOT = Path(__file__).resolve().parent.parent
 STATUSES = ("killed", "timeout", "survived", "no tests", "suspicious", "segfault", "not checked")
 
 
+def loops(root: Path = ROOT) -> set[str]:
+    """The mutants whose tests a session stopped for running past its limit (mutmut sees a failure)."""
+    kills = root / "mutants" / "mutation-kills.tsv"  # mutant, test, seconds before it, fail | loop
+    if not kills.is_file():
+        return set()
+    return {line.split("\t")[0] for line in kills.read_text().splitlines() if line.endswith("\tloop")}
+
+
 def module_figures(root: Path = ROOT) -> list[dict]:
     scope = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["mutmut"]["only_mutate"]
+    looped = loops(root)
     rows = []
     for source in scope:
         meta = root / "mutants" / f"{source}.meta"
@@ -38,7 +49,7 @@ def module_figures(root: Path = ROOT) -> list[dict]:
             results = json.loads(meta.read_text())
             durations = results.get("durations_by_key", {})
             for key, code in results["exit_code_by_key"].items():
-                status = status_by_exit_code[code]
+                status = "timeout" if key in looped and code is not None else status_by_exit_code[code]
                 counts[status] += 1
                 seconds["survived" if status == "survived" else "detected"] += durations.get(key, 0.0)
         total = sum(counts.values())
@@ -57,6 +68,23 @@ def module_figures(root: Path = ROOT) -> list[dict]:
             }
         )
     return rows
+
+
+def survivors(root: Path = ROOT) -> dict[str, dict[str, list[int]]]:
+    """module -> function (`Class.method` for methods) -> the numbers of its surviving mutants."""
+    scope = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["mutmut"]["only_mutate"]
+    found: dict[str, dict[str, list[int]]] = {}
+    for source in scope:
+        meta = root / "mutants" / f"{source}.meta"
+        if not meta.is_file():
+            continue
+        for key, code in json.loads(meta.read_text())["exit_code_by_key"].items():
+            if code is None or status_by_exit_code[code] != "survived":
+                continue
+            name, number = key.rsplit(".", 1)[1].rsplit("__mutmut_", 1)
+            function = ".".join(p for p in name.removeprefix("x_").split("\u01c1") if p and p != "x")
+            found.setdefault(source, {}).setdefault(function, []).append(int(number))
+    return {m: {f: sorted(n) for f, n in sorted(fs.items())} for m, fs in found.items()}
 
 
 def summary(rows: list[dict]) -> dict:
@@ -92,7 +120,17 @@ def markdown(rows: list[dict], total: dict) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
+    parser.add_argument("--survivors", action="store_true", help="list the surviving mutants by function")
     args = parser.parse_args()
+    if args.survivors:
+        found = survivors()
+        lines = [
+            f"{module.removeprefix('rlvr_cli/')}  {function}  {', '.join(map(str, numbers))}"
+            for module, functions in found.items()
+            for function, numbers in functions.items()
+        ]
+        print(json.dumps(found, indent=2) if args.json else "\n".join(lines))
+        return 0
     rows = module_figures()
     total = summary(rows)
     if not total["mutants"]:

@@ -15,75 +15,51 @@ from typing import Any
 
 import pytest
 
+from . import mutation
+
 REPO = Path(__file__).resolve().parent.parent
 FIXTURE_GSM8K = REPO / "tests" / "fixtures" / "gsm8k"
 SHARED_GSM8K = REPO.parent / "shared" / "data" / "gsm8k"
 
 
-# Under mutation testing: the test files written for each mutated module, whose tests run in full,
-# and the seconds of other tests reaching the mutant (as mutmut recorded them) that run after them.
-MUTATION_HOME_TESTS = {
-    "rlvr_cli.tasks.gsm8k.answers": ("tests/test_rewards.py",),
-    "rlvr_cli.tasks.gsm8k.rewards": ("tests/test_rewards.py",),
-    "rlvr_cli.tasks.rewards": ("tests/test_rewards.py",),
-    "rlvr_cli.tasks.base": ("tests/test_tasks.py",),
-    "rlvr_cli.tasks.custom": ("tests/test_tasks.py",),
-    "rlvr_cli.tasks.math": ("tests/test_tasks.py",),
-    "rlvr_cli.tasks.reasoning_gym": ("tests/test_tasks.py",),
-    "rlvr_cli.evaluation.scoring": ("tests/test_scoring.py",),
-    "rlvr_cli.data.build": ("tests/test_prepare.py",),
-    "rlvr_cli.decoding.stopping": ("tests/test_generation.py",),
-    # The shared-prefix prefill is generation's; its two-level form is tested with the cascade.
-    "rlvr_cli.decoding.generation": ("tests/test_generation.py", "tests/test_cascade.py"),
-    "rlvr_cli.decoding.cascade": ("tests/test_cascade.py",),
-    "rlvr_cli.decoding.attention": ("tests/test_cascade.py",),
-    "rlvr_cli.training.prefix_logps": ("tests/test_prefix_logps.py",),
-    # The trainer's dynamic-sampling branch is tested with the group filter.
-    "rlvr_cli.training.trainer": ("tests/test_trl_hook.py", "tests/test_group_filter.py"),
-    "rlvr_cli.training.group_filter": ("tests/test_group_filter.py",),
-    "rlvr_cli.training.set_aside": ("tests/test_group_filter.py",),
-    "rlvr_cli.cloud.sagemaker.request_checks": ("tests/test_remote_request.py",),
-    "rlvr_cli.cloud.sagemaker.service_model": ("tests/test_service_model.py", "tests/test_remote_request.py"),
-    "rlvr_cli.cloud.sagemaker.s3objects": ("tests/test_artifacts.py",),
-    "rlvr_cli.cloud.sagemaker.artifacts": ("tests/test_artifacts.py",),
-    "rlvr_cli.container.entry": ("tests/test_entry.py",),
-}
-MUTATION_OTHER_TEST_SECONDS = 2.0
-
-
 @pytest.hookimpl(trylast=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Under mutation testing, a mutant meets its module's own tests first, then the fastest of
-    the other tests that reach it for a few seconds. mutmut runs every test that reaches a mutant
-    and stops at the first failure (-x): a detected mutant costs its first failing test, and a
-    surviving one (most are equivalent: nothing can catch them) costs its module's tests and
-    MUTATION_OTHER_TEST_SECONDS, not every test that reaches it (training runs and moto round trips
-    included). A mutant that only a later test elsewhere would catch counts as survived."""
-    mutant = os.environ.get("MUTANT_UNDER_TEST", "")
-    if "__mutmut_" not in mutant:
+    """Under mutation testing, run what tests/mutation.py selects for the mutant, within its time."""
+    mutant = mutation.mutant_under_test()
+    durations = mutation.recorded_durations()
+    if mutant is None or not durations:
         return
-    stats = Path("mutmut-stats.json")  # mutmut runs the tests in mutants/, where it keeps it
-    if not stats.is_file():
-        return
-    durations = json.loads(stats.read_text(encoding="utf-8")).get("duration_by_test", {})
-    module = mutant.split(".x", 1)[0]
-    home = MUTATION_HOME_TESTS.get(module, ())
+    kept, seconds = mutation.select(mutant, [item.nodeid for item in items], durations)
+    by_id = {item.nodeid: item for item in items}
+    config.hook.pytest_deselected(items=[item for item in items if item.nodeid not in set(kept)])
+    items[:] = [by_id[nodeid] for nodeid in kept]
+    global _mutant_session
+    _mutant_session = mutation.Session(mutant, durations)
+    mutation.limit_wall_clock(mutation.LOOP_FACTOR * seconds + mutation.LOOP_SECONDS)
 
-    def rank(item: pytest.Item) -> int:  # the module's files in their order, then the others
-        file = item.nodeid.split("::", 1)[0]
-        return home.index(file) if file in home else len(home)
 
-    items.sort(key=lambda item: (rank(item), durations.get(item.nodeid, 0.0)))
-    spent, kept = 0.0, []
-    for item in items:
-        if rank(item) < len(home) or not kept:
-            kept.append(item)
-        elif spent < MUTATION_OTHER_TEST_SECONDS:
-            kept.append(item)
-            spent += durations.get(item.nodeid, 0.0)
-    if len(kept) < len(items):
-        config.hook.pytest_deselected(items=items[len(kept) :])
-        items[:] = kept
+_mutant_session: mutation.Session | None = None  # one per process: mutmut forks one per mutant
+
+
+_stats_run: mutation.StatsRun | None = None
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    global _stats_run
+    # mutmut runs its sessions in one process (and forks the mutants' from it): ask each time.
+    _stats_run = mutation.StatsRun() if mutation.stats_run() else None
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if _mutant_session is not None and (report.when == "call" or report.failed):
+        _mutant_session.finished(report.nodeid, report.failed, str(report.longrepr or ""))
+    if _stats_run is not None:
+        _stats_run.add(report.nodeid, report.duration)
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    if _stats_run is not None:
+        _stats_run.save()
 
 
 @pytest.fixture(autouse=True)

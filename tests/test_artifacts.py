@@ -572,3 +572,263 @@ def test_windows_style_member_names_are_judged_like_posix_ones(name, problem):
     from rlvr_cli.cloud.sagemaker.artifacts import _member_problem
 
     assert _member_problem(tarfile.TarInfo(name), links={"sub"}) == problem
+
+
+# --- fetching, piece by piece -----------------------------------------------------------------------------
+
+
+@pytest.fixture
+def clients(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str | None, str | None]]:
+    """The (service, profile, region) of each AWS client the fetching code asks for. The client it
+    gets is the test's moto one: the profiles named here are not this machine's."""
+    import rlvr_cli.cloud.sagemaker.artifacts as artifacts
+
+    asked: list[tuple[str, str | None, str | None]] = []
+    real = artifacts.client
+
+    def recording(service: str, *, profile: str | None = None, region: str | None = None):
+        asked.append((service, profile, region))
+        return real(service)
+
+    monkeypatch.setattr(artifacts, "client", recording)
+    return asked
+
+
+def spoken(captured: str) -> str:
+    """stderr's messages with the console's line wrapping (at 80 columns, inside words too) undone."""
+    return captured.replace("\n", "")
+
+
+def test_a_jobs_model_is_fetched_with_the_region_and_profile_it_was_submitted_with(s3, cache: Path, clients):
+    from rlvr_cli.cloud.sagemaker.artifacts import job_artifact, resolve_remote
+
+    key = submit_job("rlvr-far")
+    history.record_job("rlvr-far", "eu-west-1", "team")
+    s3.put_object(Bucket=BUCKET, Key=key, Body=tar_gz(checkpoint_files()))
+    found = job_artifact(None, profile=None, region=None)
+    assert found == ("rlvr-far", f"s3://{BUCKET}/{key}", {"profile": "team", "region": "eu-west-1"})
+    # What is given on the command line wins over what was recorded.
+    assert job_artifact("rlvr-far", profile="other", region="us-west-2")[2] == {
+        "profile": "other",
+        "region": "us-west-2",
+    }
+    assert clients == [("sagemaker", "team", "eu-west-1"), ("sagemaker", "other", "us-west-2")]
+
+    clients.clear()
+    resolved = resolve_remote(
+        ["runs/local", f"s3://{BUCKET}/{key}"], found, profile="mine", region="ap-south-1"
+    )
+    assert [r if isinstance(r, str) else r.label for r in resolved] == [
+        "rlvr-far",
+        "runs/local",
+        f"s3://{BUCKET}/{key}",
+    ]
+    assert clients == [("s3", "team", "eu-west-1"), ("s3", "mine", "ap-south-1")]
+
+
+def test_each_download_reports_its_bytes_to_the_progress_display(s3, cache: Path, capsys):
+    from rlvr_cli.cloud.sagemaker.artifacts import job_artifact, resolve_remote
+
+    key = submit_job("rlvr-bytes")
+    archives = {
+        key: tar_gz(checkpoint_files(b"a" * 5000)),
+        "other/model.tar.gz": tar_gz(checkpoint_files(b"b" * 9)),
+    }
+    for name, body in archives.items():
+        s3.put_object(Bucket=BUCKET, Key=name, Body=body)
+    seen: list[tuple[str, float, float | None]] = []
+    resolve_remote(
+        [f"s3://{BUCKET}/other/model.tar.gz"],
+        job_artifact(None, profile=None, region=None),
+        profile=None,
+        region=None,
+        progress=lambda description, done, total: seen.append((description, done, total)),
+    )
+    for name, body in archives.items():
+        mine = [(done, total) for description, done, total in seen if description == name]
+        assert mine[0] == (0, len(body)) and mine[-1] == (len(body), len(body)), (name, mine)
+    assert f"job rlvr-bytes: model at s3://{BUCKET}/{key}" in spoken(capsys.readouterr().err)
+
+
+def test_a_replaced_object_is_fetched_afresh_and_a_kept_download_is_not_fetched_again(
+    s3, cache: Path, capsys
+):
+    import shutil
+
+    from rlvr_cli.cloud.sagemaker.artifacts import fetch_checkpoint
+
+    uri = f"s3://{BUCKET}/kept/model.tar.gz"
+    s3.put_object(Bucket=BUCKET, Key="kept/model.tar.gz", Body=tar_gz(checkpoint_files(b"a" * 64)))
+    first = fetch_checkpoint(uri, profile=None, region=None)
+    capsys.readouterr()
+    again = fetch_checkpoint(uri, profile=None, region=None)
+    assert again.reused and again.path == first.path
+    assert f"using {uri} from the cache ({first.path})" in spoken(capsys.readouterr().err)
+
+    shutil.rmtree(first.path)  # the unpacked copy lost, the verified download kept
+    third = fetch_checkpoint(uri, profile=None, region=None)
+    assert not third.reused and third.verified == ["size", "cached after a verified download"]
+
+    # Same key, same size, other bytes: another ETag, another cache entry, the new weights.
+    s3.put_object(Bucket=BUCKET, Key="kept/model.tar.gz", Body=tar_gz(checkpoint_files(b"b" * 64)))
+    fourth = fetch_checkpoint(uri, profile=None, region=None)
+    assert not fourth.reused and fourth.path != first.path
+    assert (fourth.path / "adapter_model.safetensors").read_bytes() == b"b" * 64
+
+
+def test_fetch_errors_name_the_object_and_what_to_do(s3, cache: Path):
+    from rlvr_cli.cloud.sagemaker.artifacts import fetch_checkpoint
+    from rlvr_cli.core.errors import RlvrError
+
+    def error(key: str, body: bytes | None = None) -> str:
+        if body is not None:
+            s3.put_object(Bucket=BUCKET, Key=key, Body=body)
+        with pytest.raises(RlvrError) as caught:
+            fetch_checkpoint(f"s3://{BUCKET}/{key}", profile=None, region=None)
+        return caught.value.message
+
+    assert error("gone/model.tar.gz") == (
+        f"s3://{BUCKET}/gone/model.tar.gz: the object is not on S3 (deleted, or another account or region); "
+        "check with `aws s3 ls` and --region/--profile"
+    )
+    assert error("junk/model.tar.gz", b"not a tar file at all") == (
+        f"s3://{BUCKET}/junk/model.tar.gz: not a readable tar.gz archive (not a gzip file); "
+        "evaluate the model.tar.gz of a job run by `rlvr train --remote`"
+    )
+    assert error("plain/model.tar.gz", tar_gz({"config.json": b"{}"})) == (
+        f"s3://{BUCKET}/plain/model.tar.gz: not an rlvr checkpoint (no rlvr_run.json at the top of the "
+        "archive); evaluate the model of a job run by `rlvr train --remote`"
+    )
+
+
+def test_a_download_that_keeps_failing_says_so_and_the_next_try_completes(
+    s3, cache: Path, monkeypatch: pytest.MonkeyPatch
+):
+    from boto3.exceptions import RetriesExceededError
+    from boto3.s3.transfer import S3Transfer
+
+    from rlvr_cli.cloud.sagemaker.artifacts import fetch_checkpoint
+    from rlvr_cli.core.errors import RlvrError
+
+    uri = f"s3://{BUCKET}/flaky/model.tar.gz"
+    s3.put_object(Bucket=BUCKET, Key="flaky/model.tar.gz", Body=tar_gz(checkpoint_files()))
+    real = S3Transfer.download_file
+
+    def failing(self, *args, **kwargs):
+        raise RetriesExceededError(ConnectionError("connection reset by peer"))
+
+    monkeypatch.setattr(S3Transfer, "download_file", failing)
+    with pytest.raises(RlvrError) as caught:
+        fetch_checkpoint(uri, profile=None, region=None)
+    assert caught.value.message == (
+        f"{uri}: the download kept failing (connection reset by peer); check the network and run again"
+    )
+    assert not any(p.is_file() for p in cache.rglob("*"))
+
+    monkeypatch.setattr(S3Transfer, "download_file", real)  # the network is back; the entry's folder stays
+    assert (fetch_checkpoint(uri, profile=None, region=None).path / "rlvr_run.json").is_file()
+
+
+def test_a_download_checked_by_its_size_alone_says_so(
+    s3, cache: Path, monkeypatch: pytest.MonkeyPatch, capsys
+):
+    import rlvr_cli.cloud.sagemaker.artifacts as artifacts
+
+    notice = "S3 keeps no checksum rlvr can compute for it; only its size was checked"
+    s3.put_object(Bucket=BUCKET, Key="summed/model.tar.gz", Body=tar_gz(checkpoint_files()))
+    artifacts.fetch_checkpoint(f"s3://{BUCKET}/summed/model.tar.gz", profile=None, region=None)
+    assert notice not in spoken(capsys.readouterr().err)
+
+    # An object whose ETag is no MD5 and that has no checksum (SSE-KMS, say): the size is all there is.
+    monkeypatch.setattr(artifacts, "verify_file", lambda s3, obj, path: Verification(True, ["size"]))
+    s3.put_object(Bucket=BUCKET, Key="bare/model.tar.gz", Body=tar_gz(checkpoint_files()))
+    fetched = artifacts.fetch_checkpoint(f"s3://{BUCKET}/bare/model.tar.gz", profile=None, region=None)
+    assert fetched.verified == ["size"]
+    assert f"s3://{BUCKET}/bare/model.tar.gz: {notice}" in spoken(capsys.readouterr().err)
+
+
+def test_a_link_named_with_dots_and_double_slashes_still_guards_what_lies_under_it(tmp_path: Path):
+    from rlvr_cli.cloud.sagemaker.artifacts import unpack
+    from rlvr_cli.core.errors import RlvrError
+
+    archive = tmp_path / "model.tar.gz"
+    archive.write_bytes(
+        tar_gz(
+            checkpoint_files(),
+            [_member("./dir//sub", tarfile.SYMTYPE, ".."), _member("dir/sub/rlvr_run.json")],
+        )
+    )
+    with pytest.raises(RlvrError, match=r"member 'dir/sub/rlvr_run\.json' lies under the link 'dir/sub'"):
+        unpack(archive, tmp_path / "model", "s3://b/model.tar.gz")
+    assert not (tmp_path / "model").exists()
+
+
+def test_a_checkpoint_another_process_unpacked_first_is_kept(tmp_path: Path):
+    """Two evals fetching the same model: the second to finish keeps the first's copy, and leaves
+    no temporary folder beside it."""
+    from rlvr_cli.cloud.sagemaker.artifacts import unpack
+
+    archive = tmp_path / "model.tar.gz"
+    archive.write_bytes(tar_gz(checkpoint_files()))
+    target = tmp_path / "entry" / "model"
+    target.mkdir(parents=True)
+    (target / "rlvr_run.json").write_text("the first process's")
+    unpack(archive, target, "s3://b/model.tar.gz")
+    assert (target / "rlvr_run.json").read_text() == "the first process's"
+    assert [p.name for p in target.parent.iterdir()] == ["model"]
+
+
+class PartSizes:
+    """S3's HeadObject with a PartNumber, for an object uploaded in parts of these sizes."""
+
+    def __init__(self, sizes: list[int]) -> None:
+        self.sizes = sizes
+
+    def head_object(self, *, Bucket: str, Key: str, PartNumber: int, **extra) -> dict:
+        return {"ContentLength": self.sizes[PartNumber - 1]}
+
+
+@pytest.mark.parametrize(
+    ("value", "stated", "checked", "mismatch"),
+    [
+        ("composite", "COMPOSITE", "ChecksumCRC32 (composite of 3 parts)", None),
+        ("full", "FULL_OBJECT", "ChecksumCRC32", None),
+        # The type S3 states is the only kind that may match.
+        ("full", "COMPOSITE", None, "ChecksumCRC32 (composite of 3 parts) differs"),
+        ("composite", "FULL_OBJECT", None, "ChecksumCRC32 differs"),
+        # Unstated (older APIs, emulators): either kind, and the one that matched is named.
+        ("full", None, "ChecksumCRC32", None),
+        ("composite", None, "ChecksumCRC32 (composite of 3 parts)", None),
+    ],
+)
+def test_a_multipart_checksum_is_checked_as_the_kind_s3_states(
+    tmp_path: Path, value, stated, checked, mismatch
+):
+    import base64
+    import hashlib
+    import zlib
+
+    from rlvr_cli.cloud.sagemaker.s3objects import from_head, verify_file
+
+    data = bytes(range(200)) * 3
+    sizes = [256, 256, 88]
+    parts = [data[:256], data[256:512], data[512:]]
+    path = tmp_path / "blob"
+    path.write_bytes(data)
+
+    def crc(chunk: bytes) -> bytes:
+        return zlib.crc32(chunk).to_bytes(4, "big")
+
+    values = {
+        "full": base64.b64encode(crc(data)).decode(),
+        "composite": base64.b64encode(crc(b"".join(crc(p) for p in parts))).decode(),
+    }
+    etag = hashlib.md5(b"".join(hashlib.md5(p).digest() for p in parts)).hexdigest() + "-3"
+    response = {"ContentLength": len(data), "ETag": f'"{etag}"', "ChecksumCRC32": values[value]}
+    if stated:
+        response["ChecksumType"] = stated
+    verification = verify_file(PartSizes(sizes), from_head("b", "blob", response), path)
+    assert verification.mismatch == mismatch
+    assert verification.matches == (mismatch is None)
+    if checked:
+        assert verification.checked == ["size", checked, "ETag (MD5 of 3 parts)"]

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import ast
 import importlib.util
+from pathlib import Path
+
+import pytest
 
 from .conftest import REPO
 
@@ -70,7 +73,6 @@ def test_every_module_says_what_it_holds():
 
 
 def test_what_a_test_needs_fails_in_ci_instead_of_skipping(monkeypatch):
-    import pytest
 
     from .conftest import missing
 
@@ -83,11 +85,11 @@ def test_what_a_test_needs_fails_in_ci_instead_of_skipping(monkeypatch):
 
 
 def test_every_mutated_module_has_test_files_mutation_testing_runs():
-    """`make mutation` runs a module's own test files first (conftest.MUTATION_HOME_TESTS): a module
+    """`make mutation` runs a module's own test files first (tests/mutation.py, HOME_TESTS): a module
     added to the scope without them, or a file left out of mutmut's selection, would test nothing."""
     import tomllib
 
-    from .conftest import MUTATION_HOME_TESTS
+    from .mutation import HOME_TESTS as MUTATION_HOME_TESTS
 
     mutmut = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["tool"]["mutmut"]
     modules = {path.removesuffix(".py").replace("/", ".") for path in mutmut["only_mutate"]}
@@ -95,3 +97,85 @@ def test_every_mutated_module_has_test_files_mutation_testing_runs():
     files = {file for home in MUTATION_HOME_TESTS.values() for file in home}
     assert files <= set(mutmut["pytest_add_cli_args_test_selection"])
     assert all((REPO / file).is_file() for file in files)
+
+
+def test_a_mutant_meets_its_modules_tests_first_then_the_fastest_others_within_the_budget(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """Each mutant's session runs its module's files in their order (fastest first in each), then
+    the fastest other tests, each only if it fits in what is left of the budget; and says which
+    test detected it, after how many seconds, for the report."""
+    from . import mutation
+
+    monkeypatch.setattr(mutation, "TEST_SECONDS", 2.5)
+    mutant = "rlvr_cli.decoding.generation.x_sample_tokens__mutmut_3"
+    durations = {
+        "tests/test_trl_hook.py::fast": 0.1,
+        "tests/test_cascade.py::b": 0.5,
+        "tests/test_generation.py::slow": 1.9,
+        "tests/test_generation.py::quick": 0.2,
+        "tests/test_trl_hook.py::slower": 1.0,
+    }
+    kept, seconds = mutation.select(mutant, list(durations), durations)
+    # 0.2 + 1.9 + 0.5 > 2.5: the cascade test is left out, the faster hook test still fits.
+    assert kept == [
+        "tests/test_generation.py::quick",
+        "tests/test_generation.py::slow",
+        "tests/test_trl_hook.py::fast",
+    ]
+    assert seconds == pytest.approx(2.2)
+    # A budget spent by the first test still runs that test: every mutant meets one.
+    assert mutation.select(
+        mutant, ["tests/test_generation.py::slow"], {"tests/test_generation.py::slow": 9.0}
+    )[0] == ["tests/test_generation.py::slow"]
+
+    session = mutation.Session(mutant, durations)  # made where mutmut runs the tests
+    (tmp_path / "test-dir").mkdir()
+    monkeypatch.chdir(tmp_path / "test-dir")  # each test then runs in a directory of its own
+    session.finished("tests/test_generation.py::quick", False, "")
+    session.finished("tests/test_generation.py::slow", True, "MutantLoops: the tests ran past 20 s")
+    session.finished("tests/test_generation.py::slow", True, "teardown error")  # one record a mutant
+    assert mutation.read_kills(tmp_path / "mutation-kills.tsv") == {
+        mutant: ("tests/test_generation.py::slow", 0.2, True)
+    }
+
+
+def test_a_mutant_that_makes_its_tests_loop_fails_them_within_its_limit():
+    """mutmut's own limit is a minute of CPU for a module with ten seconds of tests; the session's
+    limit fails the running test well before."""
+    import signal
+
+    from . import mutation
+
+    previous = signal.getsignal(signal.SIGALRM)
+    try:
+        with pytest.raises(mutation.MutantLoops, match="ran past 0 s"):
+            mutation.limit_wall_clock(0.2)
+            while True:
+                pass
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def test_a_tests_recorded_seconds_include_its_fixtures(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """mutmut records a test's call alone; the budget counts its setup and teardown too, measured in
+    mutmut's stats run, and a later stats run (of the tests that changed) keeps the others' figures."""
+    import json
+
+    from . import mutation
+
+    (tmp_path / "mutmut-stats.json").write_text(json.dumps({"duration_by_test": {"a": 0.1, "b": 0.2}}))
+    run = mutation.StatsRun()  # made where mutmut runs the tests
+    (tmp_path / "test-dir").mkdir()
+    monkeypatch.chdir(tmp_path / "test-dir")
+    for phase in (0.3, 0.1, 0.05):  # setup, call, teardown
+        run.add("a", phase)
+    run.save()
+    monkeypatch.chdir(tmp_path)
+    assert mutation.recorded_durations() == {"a": pytest.approx(0.45), "b": 0.2}
+
+    again = mutation.StatsRun()
+    again.add("b", 0.5)
+    again.save()
+    assert mutation.recorded_durations() == {"a": pytest.approx(0.45), "b": 0.5}

@@ -36,7 +36,8 @@ def _batch(pad: int = 0, layout: str = "two-groups"):
 
     The prompts share a 20-token prefix (the 'exemplars') and differ in length (left padding).
     `one-group`: the six rows share one prompt (one prompt per device batch); `nothing-shared`: two
-    prompts with no common prefix worth running once.
+    prompts with no common prefix worth running once; `prefix`: one prompt is the start of the other
+    (each still has a token of its own to run).
     """
     generator = torch.Generator().manual_seed(1)
     exemplars = torch.randint(5, 500, (20,), generator=generator).tolist()
@@ -44,6 +45,8 @@ def _batch(pad: int = 0, layout: str = "two-groups"):
     prompt_b = [*exemplars, 21, 22]
     if layout == "nothing-shared":
         prompt_b = [7, *exemplars[1:], 21, 22]
+    if layout == "prefix":
+        prompt_b = prompt_a[:-3]
     prompts = [prompt_a, prompt_b, prompt_a, prompt_b, prompt_a, prompt_b]  # interleaved, as a shuffle would
     if layout == "one-group":
         prompts = [prompt_a] * 6
@@ -74,7 +77,7 @@ def _trl_logps(model, ids, mask, keep):
     return logps, entropies
 
 
-@pytest.mark.parametrize("layout", ["two-groups", "one-group", "nothing-shared"])
+@pytest.mark.parametrize("layout", ["two-groups", "one-group", "nothing-shared", "prefix"])
 def test_log_probs_and_entropies_equal_trls(policy, layout: str):
     ids, mask, keep = _batch(layout=layout)
     with torch.no_grad():
