@@ -102,9 +102,7 @@ def select(mutant: str, nodeids: Sequence[str], durations: dict[str, float]) -> 
 
 def recorded_durations() -> dict[str, float]:
     """Each test's seconds as its stats run measured them (mutmut's tracing on), {} before it ran:
-    setup, call and teardown as DURATIONS has them, else the call alone as mutmut records it. The
-    call alone undercounts: the fixtures (a CLI run's data, a model's copy, moto's reset) were half
-    of a request-check survivor's session, 2.4 recorded seconds for 6.6 spent."""
+    setup, call and teardown as DURATIONS has them, else the call alone as mutmut records it."""
     durations: dict[str, float] = {}
     for path, read in (
         (Path("mutmut-stats.json"), lambda d: d.get("duration_by_test", {})),
