@@ -26,15 +26,16 @@ import tomllib
 from mutmut.stats import status_by_exit_code
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+from tests.mutation import KILLS, read_kills  # noqa: E402  (what each session records)
+
 STATUSES = ("killed", "timeout", "survived", "no tests", "suspicious", "segfault", "not checked")
 
 
 def loops(root: Path = ROOT) -> set[str]:
     """The mutants whose tests a session stopped for running past its limit (mutmut sees a failure)."""
-    kills = root / "mutants" / "mutation-kills.tsv"  # mutant, test, seconds before it, fail | loop
-    if not kills.is_file():
-        return set()
-    return {line.split("\t")[0] for line in kills.read_text().splitlines() if line.endswith("\tloop")}
+    kills = read_kills(root / "mutants" / KILLS)
+    return {mutant for mutant, (_test, _before, looped) in kills.items() if looped}
 
 
 def module_figures(root: Path = ROOT) -> list[dict]:
