@@ -123,6 +123,9 @@ def main() -> int:
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     parser.add_argument("--survivors", action="store_true", help="list the surviving mutants by function")
     args = parser.parse_args()
+    if not any((ROOT / "mutants").glob("**/*.py.meta")):
+        print("error: no mutation results in mutants/: run `make mutation` first", file=sys.stderr)
+        return 1
     if args.survivors:
         found = survivors()
         lines = [
@@ -134,9 +137,6 @@ def main() -> int:
         return 0
     rows = module_figures()
     total = summary(rows)
-    if not total["mutants"]:
-        print("error: no mutation results in mutants/: run `make mutation` first", file=sys.stderr)
-        return 1
     print(json.dumps({"modules": rows, "all": total}, indent=2) if args.json else markdown(rows, total))
     if total["not checked"]:
         print(f"{total['not checked']} mutants not checked yet: run `make mutation`", file=sys.stderr)
