@@ -6,7 +6,7 @@ shapes they reach, with every constraint (required, min, max, pattern, enum), wh
 `rlvr_cli/cloud/sagemaker/service_model.py` checks requests against; only documentation is dropped. botocore finds the file through its documented data path (AWS_DATA_PATH /
 `data_path`), and takes endpoint rules and everything else from its own data.
 
-    python scripts/trim_botocore_model.py     # after upgrading botocore; tests/test_aws_model.py checks it
+    python scripts/trim_botocore_model.py     # after upgrading botocore; tests/test_service_model.py checks it
 """
 
 from __future__ import annotations

@@ -17,25 +17,44 @@ import pytest
 
 from . import mutation
 
+pytest_plugins = ["pytester"]  # tests/test_layout.py runs a mutant's session on a made-up test file
+
 REPO = Path(__file__).resolve().parent.parent
 FIXTURE_GSM8K = REPO / "tests" / "fixtures" / "gsm8k"
 SHARED_GSM8K = REPO.parent / "shared" / "data" / "gsm8k"
 
 
-@pytest.hookimpl(trylast=True)
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Under mutation testing, run what tests/mutation.py selects for the mutant, within its time."""
+def pytest_configure(config: pytest.Config) -> None:
+    """Under mutation testing, collect only what tests/mutation.py selects for the mutant: mutmut
+    names every test that reaches it, and collecting their files cost more than most tests take."""
+    global _mutant_session
     mutant = mutation.mutant_under_test()
-    durations = mutation.recorded_durations()
+    durations = mutation.recorded_durations() if mutant else {}
     if mutant is None or not durations:
         return
-    kept, seconds = mutation.select(mutant, [item.nodeid for item in items], durations)
-    by_id = {item.nodeid: item for item in items}
-    config.hook.pytest_deselected(items=[item for item in items if item.nodeid not in set(kept)])
-    items[:] = [by_id[nodeid] for nodeid in kept]
-    global _mutant_session
-    _mutant_session = mutation.Session(mutant, durations)
+    kept, seconds = mutation.select(mutant, config.args, durations, mutation.caught_so_far(mutant))
+    config.args[:] = kept
+    _mutant_session = mutation.Session(mutant, durations, kept)
     mutation.limit_wall_clock(mutation.LOOP_FACTOR * seconds + mutation.LOOP_SECONDS)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_pycollect_makeitem(collector: pytest.Collector, name: str, obj: object) -> list | None:
+    """Under mutation testing, skip making the items of a test module that were not selected."""
+    selected = _mutant_session.names.get(collector.nodeid) if _mutant_session is not None else None
+    if selected is not None and isinstance(collector, pytest.Module) and name not in selected:
+        return []
+    return None
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under mutation testing, the selected tests in their order (a test file collects in its own)."""
+    if _mutant_session is None:
+        return
+    order = {nodeid: index for index, nodeid in enumerate(_mutant_session.kept)}
+    config.hook.pytest_deselected(items=[item for item in items if item.nodeid not in order])
+    items[:] = sorted((item for item in items if item.nodeid in order), key=lambda item: order[item.nodeid])
 
 
 _mutant_session: mutation.Session | None = None  # one per process: mutmut forks one per mutant
@@ -361,6 +380,21 @@ def _preload_for_mutation_testing() -> None:
             continue
         with contextlib.suppress(ImportError):  # an optional extra (vLLM) this machine lacks
             importlib.import_module(module.name)
+    # What rlvr imports only when a task or a command needs it: seconds for each session that would.
+    for name in (
+        "reasoning_gym",
+        "math_verify",
+        "latex2sympy2_extended",
+        "peft",
+        "boto3",
+        "s3transfer.manager",
+    ):
+        with contextlib.suppress(ImportError):
+            importlib.import_module(name)
+    from rlvr_cli.cloud.sagemaker.client import client
+
+    for service in ("s3", "sagemaker", "logs", "sts", "secretsmanager"):  # their models, parsed once
+        client(service, region="us-east-1")
     _moto_app()
     # Loading runs torch ops, and a forked child of a process whose OpenMP pool has started hangs at
     # its first parallel op: only with one thread (`make mutation` sets it) is there no pool.

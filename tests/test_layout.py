@@ -103,11 +103,12 @@ def test_a_mutant_meets_its_modules_tests_first_then_the_fastest_others_within_t
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ):
     """Each mutant's session runs its module's files in their order (fastest first in each), then
-    the fastest other tests, each only if it fits in what is left of the budget; and says which
-    test detected it, after how many seconds, for the report."""
+    the fastest other tests, each only if it fits in what is left of its module's budget; and says
+    which test detected it, after how many seconds, for the report."""
     from . import mutation
 
-    monkeypatch.setattr(mutation, "TEST_SECONDS", 2.5)
+    monkeypatch.setattr(mutation, "TEST_SECONDS", 1.0)
+    monkeypatch.setattr(mutation, "MODULE_SECONDS", {"rlvr_cli.decoding.generation": 2.5})
     mutant = "rlvr_cli.decoding.generation.x_sample_tokens__mutmut_3"
     durations = {
         "tests/test_trl_hook.py::fast": 0.1,
@@ -124,6 +125,12 @@ def test_a_mutant_meets_its_modules_tests_first_then_the_fastest_others_within_t
         "tests/test_trl_hook.py::fast",
     ]
     assert seconds == pytest.approx(2.2)
+    # Another module, the default budget: its own file's test, then what fits of the fastest others.
+    other = "rlvr_cli.decoding.cascade.x_attend__mutmut_1"
+    assert mutation.select(other, list(durations), durations) == (
+        ["tests/test_cascade.py::b", "tests/test_trl_hook.py::fast", "tests/test_generation.py::quick"],
+        pytest.approx(0.8),
+    )
     # A budget spent by the first test still runs that test: every mutant meets one.
     assert mutation.select(
         mutant, ["tests/test_generation.py::slow"], {"tests/test_generation.py::slow": 9.0}
@@ -138,6 +145,86 @@ def test_a_mutant_meets_its_modules_tests_first_then_the_fastest_others_within_t
     assert mutation.read_kills(tmp_path / "mutation-kills.tsv") == {
         mutant: ("tests/test_generation.py::slow", 0.2, True)
     }
+
+
+def test_the_tests_that_caught_a_functions_mutants_go_first_for_its_next_ones(tmp_path: Path):
+    """mutmut runs a function's mutants one after another: the tests that detected its earlier
+    ones run first (most detections first), in the same budget, other functions' record aside."""
+    from . import mutation
+
+    kills = tmp_path / "mutation-kills.tsv"
+    kills.write_text(
+        "rlvr_cli.tasks.base.x_stop__mutmut_1\ttests/test_tasks.py::slow\t0.500\tfail\n"
+        "rlvr_cli.tasks.base.x_stop__mutmut_2\ttests/test_tasks.py::slow\t0.000\tfail\n"
+        "rlvr_cli.tasks.base.x_stop__mutmut_3\ttests/test_rewards.py::other\t0.000\tloop\n"
+        "rlvr_cli.tasks.base.x_stop_rule__mutmut_1\ttests/test_tasks.py::quick\t0.000\tfail\n"
+        "rlvr_cli.tasks.base.x_stop__mutmut_4\ttests/test_tas",  # another session is writing it
+        encoding="utf-8",
+    )
+    mutant = "rlvr_cli.tasks.base.x_stop__mutmut_9"
+    caught = mutation.caught_so_far(mutant, kills)
+    assert caught == {"tests/test_tasks.py::slow": 2, "tests/test_rewards.py::other": 1}
+    assert len(mutation.read_kills(kills)) == 4  # the line being written is not read
+    durations = {
+        "tests/test_tasks.py::quick": 0.1,
+        "tests/test_tasks.py::slow": 0.6,
+        "tests/test_rewards.py::other": 0.3,
+    }
+    kept, _ = mutation.select(mutant, list(durations), durations, caught)
+    assert kept == ["tests/test_tasks.py::slow", "tests/test_rewards.py::other", "tests/test_tasks.py::quick"]
+    assert mutation.select(mutant, list(durations), durations)[0][0] == "tests/test_tasks.py::quick"
+
+
+def test_a_mutants_session_collects_and_runs_only_the_tests_selected_for_it(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+):
+    """mutmut names every test that reaches a mutant; the session collects only those it keeps
+    (collecting whole test files cost more than most tests take) and runs them in their order."""
+    import json
+    import signal
+
+    from . import conftest
+
+    pytester.makepyfile(
+        test_tasks="""
+        import pytest
+        def pytest_generate_tests(metafunc):  # runs as each test function's items are made
+            with open("made.txt", "a") as made:
+                made.write(metafunc.function.__name__ + "\\n")
+        def test_slow(): pass
+        def test_quick(): pass
+        @pytest.mark.parametrize("x", [1, 2])
+        def test_param(x): pass
+        def test_unreached(): raise AssertionError("not selected")
+        """
+    )
+    durations = {
+        "test_slow": 0.6,
+        "test_quick": 0.1,
+        "test_param[2]": 0.2,
+        "test_param[1]": 0.5,
+        "test_unreached": 0.1,
+    }
+    durations = {f"test_tasks.py::{name}": seconds for name, seconds in durations.items()}
+    (pytester.path / "mutation-durations.json").write_text(json.dumps(durations))
+    monkeypatch.setenv("MUTANT_UNDER_TEST", "rlvr_cli.tasks.base.x_stop__mutmut_1")
+    monkeypatch.setattr(conftest, "_mutant_session", None)
+    try:
+        result = pytester.runpytest_inprocess(
+            "-v", "-p", "no:cacheprovider", *list(durations)[:4], plugins=[conftest]
+        )
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)  # the session's loop limit, not this test's
+    ran = [line.split(" ", 1)[0] for line in result.outlines if line.startswith("test_tasks.py::")]
+    # 1.0 s for tasks/base.py: quick (0.1), param[2] (0.2), param[1] (0.5); slow no longer fits,
+    # and test_unreached (not named by mutmut) is not even collected.
+    assert ran == [
+        "test_tasks.py::test_quick",
+        "test_tasks.py::test_param[2]",
+        "test_tasks.py::test_param[1]",
+    ]
+    assert "collected 3 items" in result.stdout.str()
+    assert (pytester.path / "made.txt").read_text().split() == ["test_quick", "test_param"]
 
 
 def test_a_mutant_that_makes_its_tests_loop_fails_them_within_its_limit():

@@ -373,6 +373,32 @@ def test_aws_error_lines_name_the_fix():
     assert "refresh them" in describe_client_error(error("ExpiredToken"))
 
 
+def test_clients_share_botocore_data_per_data_path_and_honour_aws_data_path(tmp_path: Path, monkeypatch):
+    """Clients reuse what botocore parsed (a new loader each time made every client cost ~0.2 s),
+    but one per data path: a user's AWS_DATA_PATH models are still read, and SageMaker's trimmed
+    model is only SageMaker's."""
+    from rlvr_cli.cloud.sagemaker.client import TRIMMED_MODELS, client
+
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    s3, again = client("s3"), client("s3")
+    assert s3._loader is again._loader
+    assert client("sts")._loader is s3._loader
+    sagemaker = client("sagemaker")
+    assert str(TRIMMED_MODELS) in sagemaker._loader.search_paths
+    assert str(TRIMMED_MODELS) not in s3._loader.search_paths
+    assert len(sagemaker.meta.service_model.operation_names) < 10  # the trimmed model, not botocore's
+
+    own = tmp_path / "models"
+    folder = own / "sts" / "2011-06-15"
+    folder.mkdir(parents=True)
+    model = client("sts")._loader.load_service_model("sts", "service-2")
+    model = {**model, "operations": {"GetCallerIdentity": model["operations"]["GetCallerIdentity"]}}
+    (folder / "service-2.json").write_text(json.dumps(model), encoding="utf-8")
+    monkeypatch.setenv("AWS_DATA_PATH", str(own))
+    assert client("sts").meta.service_model.operation_names == ["GetCallerIdentity"]
+    assert client("sts")._loader is not s3._loader
+
+
 # --- submit -------------------------------------------------------------------------------------------
 
 
