@@ -63,9 +63,9 @@ HOME_TESTS = {
 TEST_SECONDS = 1.0
 MODULE_SECONDS = {
     "rlvr_cli.decoding.generation": 2.5,
-    "rlvr_cli.training.trainer": 5.0,
-    "rlvr_cli.cloud.sagemaker.s3objects": 8.0,
-    "rlvr_cli.cloud.sagemaker.artifacts": 8.0,
+    "rlvr_cli.training.trainer": 2.0,
+    "rlvr_cli.cloud.sagemaker.s3objects": 2.0,
+    "rlvr_cli.cloud.sagemaker.artifacts": 3.0,
 }
 LOOP_FACTOR = 4.0
 LOOP_SECONDS = 10.0
@@ -133,14 +133,10 @@ def select(
 def recorded_durations() -> dict[str, float]:
     """Each test's seconds as its stats run measured them (mutmut's tracing on), {} before it ran:
     setup, call and teardown as DURATIONS has them, else the call alone as mutmut records it."""
-    durations: dict[str, float] = {}
-    for path, read in (
-        (Path("mutmut-stats.json"), lambda d: d.get("duration_by_test", {})),
-        (DURATIONS, dict),
-    ):
-        if path.is_file():
-            durations.update(read(json.loads(path.read_text(encoding="utf-8"))))
-    return durations
+    if DURATIONS.is_file():  # every test of the stats run, kept across runs (read in each session)
+        return json.loads(DURATIONS.read_text(encoding="utf-8"))
+    stats = Path("mutmut-stats.json")
+    return json.loads(stats.read_text(encoding="utf-8")).get("duration_by_test", {}) if stats.is_file() else {}
 
 
 class StatsRun:
@@ -212,7 +208,8 @@ def caught_so_far(mutant: str, path: Path = KILLS) -> Counter[str]:
     if path.is_file():
         with path.open(encoding="utf-8") as kills:
             for line in kills:
-                fields = line.split("\t")
-                if line.startswith(prefix) and len(fields) == 4 and fields[3].strip() in ("fail", "loop"):
-                    caught[fields[1]] += 1
+                if line.startswith(prefix):
+                    fields = line.split("\t")
+                    if len(fields) == 4 and fields[3].strip() in ("fail", "loop"):
+                        caught[fields[1]] += 1
     return caught
