@@ -74,7 +74,7 @@ format:
 # GRPO's log-probs and groups, the AWS requests, S3 checksums, the container entry) the fast tests
 # catch. Settings in pyproject.toml ([tool.mutmut]); figures and survivors: benchmarks/MUTATION.md.
 # Each mutant's session is a process forked from one that loaded torch, moto and the tests:
-# malloc's memory on huge pages makes that fork and its exit cheaper (60 -> 40 ms), pytest skips its
+# malloc's memory on huge pages makes that fork and its exit cheaper (85 -> 60 ms), pytest skips its
 # search for installed plugins, and the sessions' temporary folders get a root of their own (pytest
 # scans its root for old folders to delete at the end of every session).
 mutation:
