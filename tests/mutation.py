@@ -6,11 +6,13 @@ are equivalent: no test can catch them) costs every such test, training runs and
 included, and a mutant that makes a test loop costs mutmut's CPU limit, (tests' time + constant) x
 multiplier x 2: a minute for a module whose tests take ten seconds. Here a session runs:
 
-- its module's own test files first (HOME_TESTS, in that order, fastest first in each), then the
-  other tests reaching the mutant, fastest first;
-- only the tests that fit in TEST_SECONDS of recorded time, in that order (their fixtures included,
-  measured in mutmut's stats run: DURATIONS; the first test always runs): a survivor costs at
-  most that, and a mutant that only a test left out would catch counts as survived (a lower bound);
+- first the tests that detected other mutants of the same function earlier in the run (read from
+  the kill record, most detections first), then its module's own test files (HOME_TESTS, in that
+  order, fastest first in each), then the other tests reaching the mutant, fastest first;
+- only the tests that fit in the module's budget of recorded time (MODULE_SECONDS, else
+  TEST_SECONDS; their fixtures included, measured in mutmut's stats run: DURATIONS; the first test
+  always runs): a survivor costs at most that, and a mutant that only a test left out would catch
+  counts as survived (a lower bound); only those tests are collected;
 - within a wall-clock limit of its own (LOOP_FACTOR x the kept tests' recorded seconds +
   LOOP_SECONDS): past it the running test fails with MutantLoops, and the mutant counts as detected.
 
@@ -54,12 +56,11 @@ HOME_TESTS = {
     "rlvr_cli.cloud.sagemaker.artifacts": ("tests/test_artifacts.py",),
     "rlvr_cli.container.entry": ("tests/test_entry.py",),
 }
-# Seconds of recorded test time a mutant's session may spend (see select). In the first complete
-# run (one budget of 2.5 s for all), 96 % of the detections came within the first half second of
-# tests; the late ones were in the sampling loop and the S3 modules, whose tests are slow (moto
-# round trips). Then, with the tests that caught a function's mutants first: budgets of 8 s for the
-# S3 modules and 5 s for the trainer detected 90.7 % in 38.5 minutes, 2 and 3 s and 2 s detected
-# 89.2 % in 28.3 minutes (fewer first detections in a function, so fewer tests known to go first).
+# Seconds of recorded test time a mutant's session may spend (see select), chosen over the complete
+# runs in benchmarks/MUTATION.md ("The runs of the day"): the S3 modules' and the trainer's tests are
+# slow (moto round trips, a trainer built per test) and the sampling loop's detections come late;
+# with less, a function whose first detections fall past the budget has no test known to go first
+# for its later mutants, and detections fall faster than the minutes.
 TEST_SECONDS = 1.0
 MODULE_SECONDS = {
     "rlvr_cli.decoding.generation": 2.0,
