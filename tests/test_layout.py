@@ -183,7 +183,7 @@ def test_a_mutants_session_collects_and_runs_only_the_tests_selected_for_it(
     import json
     import signal
 
-    from . import conftest
+    from . import conftest, mutation
 
     pytester.makepyfile(
         test_tasks="""
@@ -209,12 +209,16 @@ def test_a_mutants_session_collects_and_runs_only_the_tests_selected_for_it(
     (pytester.path / "mutation-durations.json").write_text(json.dumps(durations))
     monkeypatch.setenv("MUTANT_UNDER_TEST", "rlvr_cli.tasks.base.x_stop__mutmut_1")
     monkeypatch.setattr(conftest, "_mutant_session", None)
+    monkeypatch.setattr(mutation, "TEST_SECONDS", 1.0)
+    monkeypatch.setattr(mutation, "MODULE_SECONDS", {})
+    handler = signal.getsignal(signal.SIGALRM)
     try:
         result = pytester.runpytest_inprocess(
             "-v", "-p", "no:cacheprovider", *list(durations)[:4], plugins=[conftest]
         )
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)  # the session's loop limit, not this test's
+        signal.signal(signal.SIGALRM, handler)
     ran = [line.split(" ", 1)[0] for line in result.outlines if line.startswith("test_tasks.py::")]
     # 1.0 s for tasks/base.py: quick (0.1), param[2] (0.2), param[1] (0.5); slow no longer fits,
     # and test_unreached (not named by mutmut) is not even collected.
