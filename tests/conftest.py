@@ -373,6 +373,7 @@ def _preload_for_mutation_testing() -> None:
     # sets them for each test, too late for what is imported here.
     for name in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE"):
         os.environ[name] = "1"
+    os.environ.pop("AWS_PROFILE", None)  # as `isolated` does for each test: botocore reads it here too
 
     import rlvr_cli
     from rlvr_cli.models.offline import materialize_offline
