@@ -38,21 +38,27 @@ def loops(root: Path = ROOT) -> set[str]:
     return {mutant for mutant, (_test, _before, looped) in kills.items() if looped}
 
 
-def module_figures(root: Path = ROOT) -> list[dict]:
+def results(root: Path = ROOT) -> dict[str, dict]:
+    """Each module of the scope -> mutmut's record of it in mutants/ ({} before it was mutated)."""
     scope = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["mutmut"]["only_mutate"]
-    looped = loops(root)
-    rows = []
+    found = {}
     for source in scope:
         meta = root / "mutants" / f"{source}.meta"
+        found[source] = json.loads(meta.read_text()) if meta.is_file() else {}
+    return found
+
+
+def module_figures(root: Path = ROOT) -> list[dict]:
+    looped = loops(root)
+    rows = []
+    for source, record in results(root).items():
         counts: Counter[str] = Counter()
         seconds: Counter[str] = Counter()
-        if meta.is_file():
-            results = json.loads(meta.read_text())
-            durations = results.get("durations_by_key", {})
-            for key, code in results["exit_code_by_key"].items():
-                status = "timeout" if key in looped and code is not None else status_by_exit_code[code]
-                counts[status] += 1
-                seconds["survived" if status == "survived" else "detected"] += durations.get(key, 0.0)
+        durations = record.get("durations_by_key", {})
+        for key, code in record.get("exit_code_by_key", {}).items():
+            status = "timeout" if key in looped and code is not None else status_by_exit_code[code]
+            counts[status] += 1
+            seconds["survived" if status == "survived" else "detected"] += durations.get(key, 0.0)
         total = sum(counts.values())
         detected = counts["killed"] + counts["timeout"]
         rows.append(
@@ -73,13 +79,9 @@ def module_figures(root: Path = ROOT) -> list[dict]:
 
 def survivors(root: Path = ROOT) -> dict[str, dict[str, list[int]]]:
     """module -> function (`Class.method` for methods) -> the numbers of its surviving mutants."""
-    scope = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["mutmut"]["only_mutate"]
     found: dict[str, dict[str, list[int]]] = {}
-    for source in scope:
-        meta = root / "mutants" / f"{source}.meta"
-        if not meta.is_file():
-            continue
-        for key, code in json.loads(meta.read_text())["exit_code_by_key"].items():
+    for source, record in results(root).items():
+        for key, code in record.get("exit_code_by_key", {}).items():
             if code is None or status_by_exit_code[code] != "survived":
                 continue
             name, number = key.rsplit(".", 1)[1].rsplit("__mutmut_", 1)

@@ -139,6 +139,16 @@ def gsm8k_fixture() -> Path:
     return FIXTURE_GSM8K
 
 
+def load_script(name: str):
+    """scripts/NAME.py as a module (the scripts are not a package): tests check what they generate."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, REPO / "scripts" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def missing(what: str, fix: str) -> None:
     """Something a test needs is not installed or present: skipped on a developer's machine, a
     failure in CI (`CI` set, as `.ci/run` and CI services do), where a silent skip would hide tests."""

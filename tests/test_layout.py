@@ -4,16 +4,13 @@ package, every module says what it holds and stays small, and the README stays a
 from __future__ import annotations
 
 import ast
-import importlib.util
 from pathlib import Path
 
 import pytest
 
-from .conftest import REPO
+from .conftest import REPO, load_script
 
-spec = importlib.util.spec_from_file_location("readme_reference", REPO / "scripts" / "readme_reference.py")
-readme_reference = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(readme_reference)
+readme_reference = load_script("readme_reference")
 
 
 def test_module_map_matches_the_package():

@@ -112,15 +112,10 @@ def test_java_classes_stay_ascii_and_negated_properties_are_not_guessed():
 def test_the_shipped_trimmed_model_is_what_the_installed_botocore_gives():
     """The requests are checked against rlvr's trimmed copy of botocore's SageMaker model: after a
     botocore upgrade, a stale copy would check against rules AWS no longer has (or miss new ones)."""
-    import importlib.util
+    from .conftest import load_script
 
-    script = Path(__file__).resolve().parent.parent / "scripts" / "trim_botocore_model.py"
-    spec = importlib.util.spec_from_file_location("trim_botocore_model", script)
-    trim = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(trim)
-    version, model = trim.trimmed()
+    version, model = load_script("trim_botocore_model").trimmed()
     shipped = sm.MODELS / "sagemaker" / version / "service-2.json"
-    assert shipped.is_file(), f"no trimmed model for botocore's SageMaker {version}; run {script.name}"
-    assert json.loads(shipped.read_text(encoding="utf-8")) == model, (
-        f"stale; run python scripts/{script.name}"
-    )
+    fix = "run python scripts/trim_botocore_model.py"
+    assert shipped.is_file(), f"no trimmed model for botocore's SageMaker {version}; {fix}"
+    assert json.loads(shipped.read_text(encoding="utf-8")) == model, f"stale; {fix}"

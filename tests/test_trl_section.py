@@ -18,15 +18,11 @@ def write(path: Path, **data: object) -> Path:
 
 
 def test_the_shipped_field_table_is_the_installed_trls():
-    import importlib.util
-
     from rlvr_cli.config.trl import TABLE
 
-    from .conftest import REPO
+    from .conftest import load_script
 
-    spec = importlib.util.spec_from_file_location("trl_fields", REPO / "scripts" / "trl_fields.py")
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
+    script = load_script("trl_fields")
     assert json.loads(TABLE.read_text()) == script.table(), "regenerate: python scripts/trl_fields.py"
 
 

@@ -35,8 +35,8 @@ def parse_s3_uri(uri: str) -> tuple[str, str]:
 def _data_loader(data_path: str | None) -> Any:
     """One botocore data loader per search path for the whole process: it keeps the service models
     and endpoint rules it parsed, which every new botocore session would parse again (a client took
-    0.16-0.26 s to make with a loader of its own, 0.03-0.05 s with this one). Sessions stay one per client, so
-    credentials, region and endpoint are still read afresh each time."""
+    0.16-0.26 s to make with a loader of its own, 0.03-0.05 s with this one). Sessions stay one per
+    client, so credentials, region and endpoint are still read afresh each time."""
     import botocore.loaders
 
     return botocore.loaders.create_loader(data_path)
