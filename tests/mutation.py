@@ -52,7 +52,7 @@ HOME_TESTS = {
     "rlvr_cli.training.set_aside": ("tests/test_group_filter.py",),
     "rlvr_cli.cloud.sagemaker.request_checks": ("tests/test_remote_request.py",),
     "rlvr_cli.cloud.sagemaker.service_model": ("tests/test_service_model.py", "tests/test_remote_request.py"),
-    "rlvr_cli.cloud.sagemaker.s3objects": ("tests/test_artifacts.py",),
+    "rlvr_cli.cloud.sagemaker.s3objects": ("tests/test_s3objects.py", "tests/test_artifacts.py"),
     "rlvr_cli.cloud.sagemaker.artifacts": ("tests/test_artifacts.py",),
     "rlvr_cli.container.entry": ("tests/test_entry.py",),
 }

@@ -832,3 +832,222 @@ def test_a_multipart_checksum_is_checked_as_the_kind_s3_states(
     assert verification.matches == (mismatch is None)
     if checked:
         assert verification.checked == ["size", checked, "ETag (MD5 of 3 parts)"]
+
+
+# --- a job's state, the archive's members, and the download, without a server --------------------------
+
+
+@pytest.fixture
+def described(monkeypatch: pytest.MonkeyPatch) -> dict:
+    """What DescribeTrainingJob answers for the job `job_artifact` looks up (edit it in the test)."""
+    import rlvr_cli.cloud.sagemaker.artifacts as artifacts
+    import rlvr_cli.cloud.sagemaker.jobs as jobs
+
+    answer = {"TrainingJobName": "rlvr-x", "OutputDataConfig": {"S3OutputPath": "s3://b/out"}}
+
+    def describe_existing(sm, name: str) -> dict:
+        assert name == "rlvr-x"
+        if isinstance(answer.get("raise"), Exception):
+            raise answer["raise"]
+        return answer
+
+    monkeypatch.setattr(jobs, "describe_existing", describe_existing)
+    monkeypatch.setattr(artifacts, "client", lambda service, **settings: object())
+    return answer
+
+
+@pytest.mark.parametrize(
+    ("status", "code", "hint"),
+    [
+        ("InProgress", 3, "wait for it to finish: rlvr logs rlvr-x"),
+        ("Stopping", 3, "wait for it to stop: rlvr status rlvr-x"),
+        ("Failed", 4, "see why: rlvr logs rlvr-x --no-follow --tail 100"),
+        (
+            "Stopped",
+            5,
+            "a stopped job's model may be partial; to evaluate it anyway: "
+            "rlvr eval --checkpoint s3://b/out/rlvr-x/output/model.tar.gz",
+        ),
+        ("Deleting", 1, "rlvr status rlvr-x"),  # a state rlvr has no advice for
+    ],
+)
+def test_a_job_that_did_not_complete_is_named_with_its_exit_code_and_what_to_do(
+    described, status, code, hint
+):
+    from rlvr_cli.cloud.sagemaker.artifacts import job_artifact
+    from rlvr_cli.core.errors import RlvrError
+
+    described["TrainingJobStatus"] = status
+    with pytest.raises(RlvrError) as raised:
+        job_artifact("rlvr-x", profile=None, region=None)
+    assert str(raised.value) == (f"job rlvr-x is {status}, not Completed (rlvr status exits {code}); {hint}")
+    assert raised.value.code == code
+
+
+def test_a_failed_jobs_reason_is_its_first_line_cut_at_200_characters(described):
+    from rlvr_cli.cloud.sagemaker.artifacts import job_artifact
+    from rlvr_cli.core.errors import RlvrError
+
+    described.update(
+        TrainingJobStatus="Failed", FailureReason="  AlgorithmError: " + "x" * 300 + "\nTraceback"
+    )
+    with pytest.raises(RlvrError) as raised:
+        job_artifact("rlvr-x", profile=None, region=None)
+    reason = ("AlgorithmError: " + "x" * 300)[:200]
+    assert str(raised.value).startswith(f"job rlvr-x is Failed ({reason}), not Completed")
+
+
+def test_a_completed_jobs_model_and_settings_are_returned(described):
+    from rlvr_cli.cloud.sagemaker.artifacts import job_artifact
+
+    described["TrainingJobStatus"] = "Completed"
+    assert job_artifact("rlvr-x", profile="dev", region="eu-west-1") == (
+        "rlvr-x",
+        "s3://b/out/rlvr-x/output/model.tar.gz",
+        {"profile": "dev", "region": "eu-west-1"},
+    )
+
+
+def test_an_aws_error_describing_the_job_names_the_job(described):
+    import botocore.exceptions
+
+    from rlvr_cli.cloud.sagemaker.artifacts import job_artifact
+    from rlvr_cli.core.errors import RlvrError
+
+    described["raise"] = botocore.exceptions.ClientError(
+        {"Error": {"Code": "AccessDeniedException", "Message": "not allowed"}}, "DescribeTrainingJob"
+    )
+    with pytest.raises(RlvrError) as raised:
+        job_artifact("rlvr-x", profile=None, region=None)
+    assert str(raised.value).startswith("job rlvr-x: access denied (not allowed)")
+
+
+def test_an_output_path_is_joined_after_its_trailing_slashes_only():
+    from rlvr_cli.cloud.sagemaker.artifacts import _artifact_uri
+
+    described = {"TrainingJobName": "rlvr-1", "OutputDataConfig": {"S3OutputPath": "s3://b/runs-X//"}}
+    assert _artifact_uri(described) == "s3://b/runs-X/rlvr-1/output/model.tar.gz"
+
+
+def _info(name: str, kind: bytes = tarfile.REGTYPE, link: str = "") -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.type, info.linkname = kind, link
+    return info
+
+
+@pytest.mark.parametrize(
+    ("member", "problem"),
+    [
+        # Empty and "." parts do not hide a path under a link (links are named without them).
+        (_info("a//b/c"), "lies under the link 'a/b'"),
+        (_info("a/./b/c"), "lies under the link 'a/b'"),
+        (_info("a/bc"), None),
+        (_info("x", tarfile.SYMTYPE, ".."), "links outside the archive ('..')"),
+        (_info("d/x", tarfile.SYMTYPE, "..\\..\\etc"), "links outside the archive ('..\\\\..\\\\etc')"),
+        (_info("d/x", tarfile.SYMTYPE, "..\\y"), None),
+        # A hard link's target is named from the archive's root, not from the link's folder.
+        (_info("d/e/h", tarfile.LNKTYPE, "../y"), "links outside the archive ('../y')"),
+        (_info("d/e/h", tarfile.LNKTYPE, "d/y"), None),
+        (_info("d/e/s", tarfile.SYMTYPE, "../../y"), None),
+        (_info("fifo", tarfile.FIFOTYPE), "is a device file or FIFO"),
+        (_info("dev", tarfile.CHRTYPE), "is a device file or FIFO"),
+    ],
+)
+def test_a_members_path_and_link_are_judged_after_normalising_them(member, problem):
+    from rlvr_cli.cloud.sagemaker.artifacts import _member_problem
+
+    assert _member_problem(member, links={"a/b"}) == problem
+
+
+def test_an_archive_is_extracted_into_a_hidden_folder_beside_its_target(tmp_path: Path, monkeypatch):
+    """Beside it, so the rename is on one file system; hidden and renamed only when complete, so a
+    reader never sees half a checkpoint under the target's name."""
+    from rlvr_cli.cloud.sagemaker.artifacts import unpack
+
+    archive = tmp_path / "model.tar.gz"
+    archive.write_bytes(tar_gz(checkpoint_files()))
+    entry = tmp_path / "entry"
+    entry.mkdir()
+    seen: list[list[str]] = []
+    real = tarfile.TarFile.extractall
+
+    def extractall(self, path, *args, **kwargs):
+        seen.append(sorted(p.name for p in entry.iterdir()))
+        assert Path(path).parent == entry
+        return real(self, path, *args, **kwargs)
+
+    monkeypatch.setattr(tarfile.TarFile, "extractall", extractall)
+    unpack(archive, entry / "model", "s3://b/model.tar.gz")
+    assert len(seen) == 1 and len(seen[0]) == 1 and seen[0][0].startswith(".model.")
+    assert sorted(p.name for p in entry.iterdir()) == ["model"]
+    assert sorted(p.name for p in (entry / "model").iterdir()) == sorted(checkpoint_files())
+
+
+def test_extracted_files_lose_setuid_and_write_bits_for_others(tmp_path: Path):
+    """tarfile's `data` filter, after rlvr's own checks: a checkpoint's files are data."""
+    from rlvr_cli.cloud.sagemaker.artifacts import unpack
+
+    risky = tarfile.TarInfo("run.sh")
+    risky.size, risky.mode = 3, 0o4777
+    archive = tmp_path / "model.tar.gz"
+    archive.write_bytes(tar_gz(checkpoint_files(), [(risky, b"#!/")]))
+    unpack(archive, tmp_path / "model", "s3://b/model.tar.gz")
+    mode = (tmp_path / "model" / "run.sh").stat().st_mode & 0o7777
+    assert mode & 0o4000 == 0 and mode & 0o022 == 0, oct(mode)
+
+
+def test_a_download_lands_beside_the_archive_and_asks_for_the_version_it_checks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """What rlvr sends S3 for one download (botocore's Stubber checks each call's parameters): the
+    version HeadObject saw, for the object and for its part sizes; the bytes go to a hidden file
+    beside the archive, which becomes the archive only once checked."""
+    import base64
+    import hashlib
+    import zlib
+
+    from botocore.response import StreamingBody
+    from botocore.stub import Stubber
+
+    import rlvr_cli.cloud.sagemaker.artifacts as artifacts
+    from rlvr_cli.cloud.sagemaker.client import client
+    from rlvr_cli.cloud.sagemaker.s3objects import from_head
+
+    data = bytes(range(256)) * 4
+    parts = [data[:512], data[512:]]
+    crc = zlib.crc32(b"".join(zlib.crc32(p).to_bytes(4, "big") for p in parts)).to_bytes(4, "big")
+    head = {
+        "ContentLength": len(data),
+        "ETag": '"' + hashlib.md5(b"".join(hashlib.md5(p).digest() for p in parts)).hexdigest() + '-2"',
+        "ChecksumCRC32": base64.b64encode(crc).decode() + "-2",
+        "VersionId": "v1",
+    }
+    obj = from_head("b", "rlvr/model.tar.gz", head)
+    s3 = client("s3", region="us-east-1")
+    wanted = {"Bucket": "b", "Key": "rlvr/model.tar.gz", "VersionId": "v1"}
+    with Stubber(s3) as stub:
+        stub.add_response("head_object", {"ContentLength": len(data), "ETag": head["ETag"]}, wanted)
+        body = StreamingBody(io.BytesIO(data), len(data))
+        stub.add_response("get_object", {"Body": body, "ContentLength": len(data)}, wanted)
+        stub.add_response("head_object", {"ContentLength": 512}, {**wanted, "PartNumber": 1})
+
+        archive = tmp_path / "entry" / "model.tar.gz"
+        checked: list[Path] = []
+        real = artifacts.verify_file
+
+        def verify_file(client, obj, path: Path):
+            checked.append(path)
+            assert not archive.exists()
+            return real(client, obj, path)
+
+        monkeypatch.setattr(artifacts, "verify_file", verify_file)
+        assert artifacts._download(s3, obj, archive, None) == [
+            "size",
+            "ChecksumCRC32 (composite of 2 parts)",
+            "ETag (MD5 of 2 parts)",
+        ]
+        stub.assert_no_pending_responses()
+    assert len(checked) == 1 and checked[0].parent == archive.parent
+    assert checked[0].name.startswith(".model.tar.gz.") and checked[0].name.endswith(".download")
+    assert archive.read_bytes() == data
+    assert [p.name for p in archive.parent.iterdir()] == ["model.tar.gz"]

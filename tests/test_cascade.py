@@ -34,15 +34,21 @@ def reference_attention(query, keys, values, visible, scale=None):
     return F.scaled_dot_product_attention(query, keys, values, attn_mask=visible, scale=scale).transpose(1, 2)
 
 
-def assert_cascade_equals_sdpa(cache, query, parts_k, parts_v, mask, visible):
-    """Cascade attention over `cache`'s levels plus the rows' own keys (the last of `parts_*`),
-    given `mask`, equals SDPA over all the parts laid out per row with `visible`."""
+def cascade_forward(cache, query, keys, values, mask, scale=None):
     token = cascade._ACTIVE.set(cache)
     try:
-        out, _ = cascade_attention_forward(Module(), query, parts_k[-1], parts_v[-1], mask)
+        return cascade_attention_forward(Module(), query, keys, values, mask, scaling=scale)[0]
     finally:
         cascade._ACTIVE.reset(token)
-    expected = reference_attention(query, torch.cat(parts_k, dim=2), torch.cat(parts_v, dim=2), visible)
+
+
+def assert_cascade_equals_sdpa(cache, query, parts_k, parts_v, mask, visible, scale=None):
+    """Cascade attention over `cache`'s levels plus the rows' own keys (the last of `parts_*`),
+    given `mask`, equals SDPA over all the parts laid out per row with `visible`."""
+    out = cascade_forward(cache, query, parts_k[-1], parts_v[-1], mask, scale)
+    expected = reference_attention(
+        query, torch.cat(parts_k, dim=2), torch.cat(parts_v, dim=2), visible, scale=scale
+    )
     torch.testing.assert_close(out, expected, atol=1e-5, rtol=1e-5)
 
 
@@ -111,15 +117,20 @@ def test_attention_equals_sdpa_over_the_full_cache(groups, q, additive):
         else visible
     )
 
-    assert_cascade_equals_sdpa(cache, query, parts_k, parts_v, mask, visible)
+    # The model's own scaling where it gives one (Granite, Gemma 2 27B), else 1/sqrt(head_dim).
+    assert_cascade_equals_sdpa(cache, query, parts_k, parts_v, mask, visible, scale=0.2 if additive else None)
 
 
-@pytest.mark.parametrize("groups", [[0, 0, 1, 1], None], ids=["two-levels", "one-level"])
-def test_attention_without_a_mask_is_causal_over_the_rows_own_tokens(groups):
+@pytest.mark.parametrize(
+    ("rows", "groups"),
+    [(4, [0, 0, 1, 1]), (2, [0, 0]), (2, [0, 1]), (4, None)],
+    ids=["two-levels", "two-rows-one-group", "two-rows-two-groups", "one-level"],
+)
+def test_attention_without_a_mask_is_causal_over_the_rows_own_tokens(rows, groups):
     """No padding anywhere: transformers passes no mask, and the rows' own tokens still see only
     the ones before them (each query the levels, then its own part up to itself)."""
     torch.manual_seed(0)
-    rows, l1, l2, own, q = 4, 5, 4, 6, 3
+    l1, l2, own, q = 5, 4, 6, 3
     cache = CascadeCache(Config())
     layer = cache.layers[0]
     k1, v1 = torch.randn(1, KV_HEADS, l1, DIM), torch.randn(1, KV_HEADS, l1, DIM)
@@ -127,7 +138,8 @@ def test_attention_without_a_mask_is_causal_over_the_rows_own_tokens(groups):
     parts_k, parts_v = [k1.expand(rows, -1, -1, -1)], [v1.expand(rows, -1, -1, -1)]
     if groups:
         index = torch.tensor(groups)
-        k2, v2 = torch.randn(2, KV_HEADS, l2, DIM), torch.randn(2, KV_HEADS, l2, DIM)
+        n = max(groups) + 1
+        k2, v2 = torch.randn(n, KV_HEADS, l2, DIM), torch.randn(n, KV_HEADS, l2, DIM)
         layer.levels.append(Level.of(k2, v2, index))
         parts_k.append(k2[index]), parts_v.append(v2[index])
     k3, v3 = torch.randn(rows, KV_HEADS, own, DIM), torch.randn(rows, KV_HEADS, own, DIM)
@@ -156,8 +168,10 @@ def test_gqa_sdpa_equals_sdpa_on_its_cpu_path_and_hands_the_rest_to_transformers
     rows, q = 2, 2  # two query tokens: the fewest for which causality matters
     query = torch.randn(rows, KV_HEADS * N_REP, q, DIM)
     keys, values = torch.randn(rows, KV_HEADS, q, DIM), torch.randn(rows, KV_HEADS, q, DIM)
-    visible = torch.rand(rows, 1, q, q) > 0.4
-    visible[..., 0] = True
+    # A mask that hides a key from each row, and not the causal pattern: a mask dropped shows.
+    visible = torch.ones(rows, 1, q, q, dtype=torch.bool)
+    visible[0, :, 1, 1] = False
+    visible[1, :, 1, 0] = False
     causal = torch.ones(q, q, dtype=torch.bool).tril()
 
     def check(module, mask, expected_visible, scale=None, **kwargs):
@@ -246,6 +260,28 @@ def test_two_levels_hold_each_prompt_once(tiny):
     # Nothing per row is cached yet: decoding starts from each row's last prompt token.
     assert prefill.cache.layers[0].keys is None
     assert prefill.cached == k1.shape[2] + k2.shape[2] == prefill.ids.shape[1] - 1
+
+
+def test_one_prompt_repeated_keeps_its_last_token_for_decoding(tiny):
+    """Every row the same prompt (GRPO with one prompt per generation batch; `rlvr eval --samples K`
+    with a batch of K): all but its last token are level 1, nothing is left for a level 2, and
+    decoding from the last token gives plain `generate`'s tokens and log-probs."""
+    model, tokenizer = tiny
+    prompt = EXEMPLARS + QUESTIONS[0]
+    row = tokenizer(prompt)["input_ids"]
+    prefill = prefill_shared(model, [row] * 3, tokenizer.pad_token_id)
+    assert prefill.ids.tolist() == [row] * 3 and bool(prefill.mask.all())
+    assert prefill.cached == len(row) - 1
+    assert all(len(layer.levels) == 1 for layer in prefill.cache.layers)
+    options = dict(
+        max_new_tokens=3, do_sample=False, pad_token_id=tokenizer.pad_token_id,
+        output_logits=True, return_dict_in_generate=True,
+    )  # fmt: skip
+    plain = model.generate(**tokenizer([prompt] * 3, return_tensors="pt"), **options)
+    shared = generate_shared_prefix(model, [row] * 3, tokenizer.pad_token_id, **options)
+    assert shared.sequences.tolist() == plain.sequences.tolist()
+    for ours, theirs in zip(shared.logits, plain.logits, strict=True):
+        torch.testing.assert_close(ours.log_softmax(-1), theirs.log_softmax(-1), atol=1e-4, rtol=1e-4)
 
 
 def test_training_forwards_keep_sdpa(tiny):
@@ -360,3 +396,61 @@ def test_prompts_without_padding_equal_plain_generate(tiny, count_levels):
     for ours, theirs in zip(shared.logits, plain.logits, strict=True):
         torch.testing.assert_close(ours.log_softmax(-1), theirs.log_softmax(-1), atol=1e-4, rtol=1e-4)
     assert count_levels[-1] == 2
+
+
+def test_gqa_sdpa_applies_the_dropout_it_is_given():
+    """A training forward of a model with attention dropout: both paths drop what they are told."""
+    from rlvr_cli.decoding.attention import gqa_sdpa_forward
+
+    class Causal(torch.nn.Module):
+        num_key_value_groups = N_REP
+
+    torch.manual_seed(0)
+    query = torch.randn(2, KV_HEADS * N_REP, 3, DIM)
+    keys, values = torch.randn(2, KV_HEADS, 3, DIM), torch.randn(2, KV_HEADS, 3, DIM)
+    for kwargs in ({}, {"is_causal": False}):  # the CPU path; the hand-over to transformers' SDPA
+        plain, _ = gqa_sdpa_forward(Causal(), query, keys, values, None, dropout=0.0, **kwargs)
+        dropped, _ = gqa_sdpa_forward(Causal(), query, keys, values, None, dropout=0.9, **kwargs)
+        assert not torch.allclose(dropped, plain), kwargs
+
+
+def _one_level_cache(rows: int, l1: int, dtype=torch.float32):
+    cache = CascadeCache(Config())
+    k1, v1 = torch.randn(1, KV_HEADS, l1, DIM, dtype=dtype), torch.randn(1, KV_HEADS, l1, DIM, dtype=dtype)
+    cache.layers[0].levels.append(Level.of(k1, v1, None))
+    return cache, k1.expand(rows, -1, -1, -1), v1.expand(rows, -1, -1, -1)
+
+
+def test_a_query_far_below_the_batchs_best_score_keeps_its_attention():
+    """Each query's parts are shifted by its own best score: a row whose scores lie hundreds below
+    another row's (a head with huge logits beside ordinary ones) still gets SDPA's output."""
+    torch.manual_seed(0)
+    rows, own = 3, 6
+    cache, k1, v1 = _one_level_cache(rows, 5)
+    k3, v3 = torch.randn(rows, KV_HEADS, own, DIM), torch.randn(rows, KV_HEADS, own, DIM)
+    query = torch.randn(rows, KV_HEADS * N_REP, 1, DIM)
+    query[0] *= 200.0
+    out = cascade_forward(cache, query, k3, v3, None)
+    expected = reference_attention(query, torch.cat([k1, k3], 2), torch.cat([v1, v3], 2), None)
+    assert torch.isfinite(out).all()
+    torch.testing.assert_close(out[1:], expected[1:], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(out[:1], expected[:1], atol=1e-3, rtol=1e-3)
+
+
+def test_attention_returns_the_querys_dtype():
+    """bf16 in, bf16 out (the parts are merged in float32): the model's bf16 o_proj takes it."""
+    torch.manual_seed(0)
+    rows, own = 2, 3
+    cache, _, _ = _one_level_cache(rows, 5, torch.bfloat16)
+    query = torch.randn(rows, KV_HEADS * N_REP, 1, DIM, dtype=torch.bfloat16)
+    k3 = torch.randn(rows, KV_HEADS, own, DIM, dtype=torch.bfloat16)
+    v3 = torch.randn(rows, KV_HEADS, own, DIM, dtype=torch.bfloat16)
+    assert cascade_forward(cache, query, k3, v3, None).dtype == torch.bfloat16
+
+
+def test_a_composite_config_gives_a_layer_per_layer_of_its_text_decoder():
+    """AutoModelForCausalLM on a Gemma 3 or Llava checkpoint: the layers are its text config's."""
+    from transformers import LlamaConfig, LlavaConfig
+
+    text = LlamaConfig(num_hidden_layers=3, hidden_size=32, intermediate_size=64, num_attention_heads=4)
+    assert len(CascadeCache(LlavaConfig(text_config=text.to_dict())).layers) == 3

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import itertools
 from pathlib import Path
 
@@ -62,6 +63,36 @@ def test_does_not_stop_inside_the_reasoning(tiny):
 def test_common_prefix_length():
     assert common_prefix_length([[1, 2, 3, 4], [1, 2, 5], [1, 2, 3]]) == 2
     assert common_prefix_length([[1], [2]]) == 0
+    # The first two rows share a token, the third none: 0, not the 1 found so far.
+    assert common_prefix_length([[5, 1], [5, 2], [6, 1]]) == 0
+
+
+def test_repeated_groups_finds_any_run_of_identical_prompts():
+    from rlvr_cli.decoding.generation import repeated_groups
+
+    # One repeated pair is enough (the last batch of `rlvr eval --samples 2 --batch-size 3`).
+    assert repeated_groups([[1], [1], [2]]) == [0, 0, 1]
+    assert repeated_groups([[1], [2], [2], [3]]) == [0, 1, 1, 2]
+    assert repeated_groups([[1], [2], [1]]) is None  # no run: not GRPO's layout
+
+
+def test_the_cache_argument_is_named_as_the_model_takes_it(tiny):
+    """transformers 5.25 names it `cache` (`past_key_values` is a deprecated alias, to go in 5.40); a
+    model whose forward still takes `past_key_values` (remote code) gets that name; PEFT's wrapper,
+    whose forward takes **kwargs, is looked through."""
+    from peft import LoraConfig, get_peft_model
+
+    from rlvr_cli.decoding.generation import cache_kwarg_name
+
+    model, _ = tiny
+
+    class Remote(torch.nn.Module):
+        def forward(self, input_ids=None, attention_mask=None, past_key_values=None, **kwargs): ...
+
+    assert cache_kwarg_name(model) == "cache"
+    assert cache_kwarg_name(Remote()) == "past_key_values"
+    wrapped = get_peft_model(copy.deepcopy(model), LoraConfig(r=2, target_modules=["q_proj"]))
+    assert cache_kwarg_name(wrapped) == "cache"
 
 
 def test_shared_prefix_generation_equals_plain_generation(tiny):
@@ -371,6 +402,9 @@ def test_only_settings_the_loop_implements_exactly_go_to_it():
     assert not supports_sampling(GenerationConfig(**base, cache_implementation="static"))
     assert not supports_sampling(GenerationConfig(**base, no_repeat_ngram_size=3))  # a field it ignores
     assert not supports_sampling(GenerationConfig(**base, repetition_penalty=1.2))
+    # TRL's GRPOTrainer always sets repetition_penalty (1.0: none): still rlvr's loop.
+    assert supports_sampling(GenerationConfig(**base, repetition_penalty=1.0))
+    assert not supports_sampling(GenerationConfig(**base, repetition_penalty=2.0))
     assert not supports_sampling(GenerationConfig(do_sample=True))  # no length: generate's own rules
 
 
@@ -449,3 +483,36 @@ def test_rlvr_loop_ends_rows_exactly_where_generate_does(tiny):
     assert stop_eos not in ours[2]  # its stop fired on the third and last token
     ours, plain = both(natural)
     assert ours == plain == [[natural]] * len(PROMPTS)  # every row wrote an EOS id and ended
+
+
+def test_without_a_shared_prefix_the_loop_decodes_plain_left_padding(tiny):
+    """Prompts sharing fewer than MIN_SHARED_TOKENS: the prefill is plain left padding with nothing
+    cached, and rlvr's loop (decode_rows, as eval and the sampling loop run it) gets plain
+    `generate`'s logits at every step."""
+    from rlvr_cli.decoding.cascade import CascadeCache
+    from rlvr_cli.decoding.generation import decode_rows, prefill_shared
+
+    model, tokenizer = tiny
+    prompts = [f"Question: What is {i} + {i * 7}?\nSolution:" for i in (1, 20, 300)]
+    rows = [tokenizer(p)["input_ids"] for p in prompts]
+    width = max(map(len, rows)) + 3  # padding in every row
+    padded = tokenizer(prompts, return_tensors="pt", padding="max_length", max_length=width)
+    prefill = prefill_shared(model, rows, tokenizer.pad_token_id, width)
+    assert not isinstance(prefill.cache, CascadeCache) and prefill.cached == 0
+    assert prefill.ids.tolist() == padded["input_ids"].tolist()
+    assert prefill.mask.tolist() == padded["attention_mask"].tolist()
+    steps = 3
+    plain = model.generate(
+        **padded, max_new_tokens=steps, do_sample=False, pad_token_id=tokenizer.pad_token_id,
+        output_logits=True, return_dict_in_generate=True,
+    )  # fmt: skip
+    seen: list[torch.Tensor] = []
+
+    def choose(logits: torch.Tensor) -> torch.Tensor:
+        seen.append(logits)
+        return logits.argmax(dim=-1)
+
+    decode_rows(model, prefill, steps, choose, lambda row, token, step: False)
+    assert len(seen) == steps
+    for ours, theirs in zip(seen, plain.logits, strict=True):
+        torch.testing.assert_close(ours.log_softmax(-1), theirs.log_softmax(-1), atol=1e-4, rtol=1e-4)

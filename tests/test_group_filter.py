@@ -86,7 +86,13 @@ def test_fill_replaces_zero_variance_groups_and_keeps_the_batch_shape():
         2,
         False,
     )
-    assert stats.metrics()["groups/dropped_ratio"] == pytest.approx(3 / 7)
+    # The names the tracker, metrics.jsonl and the progress line (callbacks.format_log) read.
+    assert stats.metrics() == {
+        "groups/prompts_generated": 7.0,
+        "groups/dropped_ratio": pytest.approx(3 / 7),
+        "groups/zero_std_kept": 0.0,
+        "groups/extra_rounds": 2.0,
+    }
 
 
 def test_at_the_bound_zero_variance_groups_complete_the_batch():
@@ -158,6 +164,87 @@ def test_ranks_generate_together_and_end_with_the_same_number_of_groups():
     assert results[0][0]["advantages"].numel() == results[1][0]["advantages"].numel() == 4
     assert results[1][0]["advantages"].tolist() == [1, -1, 1, -1]
     assert results[0][1].generated == results[1][1].generated  # counted over both ranks
+
+
+# --- the trainer: its checks and its bound, with TRL's own work left out ---------------------------
+
+
+def test_the_trainer_says_once_when_dynamic_sampling_hits_its_bound(monkeypatch: pytest.MonkeyPatch):
+    """Every completion earns the same reward: one extra round, then the bound, at each step. The
+    batch keeps its shape, the groups are logged each step, and the warning is said once."""
+    from collections import defaultdict
+    from types import SimpleNamespace
+
+    from trl import GRPOTrainer
+
+    from rlvr_cli.core import console
+
+    from .test_trl_hook import _bare_trainer
+
+    said: list[str] = []
+    monkeypatch.setattr(console, "warn", said.append)
+    monkeypatch.setattr(
+        GRPOTrainer,
+        "_generate_and_score_completions",
+        lambda self, rows: output([0.0] * len(rows), 3, 2, tag=1),
+    )
+    trainer = _bare_trainer(
+        monkeypatch, [], {"dynamic_sampling_rounds": None},
+        model=SimpleNamespace(training=True),
+        state=SimpleNamespace(global_step=0),
+        accelerator=SimpleNamespace(process_index=0, gather=lambda t: t, is_main_process=True),
+        num_generations=G,
+        args=SimpleNamespace(seed=0),
+        train_dataset=[{"id": f"q{i}"} for i in range(4)],
+        _tokenizer=SimpleNamespace(pad_token_id=0),
+        _metrics={"train": defaultdict(list), "eval": defaultdict(list)},
+    )  # fmt: skip
+    trainer.dynamic_sampling_rounds = 1  # after rlvr's __init__, whose check reads TRL's settings
+    rows = [{"id": "a"}] * G + [{"id": "b"}] * G
+    for step in (0, 1):
+        trainer.state.global_step = step
+        assert trainer._generate_and_score_completions(rows)["advantages"].numel() == 2 * G
+    assert trainer.bound_hits == 2
+    assert len(said) == 1 and said[0].startswith(
+        "dynamic sampling: after 1 extra rounds at step 0, 2 groups whose completions all earned the same reward"
+    )
+    logged = trainer._metrics["train"]
+    assert logged["groups/prompts_generated"] == [4.0, 4.0]  # 2 groups, and 2 more in the extra round
+    assert logged["groups/zero_std_kept"] == [2.0, 2.0] and logged["groups/extra_rounds"] == [1.0, 1.0]
+
+
+@pytest.mark.parametrize(
+    ("per_device", "steps", "scale", "message"),
+    [
+        (2, 2, "group", None),  # 4 rows a device: whole groups of 4
+        # per_device_train_batch_size 1 and trl.generation_batch_size 8 on 4 GPUs: TRL resolves 2
+        # steps per generation, 2 rows a device; the recipe's check cannot see the processes.
+        (1, 2, "group", "a device generates 2 completions per batch, not a multiple of num_generations (4)"),
+        (2, 2, "batch", "dynamic_sampling needs advantages computed within each group"),
+    ],
+)
+def test_the_trainer_checks_dynamic_sampling_against_trls_resolved_batch(
+    monkeypatch: pytest.MonkeyPatch, per_device: int, steps: int, scale: str, message: str | None
+):
+    from types import SimpleNamespace
+
+    from trl import GRPOTrainer
+
+    from rlvr_cli.core.errors import UsageError
+    from rlvr_cli.training.trainer import RlvrGRPOTrainer
+
+    def trl_init(self, *args, **kwargs):  # what TRL's __init__ resolves, and nothing else
+        self.args = SimpleNamespace(per_device_train_batch_size=per_device, steps_per_generation=steps)
+        self.num_generations, self.scale_rewards = 4, scale
+        self.multi_objective_aggregation = "sum_then_normalize"
+
+    monkeypatch.setattr(GRPOTrainer, "__init__", trl_init)
+    if message is None:
+        assert RlvrGRPOTrainer(dynamic_sampling_rounds=2).dynamic_sampling_rounds == 2
+    else:
+        with pytest.raises(UsageError) as caught:
+            RlvrGRPOTrainer(dynamic_sampling_rounds=2)
+        assert message in str(caught.value)
 
 
 # --- the trainer: TRL's loss on the kept groups ---------------------------------------------------

@@ -151,6 +151,23 @@ def test_length_chunks_bound_the_padding():
     assert sum(max(lengths[r] for r in c) * len(c) for c in chunks) < 0.75 * 8 * 256
     assert len(chunks) < 8
     assert length_chunks([3, 4], [10, 10]) == [[3, 4]]
+    # Padding of exactly MAX_PADDING is allowed: 5 x 2 = 1.25 x (5 + 3).
+    assert length_chunks([0, 1], [5, 3]) == [[0, 1]]
+    # A chunk's tokens add up over all its rows: a third 10 still fits (30 <= 1.25 x 30).
+    assert length_chunks([0, 1, 2], [10, 10, 10]) == [[0, 1, 2]]
+
+
+def test_a_fork_of_a_cache_with_nothing_in_it_is_empty(tiny_model_dir: Path):
+    """A one-token prompt with nothing shared leaves its cache's layers without keys: the fork for a
+    chunk skips them."""
+    from transformers import AutoConfig, DynamicCache
+
+    from rlvr_cli.training.prefix_logps import _fork
+
+    config = AutoConfig.from_pretrained(tiny_model_dir)
+    empty = DynamicCache(config=config)
+    assert empty.layers and empty.layers[0].keys is None
+    assert _fork(empty, config).get_seq_length() == 0
 
 
 def test_policy_pass_keeps_the_kv_heads_unrepeated(policy, monkeypatch):

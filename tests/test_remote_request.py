@@ -643,6 +643,7 @@ def test_settings_that_cannot_work_together_are_each_one_line():
     assert problems({}, "remote.hf_token_secret=hf") == []
     arn = "arn:aws:sagemaker:us-east-1:123456789012:mlflow-tracking-server/x"
     assert len(problems({}, f"remote.environment={{MLFLOW_TRACKING_URI: {arn}}}", *isolated)) == 1
+    assert len(problems({}, "mlflow_tracking_uri=http://10.0.0.5:5000", *isolated)) == 1  # plain HTTP too
     assert problems({}, "mlflow_tracking_uri=file:///tmp/mlruns", *isolated) == []
     no_mlflow = (
         "mlflow_tracking_uri=https://mlflow.example.com",

@@ -248,6 +248,7 @@ def test_pass_at_k_counts_draws_without_replacement():
     assert [pass_at_k(4, 1, k) for k in (1, 2, 3, 4)] == pytest.approx([0.25, 0.5, 0.75, 1.0])
     assert pass_at_k(4, 3, 2) == 1.0 and pass_at_k(4, 0, 4) == 0.0
     assert pass_at_k(5, 2, 3) == pytest.approx(1 - 1 / 10)  # C(3,3) / C(5,3) draws miss both
+    assert pass_at_k(2, 1, 3) == 1.0  # more draws than samples, one right: every draw set holds it
 
 
 def test_pass_at_k_interval_is_the_mean_plus_or_minus_two_standard_errors():

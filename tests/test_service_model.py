@@ -93,6 +93,8 @@ def test_an_enum_names_the_closest_values(toy):
         (r"\[\p{L}", "[a", r"\[[a]"),
         # A category none of the value's characters is in: a noncharacter the value lacks.
         (r"\p{N}*", "ab", "[\ufdd0]*"),
+        # A category after a literal, outside any class: still a class of its own.
+        (r"x\p{N}+", "x12", "x[12]+"),
         (r"\p{N}*", "\ufdd0", "[\ufdd1]*"),
         (r"[^\p{Z}]", "a", "[^\ufdd0]"),
     ],
@@ -100,6 +102,23 @@ def test_an_enum_names_the_closest_values(toy):
 def test_java_patterns_are_translated_for_the_value(java, value, python):
     compiled = sm.python_pattern(java, value)
     assert compiled is not None and compiled.pattern == python
+
+
+def test_lists_and_maps_are_checked_inclusively_at_both_ends(toy):
+    """50 tags, 100 environment variables: SageMaker's maxima are allowed, one more is not."""
+    shapes = {
+        "Input": {"type": "structure", "members": {"L": {"shape": "L"}, "M": {"shape": "M"}}},
+        "L": {"type": "list", "member": {"shape": "S"}, "min": 1, "max": 2},
+        "M": {"type": "map", "key": {"shape": "S"}, "value": {"shape": "S"}, "min": 1, "max": 2},
+        "S": {"type": "string"},
+    }
+    assert toy(shapes, {"L": ["a", "b"], "M": {"a": "x", "b": "y"}}) == set()
+    assert toy(shapes, {"L": ["a"], "M": {"a": "x"}}) == set()
+    assert toy(shapes, {"L": ["a", "b", "c"]}) == {(("L",), "has 3 entries; SageMaker allows at most 2")}
+    assert toy(shapes, {"M": {"a": "x", "b": "y", "c": "z"}}) == {
+        (("M",), "has 3 entries; SageMaker allows at most 2")
+    }
+    assert toy(shapes, {"L": []}) == {(("L",), "has 0 entries; SageMaker needs at least 1")}
 
 
 def test_java_classes_stay_ascii_and_negated_properties_are_not_guessed():
