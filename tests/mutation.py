@@ -63,7 +63,7 @@ HOME_TESTS = {
 # for its later mutants, and detections fall faster than the minutes.
 TEST_SECONDS = 1.0
 MODULE_SECONDS = {
-    "rlvr_cli.decoding.generation": 2.0,
+    "rlvr_cli.decoding.generation": 3.5,
     "rlvr_cli.training.trainer": 3.0,
     "rlvr_cli.cloud.sagemaker.s3objects": 4.0,
     "rlvr_cli.cloud.sagemaker.artifacts": 4.0,

@@ -1051,3 +1051,57 @@ def test_a_download_lands_beside_the_archive_and_asks_for_the_version_it_checks(
     assert checked[0].name.startswith(".model.tar.gz.") and checked[0].name.endswith(".download")
     assert archive.read_bytes() == data
     assert [p.name for p in archive.parent.iterdir()] == ["model.tar.gz"]
+
+
+def test_a_checkpoint_is_fetched_with_the_jobs_settings_and_its_source_recorded(cache: Path, monkeypatch):
+    """`fetch_checkpoint` without a server: the S3 client is made with the profile and region given,
+    the archive is checked, unpacked into the cache entry named by the object's URI, ETag and size,
+    and source.json records where it came from; an AWS error names the object."""
+    import hashlib
+
+    from botocore.response import StreamingBody
+    from botocore.stub import Stubber
+
+    import rlvr_cli.cloud.sagemaker.artifacts as artifacts
+    from rlvr_cli.cloud.sagemaker.client import client
+    from rlvr_cli.core.errors import RlvrError
+
+    archive = tar_gz(checkpoint_files())
+    etag = hashlib.md5(archive).hexdigest()
+    s3 = client("s3", region="us-east-1")
+    asked: list[tuple] = []
+    monkeypatch.setattr(
+        artifacts, "client", lambda service, **settings: asked.append((service, settings)) or s3
+    )
+    uri = "s3://rlvr-b/rlvr/output/rlvr-7/output/model.tar.gz"
+    where = {"Bucket": "rlvr-b", "Key": "rlvr/output/rlvr-7/output/model.tar.gz"}
+    head = {"ContentLength": len(archive), "ETag": f'"{etag}"'}
+    with Stubber(s3) as stub:
+        stub.add_response("head_object", head, {**where, "ChecksumMode": "ENABLED"})
+        stub.add_response("head_object", head, where)
+        stub.add_response("get_object", {"Body": StreamingBody(io.BytesIO(archive), len(archive))}, where)
+        fetched = artifacts.fetch_checkpoint(uri, profile="dev", region="eu-west-1", job="rlvr-7")
+        stub.assert_no_pending_responses()
+    assert asked == [("s3", {"profile": "dev", "region": "eu-west-1"})]
+    identity = hashlib.sha256(f"{uri}\n{etag}\n{len(archive)}".encode()).hexdigest()[:16]
+    entry = cache / f"rlvr-b-{identity}"
+    assert fetched.as_dict() == {
+        "s3_uri": uri,
+        "job": "rlvr-7",
+        "path": str(entry / "model"),
+        "reused": False,
+        "verified": ["size", "ETag (MD5)"],
+    }
+    assert fetched.label == "rlvr-7"
+    assert sorted(p.name for p in (entry / "model").iterdir()) == sorted(checkpoint_files())
+    assert json.loads((entry / "source.json").read_text()) == {
+        **fetched.as_dict(),
+        "etag": etag,
+        "bytes": len(archive),
+    }
+
+    with Stubber(s3) as stub:
+        stub.add_client_error("head_object", "AccessDenied", "Access Denied", 403)
+        with pytest.raises(RlvrError) as raised:
+            artifacts.fetch_checkpoint(uri.replace("rlvr-7", "rlvr-8"), profile=None, region=None)
+    assert str(raised.value).startswith(f"{uri.replace('rlvr-7', 'rlvr-8')}: access denied (Access Denied)")

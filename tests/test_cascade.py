@@ -454,3 +454,52 @@ def test_a_composite_config_gives_a_layer_per_layer_of_its_text_decoder():
 
     text = LlamaConfig(num_hidden_layers=3, hidden_size=32, intermediate_size=64, num_attention_heads=4)
     assert len(CascadeCache(LlavaConfig(text_config=text.to_dict())).layers) == 3
+
+
+def _sliding_model(tokenizer, window: int):
+    from transformers import MistralConfig, MistralForCausalLM
+
+    config = MistralConfig(
+        vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=2, sliding_window=window, max_position_embeddings=2048,
+        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )  # fmt: skip
+    torch.manual_seed(0)
+    return MistralForCausalLM(config).eval()
+
+
+def test_a_model_with_a_sliding_window_shares_no_prompt_and_decodes_as_generate(tiny):
+    """A sliding-window layer keeps only the last keys: a prompt longer than the window held once
+    in a shared level would be attended whole. Such a model's prompts are not shared; GRPO's layout
+    and eval's loop (rows leaving the batch) give plain `generate`'s tokens and log-probs."""
+    from transformers import Gemma2Config, Qwen2Config
+
+    from rlvr_cli.decoding.generation import keeps_every_key
+    from rlvr_cli.evaluation.generators import greedy_generate
+
+    base, tokenizer = tiny
+    model = _sliding_model(tokenizer, window=8)
+    assert keeps_every_key(base.config) and not keeps_every_key(model.config)
+    assert not keeps_every_key(Gemma2Config(num_hidden_layers=2))  # a sliding layer, then a full one
+    assert keeps_every_key(Qwen2Config(num_hidden_layers=2))  # use_sliding_window is off by default
+    prompts = [EXEMPLARS + q for q in QUESTIONS[:2] for _ in range(2)]
+    rows = [tokenizer(p)["input_ids"] for p in prompts]
+    prefill = prefill_shared(model, rows, tokenizer.pad_token_id)
+    assert prefill.cached == 0 and not isinstance(prefill.cache, CascadeCache)
+    options = dict(
+        max_new_tokens=6, do_sample=False, pad_token_id=tokenizer.pad_token_id,
+        output_logits=True, return_dict_in_generate=True,
+    )  # fmt: skip
+    inputs = tokenizer(prompts, return_tensors="pt", padding=True)
+    plain = model.generate(**inputs, **options)
+    shared = generate_shared_prefix(model, rows, tokenizer.pad_token_id, **options)
+    width = inputs["input_ids"].shape[1]
+    assert shared.sequences[:, width:].tolist() == plain.sequences[:, width:].tolist()
+    for ours, theirs in zip(shared.logits, plain.logits, strict=True):
+        torch.testing.assert_close(ours.log_softmax(-1), theirs.log_softmax(-1), atol=1e-4, rtol=1e-4)
+    # Row 0 ends at its third token: it leaves the batch, the others go on.
+    expected = plain.sequences[:, width:].tolist()
+    stop = expected[0][2]
+    got = greedy_generate(model, rows, max_new_tokens=6, eos_token_id=stop, pad_id=tokenizer.pad_token_id)
+    assert [ids for ids, _ in got] == [row[: row.index(stop)] if stop in row else row for row in expected]

@@ -4,6 +4,7 @@ package, every module says what it holds and stays small, and the README stays a
 from __future__ import annotations
 
 import ast
+import json
 from pathlib import Path
 
 import pytest
@@ -269,3 +270,38 @@ def test_a_tests_recorded_seconds_include_its_fixtures(tmp_path: Path, monkeypat
     again.add("b", 0.5)
     again.save()
     assert mutation.recorded_durations() == {"a": pytest.approx(0.45), "b": 0.5}
+
+
+def test_the_mutation_report_counts_explained_survivors_and_names_the_rest(tmp_path: Path):
+    """A survivor benchmarks/mutation-survivors.tsv explains counts as equivalent or accepted; the
+    others are named (unexplained), and so are listed mutants that were detected (stale); the share
+    of non-equivalent mutants detected leaves the equivalent ones out."""
+    report = load_script("mutation_report")
+    (tmp_path / "rlvr_cli").mkdir()
+    (tmp_path / "rlvr_cli" / "m.py").write_text("a = 1\nb = 2\n")
+    (tmp_path / "pyproject.toml").write_text('[tool.mutmut]\nonly_mutate = ["rlvr_cli/m.py"]\n')
+    codes = {"f": {1: 1, 2: 0, 3: 0, 4: 0, 5: 1}, "\u01c1Cǁg": {1: 0, 2: 36}}
+    meta = {
+        "exit_code_by_key": {
+            f"rlvr_cli.m.x{'_' + f if not f.startswith('ǁ') else f}__mutmut_{n}": code
+            for f, numbers in codes.items()
+            for n, code in numbers.items()
+        }
+    }
+    (tmp_path / "mutants" / "rlvr_cli").mkdir(parents=True)
+    (tmp_path / "mutants" / "rlvr_cli" / "m.py.meta").write_text(json.dumps(meta))
+    (tmp_path / "benchmarks").mkdir()
+    (tmp_path / "benchmarks" / "mutation-survivors.tsv").write_text(
+        "# module\tfunction\tmutants\tkind\twhy\n"
+        "m.py\tf\t2-3, 5\tequivalent\ta default spelled out\n"
+        "m.py\tC.g\t1\taccepted\tlog lines only\n"
+    )
+    [row] = report.module_figures(tmp_path)
+    assert (row["mutants"], row["detected"], row["survived"]) == (7, 3, 4)
+    assert (row["equivalent"], row["accepted"]) == (2, 1)
+    assert row["unexplained"] == ["f 4"] and row["stale"] == ["f 5"]
+    assert row["detected_of_not_equivalent_pct"] == 60.0  # 3 of the 5 that are not equivalent
+    assert report.survivors(tmp_path, unexplained_only=True) == {"rlvr_cli/m.py": {"f": [4]}}
+    (tmp_path / "benchmarks" / "mutation-survivors.tsv").write_text("m.py\tf\t2\tmaybe\twhy\n")
+    with pytest.raises(ValueError, match=r"mutation-survivors\.tsv:1: want module, function, mutants"):
+        report.module_figures(tmp_path)

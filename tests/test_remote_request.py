@@ -367,6 +367,15 @@ def test_refusals_count_what_rlvr_adds_to_a_full_list_and_include_the_settings()
         "remote.use_spot: spot training without a checkpoint location starts over after every interruption; "
         "set remote.s3_checkpoints or remote.s3_prefix",
     ]
+    # The user's own 51 tags, one with a key too long: named by the recipe's key, nothing said of rlvr's.
+    tags = [{"Key": f"k{i}", "Value": "v"} for i in range(50)] + [{"Key": "x" * 129, "Value": "v"}]
+    lines = [
+        line for line in refusals({"Tags": tags}, load_recipe(None, []).recipe) if "required" not in line
+    ]
+    assert lines == [
+        "remote.tags (Tags): has 51 entries; SageMaker allows at most 50",
+        f"remote.tags.{'x' * 129} (Tags[50].Key): is 129 characters; SageMaker allows at most 128",
+    ]
 
 
 def test_every_pattern_of_the_request_is_checked():

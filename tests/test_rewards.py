@@ -326,6 +326,8 @@ def test_reward_name_errors_list_every_name():
     ("completion", "value", "text"),
     [
         ("3 + 4 = 7, so she has $1,070.", 1070.0, "$1,070."),
+        ("so she pays $3.50.", 3.5, "$3.50."),  # the sentence's full stop after a decimal
+        ("The answer is 5...", 5.0, "5..."),
         ("Half a cup is .5 of a cup", 0.5, ".5"),  # a leading point is a decimal point
         ("-3 degrees", -3.0, "-3"),
         ("Version 1.2.3", None, "1.2.3"),  # not a number: read, but no value

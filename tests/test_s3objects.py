@@ -205,6 +205,22 @@ def test_every_checksum_s3_keeps_must_match_not_just_one(blob: Path, multipart: 
     assert (verification.matches, verification.mismatch) == (False, f"{wrong} differs")
 
 
+def test_what_was_checked_is_named(blob: Path):
+    md5 = hashlib.md5(DATA).hexdigest()
+    response = {"ContentLength": 768, "ETag": f'"{md5}"', "ChecksumSHA256": sha256(DATA)}
+    verification = verify_file(Parts([]), from_head("b", "k", response), blob)
+    assert verification == Verification(True, ["size", "ChecksumSHA256", "ETag (MD5)"])
+
+
+def test_a_checksum_of_unstated_kind_that_matches_neither_kind_names_both(blob: Path):
+    """A multipart object's checksum without `-N` and without ChecksumType (older APIs, emulators):
+    either kind may be meant, and when neither matches both are named."""
+    wrong = crc32(DATA[::-1])
+    response = {"ContentLength": 768, "ChecksumCRC32": wrong, **KMS_MULTIPART}
+    verification = verify_file(Parts([256, 256, 256]), from_head("b", "k", response), blob)
+    assert verification.mismatch == "ChecksumCRC32 (composite of 3 parts) / ChecksumCRC32 differs"
+
+
 def test_unequal_parts_are_found_when_the_equal_parts_guess_fails(blob: Path):
     """Parts of 256, 200 and 312 bytes: part 1's size suggests 256 / 256 / 256, which is a possible
     cut but the wrong one; every part's size is then asked for, and the file checked again."""

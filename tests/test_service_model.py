@@ -121,6 +121,12 @@ def test_lists_and_maps_are_checked_inclusively_at_both_ends(toy):
     assert toy(shapes, {"L": []}) == {(("L",), "has 0 entries; SageMaker needs at least 1")}
 
 
+def test_a_boolean_is_true_or_false(toy):
+    shapes = {"Input": {"type": "structure", "members": {"B": {"shape": "B"}}}, "B": {"type": "boolean"}}
+    assert toy(shapes, {"B": True}) == toy(shapes, {"B": False}) == set()
+    assert toy(shapes, {"B": "true"}) == {(("B",), "expected true or false, got str")}
+
+
 def test_java_classes_stay_ascii_and_negated_properties_are_not_guessed():
     word = sm.python_pattern(r"\w+", "é")
     assert word is not None and word.flags & re.ASCII and not word.fullmatch("é")

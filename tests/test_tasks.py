@@ -574,6 +574,16 @@ def test_math_checks_expressions_intervals_and_empty_boxes():
     assert correctness(completions, final_answer=golds) == [1.0, 1.0, 1.0, 0.0, 0.0]
 
 
+def test_a_box_cut_off_at_the_token_limit_is_still_read():
+    """`\\boxed{\\frac{1}{2}` without its closing brace (the completion hit max_completion_length):
+    math-verify reads the box as it stands; it is not wrapped in `$...$` as plain LaTeX."""
+    pytest.importorskip("math_verify")
+    from rlvr_cli.tasks.math import equivalent
+
+    assert equivalent("\\boxed{\\frac{1}{2}", "\\frac{1}{2}")
+    assert not equivalent("\\boxed{\\frac{1}{3}", "\\frac{1}{2}")
+
+
 def test_math_answers_are_checked_outside_the_main_thread_too():
     """TRL or a server may score in a worker thread, where math-verify's SIGALRM timeout cannot run."""
     pytest.importorskip("math_verify")

@@ -241,6 +241,7 @@ def test_the_step_metrics_and_the_completion_sample_from_the_rewards(monkeypatch
         ({"num_processes": 2}, False),  # DDP expects one forward per backward
         ({"is_deepspeed_enabled": True}, False),
         ({"is_fsdp_enabled": True}, False),
+        ({"sliding_window": 8}, False),  # its cache keeps only the last keys: no shared prompt
     ],
     ids=lambda v: str(v) if isinstance(v, bool) else ",".join(v) or "default",
 )
@@ -249,11 +250,12 @@ def test_log_probs_run_each_shared_prompt_once_only_where_that_is_safe(
 ):
     """rlvr's shared-prompt pass gives the log-probs and entropies (TRL's triple, no third value) on
     one process with text-only inputs; under DDP, DeepSpeed, FSDP, gradient checkpointing of the
-    policy pass or multimodal inputs, TRL's own pass runs, with the arguments as given."""
+    policy pass multimodal inputs or a sliding-window model, TRL's own pass runs, with the arguments as given."""
     import contextlib
     from types import SimpleNamespace
 
     import torch
+    from transformers import LlamaConfig, MistralConfig
     from trl import GRPOTrainer
 
     from rlvr_cli.training import trainer as trainer_module
@@ -283,16 +285,22 @@ def test_log_probs_run_each_shared_prompt_once_only_where_that_is_safe(
         is_fsdp_enabled=case.get("is_fsdp_enabled", False),
     )
     kwargs = case.get("kwargs", {})
+    config = (
+        MistralConfig(sliding_window=case["sliding_window"], num_hidden_layers=2)
+        if "sliding_window" in case
+        else LlamaConfig(num_hidden_layers=2)
+    )
+    model = SimpleNamespace(config=config)
     with torch.no_grad() if case.get("no_grad") else contextlib.nullcontext():
         out = trainer._get_per_token_logps_and_entropies(
-            "model", "ids", "mask", 5, batch_size=3, compute_entropy=True, **kwargs
+            model, "ids", "mask", 5, batch_size=3, compute_entropy=True, **kwargs
         )
     if rlvr_pass:
         assert out == ("logps", "entropies", None)
-        assert calls == [("rlvr", ("model", "ids", "mask", 5), {"compute_entropy": True})]
+        assert calls == [("rlvr", (model, "ids", "mask", 5), {"compute_entropy": True})]
     else:
         assert out == ("trl logps", "trl entropies", None)
-        assert calls == [("trl", ("model", "ids", "mask", 5, 3, True), kwargs)]
+        assert calls == [("trl", (model, "ids", "mask", 5, 3, True), kwargs)]
 
 
 @pytest.mark.parametrize(

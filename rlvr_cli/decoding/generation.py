@@ -33,6 +33,18 @@ import torch
 MIN_SHARED_TOKENS = 16
 
 
+def keeps_every_key(config: Any) -> bool:
+    """Whether every attention layer's cache keeps every key (transformers' plain DynamicLayer).
+
+    rlvr's shared-prefix caches hold a prefix's keys once and count positions by them. A layer with a
+    sliding window (Mistral, Gemma 2 and 3, Qwen2 with use_sliding_window) or chunked attention keeps
+    only the last keys and attends only to them: such a model's prompts are not shared."""
+    from transformers import DynamicCache
+    from transformers.cache_utils import DynamicLayer
+
+    return all(type(layer) is DynamicLayer for layer in DynamicCache(config=config).layers)
+
+
 def common_prefix_length(rows: list[list[int]]) -> int:
     if not rows:
         return 0
@@ -94,7 +106,7 @@ def prefill_shared(model: Any, rows: list[list[int]], pad_id: int, width: int | 
     width = max(width or 0, max(len(r) for r in rows))
     # Keep at least one token per row out of the cache: decoding needs an uncached token to start from.
     shared = min(common_prefix_length(rows), min(len(r) for r in rows) - 1)
-    if shared < MIN_SHARED_TOKENS:
+    if shared < MIN_SHARED_TOKENS or not keeps_every_key(model.config):
         ids, mask = layout_rows(rows, 0, width, pad_id)
         return SharedPrefill(ids.to(device), mask.to(device), DynamicCache(config=model.config), 0)
 

@@ -389,6 +389,13 @@ def run_training(
     inputs = preflight(recipe, output, checkpoint_dir, resume=resume, force=force)
     env, is_main = prepare_environment(recipe)
     loaded = load_model(recipe, env, inputs)
+    from rlvr_cli.decoding.generation import keeps_every_key
+
+    if recipe.share_prompt_prefix and not keeps_every_key(loaded.model.config):
+        console.notice(
+            f"{loaded.resolved.name} has sliding-window or chunked attention layers, whose caches keep only "
+            "the last keys: its prompts are not shared (share_prompt_prefix has no effect)"
+        )
     reward_funcs = load_rewards(recipe, inputs.task)
     tracker = start_tracker(recipe, output, inputs.previous, resume, is_main)
     built = build_trainer(recipe, env, inputs, loaded, reward_funcs, tracker, checkpoint_dir, progress)

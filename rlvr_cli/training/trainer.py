@@ -27,6 +27,7 @@ from trl import GRPOTrainer
 from rlvr_cli.config.recipe import dynamic_sampling_problem
 from rlvr_cli.core import console
 from rlvr_cli.core.errors import UsageError
+from rlvr_cli.decoding.generation import keeps_every_key
 from rlvr_cli.decoding.stopping import AnswerStop
 from rlvr_cli.tasks.base import completion_text
 from rlvr_cli.training.group_filter import draw_groups, draw_seed, fill, informative
@@ -151,6 +152,7 @@ class RlvrGRPOTrainer(GRPOTrainer):
             or self.accelerator.num_processes > 1
             or self.is_deepspeed_enabled
             or self.is_fsdp_enabled
+            or not keeps_every_key(model.config)
         ):
             return super()._get_per_token_logps_and_entropies(
                 model, input_ids, attention_mask, logits_to_keep, batch_size, compute_entropy, **kwargs
