@@ -1080,8 +1080,17 @@ def test_a_checkpoint_is_fetched_with_the_jobs_settings_and_its_source_recorded(
         stub.add_response("head_object", head, {**where, "ChecksumMode": "ENABLED"})
         stub.add_response("head_object", head, where)
         stub.add_response("get_object", {"Body": StreamingBody(io.BytesIO(archive), len(archive))}, where)
-        fetched = artifacts.fetch_checkpoint(uri, profile="dev", region="eu-west-1", job="rlvr-7")
+        seen: list[tuple[str, float, float | None]] = []
+        fetched = artifacts.fetch_checkpoint(
+            uri, profile="dev", region="eu-west-1", job="rlvr-7", progress=lambda *report: seen.append(report)
+        )
         stub.assert_no_pending_responses()
+    # The progress display hears of each byte received, under the object's key.
+    assert seen[0] == (where["Key"], 0, len(archive)) and seen[-1] == (
+        where["Key"],
+        len(archive),
+        len(archive),
+    )
     assert asked == [("s3", {"profile": "dev", "region": "eu-west-1"})]
     identity = hashlib.sha256(f"{uri}\n{etag}\n{len(archive)}".encode()).hexdigest()[:16]
     entry = cache / f"rlvr-b-{identity}"

@@ -205,9 +205,11 @@ def test_the_trainer_says_once_when_dynamic_sampling_hits_its_bound(monkeypatch:
         trainer.state.global_step = step
         assert trainer._generate_and_score_completions(rows)["advantages"].numel() == 2 * G
     assert trainer.bound_hits == 2
-    assert len(said) == 1 and said[0].startswith(
-        "dynamic sampling: after 1 extra rounds at step 0, 2 groups whose completions all earned the same reward"
-    )
+    assert said == [
+        "dynamic sampling: after 1 extra rounds at step 0, 2 groups whose completions all earned the same "
+        "reward stay in the batch (raise dynamic_sampling_max_rounds to replace them; groups/zero_std_kept "
+        "counts them)"
+    ]
     logged = trainer._metrics["train"]
     assert logged["groups/prompts_generated"] == [4.0, 4.0]  # 2 groups, and 2 more in the extra round
     assert logged["groups/zero_std_kept"] == [2.0, 2.0] and logged["groups/extra_rounds"] == [1.0, 1.0]

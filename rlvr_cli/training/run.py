@@ -185,6 +185,7 @@ def load_model(recipe: Recipe, env: Any, inputs: Inputs) -> Loaded:
     length is in the config), then the policy model (4-bit and prepared for k-bit training with QLoRA)."""
     import torch
 
+    from rlvr_cli.decoding.generation import keeps_every_key
     from rlvr_cli.models.loading import load_causal_lm, load_config, load_tokenizer, resolve_model
 
     resolved = resolve_model(recipe.model_name_or_path)
@@ -197,6 +198,12 @@ def load_model(recipe: Recipe, env: Any, inputs: Inputs) -> Loaded:
     context = getattr(config.get_text_config(), "max_position_embeddings", None)
     prompts = [r["prompt"] for r in inputs.train_rows + (inputs.eval_rows or [])]
     longest_prompt = check_prompt_lengths(prompts, tokenizer, recipe, context)
+
+    if recipe.share_prompt_prefix and not keeps_every_key(config):
+        console.notice(
+            f"{resolved.name} has sliding-window or chunked attention layers, whose caches keep only the last "
+            "keys: its prompts are not shared (share_prompt_prefix has no effect)"
+        )
 
     kwargs: dict[str, Any] = {
         "dtype": getattr(torch, env.dtype),
@@ -389,13 +396,6 @@ def run_training(
     inputs = preflight(recipe, output, checkpoint_dir, resume=resume, force=force)
     env, is_main = prepare_environment(recipe)
     loaded = load_model(recipe, env, inputs)
-    from rlvr_cli.decoding.generation import keeps_every_key
-
-    if recipe.share_prompt_prefix and not keeps_every_key(loaded.model.config):
-        console.notice(
-            f"{loaded.resolved.name} has sliding-window or chunked attention layers, whose caches keep only "
-            "the last keys: its prompts are not shared (share_prompt_prefix has no effect)"
-        )
     reward_funcs = load_rewards(recipe, inputs.task)
     tracker = start_tracker(recipe, output, inputs.previous, resume, is_main)
     built = build_trainer(recipe, env, inputs, loaded, reward_funcs, tracker, checkpoint_dir, progress)
