@@ -305,3 +305,16 @@ def test_the_mutation_report_counts_explained_survivors_and_names_the_rest(tmp_p
     (tmp_path / "benchmarks" / "mutation-survivors.tsv").write_text("m.py\tf\t2\tmaybe\twhy\n")
     with pytest.raises(ValueError, match=r"mutation-survivors\.tsv:1: want module, function, mutants"):
         report.module_figures(tmp_path)
+
+
+def test_every_explained_survivor_is_of_a_mutated_module_and_a_known_kind():
+    """The committed explanations parse, and name modules mutation testing mutates (a renamed module
+    would leave its lines explaining nothing)."""
+    import tomllib
+
+    report = load_script("mutation_report")
+    scope = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["mutmut"]["only_mutate"]
+    listed = report.explained(REPO)
+    assert len(listed) > 300
+    assert {module for module, _function, _number in listed} <= set(scope)
+    assert set(listed.values()) == {"equivalent", "accepted"}
