@@ -69,7 +69,7 @@ format:
 	$(BIN)/ruff check --fix rlvr_cli tests benchmarks scripts
 	$(BIN)/ruff format rlvr_cli tests benchmarks scripts
 
-# Mutation testing (not part of `make test`; 26 minutes on 2 cores for its 4,100-line scope): how
+# Mutation testing (not part of `make test`; 27 minutes on 2 cores for its 4,100-line scope): how
 # many small bugs in the code that decides outcomes (answers, rewards, checkers, scoring, decoding,
 # GRPO's log-probs and groups, the AWS requests, S3 checksums, the container entry) the fast tests
 # catch. Settings in pyproject.toml ([tool.mutmut]); figures and survivors: benchmarks/MUTATION.md.

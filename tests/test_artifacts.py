@@ -91,19 +91,6 @@ def outside_files(root: Path, cache: Path) -> list[Path]:
     return [p for p in root.rglob("*") if p.is_file() and cache not in p.parents]
 
 
-def test_crc32_is_computed_over_the_pieces_of_a_file_as_over_the_whole():
-    """A large file is read in blocks (and a multipart one cut at part boundaries): CRC32 runs on,
-    as hashlib's digests do, and is written big-endian, as S3 encodes it."""
-    import zlib
-
-    from rlvr_cli.cloud.sagemaker.s3objects import ALGORITHMS
-
-    crc = ALGORITHMS["CRC32"]()
-    for piece in (b"model ", b"weights ", b"in three pieces"):
-        crc.update(piece)
-    assert crc.digest() == zlib.crc32(b"model weights in three pieces").to_bytes(4, "big")
-
-
 # --- fetching a job's model --------------------------------------------------------------------------
 
 
@@ -778,62 +765,6 @@ def test_a_checkpoint_another_process_unpacked_first_is_kept(tmp_path: Path):
     assert [p.name for p in target.parent.iterdir()] == ["model"]
 
 
-class PartSizes:
-    """S3's HeadObject with a PartNumber, for an object uploaded in parts of these sizes."""
-
-    def __init__(self, sizes: list[int]) -> None:
-        self.sizes = sizes
-
-    def head_object(self, *, Bucket: str, Key: str, PartNumber: int, **extra) -> dict:
-        return {"ContentLength": self.sizes[PartNumber - 1]}
-
-
-@pytest.mark.parametrize(
-    ("value", "stated", "checked", "mismatch"),
-    [
-        ("composite", "COMPOSITE", "ChecksumCRC32 (composite of 3 parts)", None),
-        ("full", "FULL_OBJECT", "ChecksumCRC32", None),
-        # The type S3 states is the only kind that may match.
-        ("full", "COMPOSITE", None, "ChecksumCRC32 (composite of 3 parts) differs"),
-        ("composite", "FULL_OBJECT", None, "ChecksumCRC32 differs"),
-        # Unstated (older APIs, emulators): either kind, and the one that matched is named.
-        ("full", None, "ChecksumCRC32", None),
-        ("composite", None, "ChecksumCRC32 (composite of 3 parts)", None),
-    ],
-)
-def test_a_multipart_checksum_is_checked_as_the_kind_s3_states(
-    tmp_path: Path, value, stated, checked, mismatch
-):
-    import base64
-    import hashlib
-    import zlib
-
-    from rlvr_cli.cloud.sagemaker.s3objects import from_head, verify_file
-
-    data = bytes(range(200)) * 3
-    sizes = [256, 256, 88]
-    parts = [data[:256], data[256:512], data[512:]]
-    path = tmp_path / "blob"
-    path.write_bytes(data)
-
-    def crc(chunk: bytes) -> bytes:
-        return zlib.crc32(chunk).to_bytes(4, "big")
-
-    values = {
-        "full": base64.b64encode(crc(data)).decode(),
-        "composite": base64.b64encode(crc(b"".join(crc(p) for p in parts))).decode(),
-    }
-    etag = hashlib.md5(b"".join(hashlib.md5(p).digest() for p in parts)).hexdigest() + "-3"
-    response = {"ContentLength": len(data), "ETag": f'"{etag}"', "ChecksumCRC32": values[value]}
-    if stated:
-        response["ChecksumType"] = stated
-    verification = verify_file(PartSizes(sizes), from_head("b", "blob", response), path)
-    assert verification.mismatch == mismatch
-    assert verification.matches == (mismatch is None)
-    if checked:
-        assert verification.checked == ["size", checked, "ETag (MD5 of 3 parts)"]
-
-
 # --- a job's state, the archive's members, and the download, without a server --------------------------
 
 
@@ -929,28 +860,22 @@ def test_an_output_path_is_joined_after_its_trailing_slashes_only():
     assert _artifact_uri(described) == "s3://b/runs-X/rlvr-1/output/model.tar.gz"
 
 
-def _info(name: str, kind: bytes = tarfile.REGTYPE, link: str = "") -> tarfile.TarInfo:
-    info = tarfile.TarInfo(name)
-    info.type, info.linkname = kind, link
-    return info
-
-
 @pytest.mark.parametrize(
     ("member", "problem"),
     [
         # Empty and "." parts do not hide a path under a link (links are named without them).
-        (_info("a//b/c"), "lies under the link 'a/b'"),
-        (_info("a/./b/c"), "lies under the link 'a/b'"),
-        (_info("a/bc"), None),
-        (_info("x", tarfile.SYMTYPE, ".."), "links outside the archive ('..')"),
-        (_info("d/x", tarfile.SYMTYPE, "..\\..\\etc"), "links outside the archive ('..\\\\..\\\\etc')"),
-        (_info("d/x", tarfile.SYMTYPE, "..\\y"), None),
+        (_member("a//b/c")[0], "lies under the link 'a/b'"),
+        (_member("a/./b/c")[0], "lies under the link 'a/b'"),
+        (_member("a/bc")[0], None),
+        (_member("x", tarfile.SYMTYPE, "..")[0], "links outside the archive ('..')"),
+        (_member("d/x", tarfile.SYMTYPE, "..\\..\\etc")[0], "links outside the archive ('..\\\\..\\\\etc')"),
+        (_member("d/x", tarfile.SYMTYPE, "..\\y")[0], None),
         # A hard link's target is named from the archive's root, not from the link's folder.
-        (_info("d/e/h", tarfile.LNKTYPE, "../y"), "links outside the archive ('../y')"),
-        (_info("d/e/h", tarfile.LNKTYPE, "d/y"), None),
-        (_info("d/e/s", tarfile.SYMTYPE, "../../y"), None),
-        (_info("fifo", tarfile.FIFOTYPE), "is a device file or FIFO"),
-        (_info("dev", tarfile.CHRTYPE), "is a device file or FIFO"),
+        (_member("d/e/h", tarfile.LNKTYPE, "../y")[0], "links outside the archive ('../y')"),
+        (_member("d/e/h", tarfile.LNKTYPE, "d/y")[0], None),
+        (_member("d/e/s", tarfile.SYMTYPE, "../../y")[0], None),
+        (_member("fifo", tarfile.FIFOTYPE)[0], "is a device file or FIFO"),
+        (_member("dev", tarfile.CHRTYPE)[0], "is a device file or FIFO"),
     ],
 )
 def test_a_members_path_and_link_are_judged_after_normalising_them(member, problem):
@@ -1002,10 +927,6 @@ def test_a_download_lands_beside_the_archive_and_asks_for_the_version_it_checks(
     """What rlvr sends S3 for one download (botocore's Stubber checks each call's parameters): the
     version HeadObject saw, for the object and for its part sizes; the bytes go to a hidden file
     beside the archive, which becomes the archive only once checked."""
-    import base64
-    import hashlib
-    import zlib
-
     from botocore.response import StreamingBody
     from botocore.stub import Stubber
 
@@ -1013,13 +934,14 @@ def test_a_download_lands_beside_the_archive_and_asks_for_the_version_it_checks(
     from rlvr_cli.cloud.sagemaker.client import client
     from rlvr_cli.cloud.sagemaker.s3objects import from_head
 
+    from .test_s3objects import composite_crc32, md5_of_parts
+
     data = bytes(range(256)) * 4
     parts = [data[:512], data[512:]]
-    crc = zlib.crc32(b"".join(zlib.crc32(p).to_bytes(4, "big") for p in parts)).to_bytes(4, "big")
     head = {
         "ContentLength": len(data),
-        "ETag": '"' + hashlib.md5(b"".join(hashlib.md5(p).digest() for p in parts)).hexdigest() + '-2"',
-        "ChecksumCRC32": base64.b64encode(crc).decode() + "-2",
+        "ETag": f'"{md5_of_parts(parts)}"',
+        "ChecksumCRC32": composite_crc32(parts),
         "VersionId": "v1",
     }
     obj = from_head("b", "rlvr/model.tar.gz", head)

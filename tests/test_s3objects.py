@@ -15,7 +15,7 @@ from pathlib import Path
 import botocore.exceptions
 import pytest
 
-from rlvr_cli.cloud.sagemaker.s3objects import Verification, from_head, head, verify_file
+from rlvr_cli.cloud.sagemaker.s3objects import ALGORITHMS, Verification, from_head, head, verify_file
 
 DATA = bytes(range(256)) * 3  # 768 bytes
 
@@ -156,6 +156,46 @@ def test_other_head_failures_reach_the_caller(error):
 
 
 # --- a local file against S3's record --------------------------------------------------------------------
+
+
+def test_crc32_is_computed_over_the_pieces_of_a_file_as_over_the_whole():
+    """A large file is read in blocks (and a multipart one cut at part boundaries): CRC32 runs on,
+    as hashlib's digests do, and is written big-endian, as S3 encodes it."""
+    crc = ALGORITHMS["CRC32"]()
+    for piece in (b"model ", b"weights ", b"in three pieces"):
+        crc.update(piece)
+    assert crc.digest() == zlib.crc32(b"model weights in three pieces").to_bytes(4, "big")
+
+
+@pytest.mark.parametrize(
+    ("value", "stated", "checked", "mismatch"),
+    [
+        ("composite", "COMPOSITE", "ChecksumCRC32 (composite of 3 parts)", None),
+        ("full", "FULL_OBJECT", "ChecksumCRC32", None),
+        # The type S3 states is the only kind that may match.
+        ("full", "COMPOSITE", None, "ChecksumCRC32 (composite of 3 parts) differs"),
+        ("composite", "FULL_OBJECT", None, "ChecksumCRC32 differs"),
+        # Unstated (older APIs, emulators): either kind, and the one that matched is named.
+        ("full", None, "ChecksumCRC32", None),
+        ("composite", None, "ChecksumCRC32 (composite of 3 parts)", None),
+    ],
+)
+def test_a_multipart_checksum_is_checked_as_the_kind_s3_states(blob: Path, value, stated, checked, mismatch):
+    sizes = [256, 256, 256]
+    parts = split(DATA, sizes)
+    values = {"full": crc32(DATA), "composite": composite_crc32(parts).removesuffix("-3")}
+    response = {
+        "ContentLength": len(DATA),
+        "ETag": f'"{md5_of_parts(parts)}"',
+        "ChecksumCRC32": values[value],
+    }
+    if stated:
+        response["ChecksumType"] = stated
+    verification = verify_file(Parts(sizes), from_head("b", "blob", response), blob)
+    assert verification.mismatch == mismatch
+    assert verification.matches == (mismatch is None)
+    if checked:
+        assert verification.checked == ["size", checked, "ETag (MD5 of 3 parts)"]
 
 
 def test_a_file_of_another_size_is_refused_before_any_checksum(blob: Path):
