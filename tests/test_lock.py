@@ -92,13 +92,21 @@ def test_the_dockerfile_installs_the_image_lock_and_its_torch():
     ]
     minor = ".".join(map(str, IMAGE["torch"].release[:2]))
     assert f"torch.__version__.startswith('{minor}.')" in dockerfile
-    assert "flash" not in " ".join(IMAGE)  # no prebuilt flash-attn for this torch: SDPA instead
+    assert "flash-attn" not in IMAGE  # no prebuilt flash-attn for this torch: SDPA instead
+
+
+def test_the_image_ships_a_vllm_that_rlvr_would_generate_with():
+    """The image's vLLM is a release the locked TRL supports, so `use_vllm: auto` takes it there."""
+    from rlvr_cli.training.hardware import choose_generator
+
+    assert "vllm" in IMAGE and "vllm" not in DEV  # CUDA only; tests of its arguments need no vLLM
+    assert choose_generator("auto", True, False, str(IMAGE["vllm"]))[0]
 
 
 def _direct_requirements() -> list[Requirement]:
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
     found = [Requirement(r) for r in project["dependencies"]]
-    for extra in ("train", "gpu", "math", "dev"):
+    for extra in ("train", "gpu", "vllm", "math", "dev"):
         found += [Requirement(r) for r in project["optional-dependencies"][extra]]
     return found
 

@@ -116,6 +116,17 @@ def test_gpu_settings_fall_back_on_cpu_with_one_warning_each(trained):
     )
 
 
+def test_the_run_says_which_generator_ran_and_why(trained):
+    work, result = trained
+    why = (
+        "rlvr's generator (transformers, each shared prompt part run once, stopped after the answer): "
+        "no CUDA GPU, which vLLM needs"
+    )
+    assert f"generator: {why}" in " ".join(result.stderr.split())  # as printed, whatever the wrapping
+    env = json.loads((work / "out" / "rlvr_run.json").read_text())["environment"]
+    assert (env["use_vllm"], env["generator"]) == (False, why)
+
+
 def test_lora_weights_changed(trained):
     from safetensors.torch import load_file
 

@@ -156,7 +156,12 @@ class Recipe(Strict):
     mask_truncated_completions: bool = Field(
         False, description="exclude completions cut at max_completion_length from the loss"
     )
-    use_vllm: bool = Field(False, description="generate with vLLM (GPU; `pip install rlvr[vllm]`)")
+    use_vllm: bool | Literal["auto"] = Field(
+        "auto",
+        description="generate with vLLM, colocated with training (TRL's vllm_mode colocate, importance-sampling "
+        "correction on); auto: where a CUDA GPU and a vLLM that TRL supports are installed (the training "
+        "image ships one), else rlvr's own generator",
+    )
     generation_kwargs: dict[str, Any] | None = Field(
         None,
         description="extra generation settings for TRL (transformers GenerationConfig, or vLLM SamplingParams)",

@@ -51,7 +51,6 @@ SAME_NAME = (
     "epsilon",
     "num_iterations",
     "mask_truncated_completions",
-    "use_vllm",
     "generation_kwargs",
     "bf16",
     "tf32",
@@ -70,8 +69,10 @@ FIXED: dict[str, Any] = {
     "remove_unused_columns": False,  # the rewards read final_answer and metadata
     "log_completions": False,  # rlvr logs a sample itself (training.callbacks.TrackingCallback)
 }
-# Derived from the effective environment: the device rlvr found.
-DERIVED = ("use_cpu",)
+# Derived from the effective environment: the device rlvr found, the generator it chose.
+DERIVED = ("use_cpu", "use_vllm")
+# Recipe keys among them: rlvr resolves the recipe's value ("auto") before TRL sees it.
+RESOLVED = ("use_vllm",)
 
 
 @functools.cache
@@ -103,7 +104,7 @@ def check_section(section: Any) -> list[tuple[str | None, str]]:
     problems: list[tuple[str | None, str]] = []
     for key, value in section.items():
         key = str(key)
-        if key in SAME_NAME:
+        if key in SAME_NAME or key in RESOLVED:
             problems.append((key, f"rlvr sets it from the recipe key `{key}`: set that instead"))
         elif key in RENAMED:
             problems.append((key, f"rlvr sets it from the recipe key `{RENAMED[key]}`: set that instead"))

@@ -30,10 +30,16 @@ def grpo_config(recipe: Recipe, env: Any, checkpoint_dir: Path, stop_strings: li
         bf16=env.bf16,
         tf32=env.tf32,
         use_cpu=env.device == "cpu",
+        use_vllm=env.use_vllm,
         report_to=report_to,
         reward_weights=recipe.weights,
-        generation_kwargs=generation_kwargs(recipe, stop_strings),
+        generation_kwargs=generation_kwargs(recipe, env.use_vllm, stop_strings),
     )
+    if env.use_vllm:
+        # vLLM in the training processes, and TRL's correction for the gap between vLLM's sampling
+        # log-probs and the trainer's (both TRL's defaults today, stated so an upgrade cannot move
+        # them); `trl: {vllm_mode: server}` points at a separate server instead.
+        kwargs.update(vllm_mode="colocate", vllm_importance_sampling_correction=True)
     kwargs.update(recipe.trl)  # checked at load time: fields rlvr does not set (config/trl.py)
     try:
         return GRPOConfig(**kwargs)
@@ -41,9 +47,9 @@ def grpo_config(recipe: Recipe, env: Any, checkpoint_dir: Path, stop_strings: li
         raise UsageError(f"recipe rejected by TRL: {first_line(exc, limit=None)}") from exc
 
 
-def generation_kwargs(recipe: Recipe, stop_strings: list[str]) -> dict[str, Any] | None:
+def generation_kwargs(recipe: Recipe, use_vllm: bool, stop_strings: list[str]) -> dict[str, Any] | None:
     kwargs = dict(recipe.generation_kwargs or {})
-    if recipe.use_vllm and recipe.stop_at_answer:
+    if use_vllm and recipe.stop_at_answer:
         kwargs["stop"] = [*kwargs.get("stop", []), *stop_strings]
     return kwargs or None
 

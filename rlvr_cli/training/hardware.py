@@ -2,8 +2,8 @@
 
 A recipe written for a GPU (4-bit QLoRA, flash-attention, bf16) also runs on a CPU for small
 models: each GPU-only setting that has a sensible fallback produces one warning and the fallback,
-and the effective settings are recorded in the run manifest. Settings without a fallback (vLLM)
-are errors.
+and the effective settings are recorded in the run manifest. Settings without a fallback (an
+explicit `use_vllm: true`) are errors.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import importlib.util
 import math
 import os
 import platform
+import re
 import subprocess
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -31,6 +32,8 @@ class Environment:
     tf32: bool | None
     load_in_4bit: bool
     attn_implementation: str
+    use_vllm: bool = False  # TRL generates with vLLM (colocated); else rlvr's own generator
+    generator: str = ""  # which generator runs and why, as `rlvr train` prints it
     fallbacks: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
@@ -41,6 +44,66 @@ def _installed(module: str) -> bool:
     return importlib.util.find_spec(module) is not None
 
 
+# The vLLM releases the installed TRL supports: trl.import_utils.is_vllm_available warns outside
+# them (tests/test_hardware.py holds these to the installed TRL).
+TRL_VLLM_RANGE = ("0.22.0", "0.31.0")
+# TRL's weight sync sends vLLM the packed 4-bit weights without their quantisation state, which
+# vLLM's loader rejects (huggingface/trl#4973, unfixed in the locked TRL).
+QLORA_VLLM = "TRL cannot sync a 4-bit (QLoRA) model's weights into vLLM (huggingface/trl#4973)"
+OWN = "rlvr's generator (transformers, each shared prompt part run once, stopped after the answer)"
+
+
+def _vllm_version() -> str | None:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("vllm")
+    except PackageNotFoundError:
+        return None
+
+
+def _release(version: str) -> tuple[int, ...]:
+    """A version's release numbers: "0.30.0+cu129" and "0.30.0rc1" are (0, 30, 0)."""
+    match = re.match(r"\d+(?:\.\d+)*", version)
+    return tuple(int(part) for part in match.group().split(".")) if match else ()
+
+
+def choose_generator(
+    use_vllm: bool | str, cuda: bool, load_in_4bit: bool, vllm_version: str | None
+) -> tuple[bool, str]:
+    """Whether TRL generates with vLLM, and a line saying which generator runs and why.
+
+    `auto` takes vLLM (colocated with training, TRL's importance-sampling correction on) wherever
+    it can serve the recipe; an explicit `true` that cannot is an error rather than a silent switch.
+    """
+    if use_vllm is False:
+        return False, f"{OWN}: use_vllm: false"
+    explicit = use_vllm is True
+    if not cuda:
+        if explicit:
+            raise UsageError(
+                "use_vllm needs a CUDA GPU; set use_vllm: auto or false to generate with transformers"
+            )
+        return False, f"{OWN}: no CUDA GPU, which vLLM needs"
+    if load_in_4bit:
+        if explicit:
+            raise UsageError(f"use_vllm: {QLORA_VLLM}: set load_in_4bit: false (bf16 LoRA) or use_vllm: auto")
+        return False, f"{OWN}: {QLORA_VLLM}; load_in_4bit: false would use vLLM"
+    if vllm_version is None:
+        if explicit:
+            raise RlvrError(
+                "use_vllm: vLLM is not installed: pip install 'rlvr[vllm]', or set use_vllm: auto"
+            )
+        return False, f"{OWN}: vLLM is not installed (pip install 'rlvr[vllm]'; the training image has it)"
+    low, high = TRL_VLLM_RANGE
+    supported = _release(low) <= _release(vllm_version) <= _release(high)
+    if not supported and not explicit:
+        return False, f"{OWN}: vLLM {vllm_version} is outside the releases TRL supports ({low} to {high})"
+    why = "use_vllm: true" if explicit else "use_vllm: auto, a CUDA GPU and a vLLM that TRL supports"
+    caveat = "" if supported else f", outside the releases TRL supports ({low} to {high})"
+    return True, f"vLLM {vllm_version} colocated with training{caveat}: {why}"
+
+
 def resolve_environment(recipe: Recipe) -> Environment:
     import torch
 
@@ -48,14 +111,7 @@ def resolve_environment(recipe: Recipe) -> Environment:
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     fallbacks: list[str] = []
-
-    if recipe.use_vllm:
-        if not cuda:
-            raise UsageError("use_vllm needs a CUDA GPU; set use_vllm: false to generate with transformers")
-        if not _installed("vllm"):
-            raise RlvrError(
-                "use_vllm: vLLM is not installed: pip install 'rlvr[vllm]', or set use_vllm: false"
-            )
+    use_vllm, generator = choose_generator(recipe.use_vllm, cuda, recipe.load_in_4bit, _vllm_version())
 
     load_in_4bit = recipe.load_in_4bit
     if load_in_4bit and not cuda:
@@ -107,6 +163,8 @@ def resolve_environment(recipe: Recipe) -> Environment:
         tf32=tf32,
         load_in_4bit=load_in_4bit,
         attn_implementation=attn,
+        use_vllm=use_vllm,
+        generator=generator,
         fallbacks=fallbacks,
     )
 

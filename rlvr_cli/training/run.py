@@ -415,6 +415,7 @@ def run_training(
             f"{loaded.longest_prompt} tokens"
             + (f", resuming from {inputs.resume_from}" if inputs.resume_from else "")
         )
+        console.info(f"generator: {env.generator}")
         history = train(built, inputs.resume_from)
         record.ended(built.trainer.state.global_step, built.timer.durations, history)
 
