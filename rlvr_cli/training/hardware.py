@@ -45,7 +45,7 @@ def _installed(module: str) -> bool:
 
 
 # The vLLM releases the installed TRL supports: trl.import_utils.is_vllm_available warns outside
-# them (tests/test_hardware.py holds these to the installed TRL).
+# them (tests/test_generator_choice.py holds these to the installed TRL).
 TRL_VLLM_RANGE = ("0.22.0", "0.31.0")
 # TRL's weight sync sends vLLM the packed 4-bit weights without their quantisation state, which
 # vLLM's loader rejects (huggingface/trl#4973, unfixed in the locked TRL).
