@@ -124,6 +124,16 @@ def test_rlvrs_generator_gets_no_vllm_settings(tmp_path: Path):
     assert config.generation_kwargs is None  # rlvr's generator stops on the answer itself
 
 
+@pytest.mark.parametrize("value", ["maybe", "1"])
+def test_a_wrong_value_is_one_line_naming_the_choices(cli, value: str):
+    from .conftest import REPO
+
+    result = cli("train", "--config", REPO / "configs" / "smoke-cpu.yaml", "--set", f"use_vllm={value}")
+    shown = repr(value) if value == "maybe" else value  # --set reads YAML: 1 is a number
+    assert result.code == 2
+    assert result.err.strip() == f"error: --set use_vllm: expected true, false or auto, got {shown}"
+
+
 def test_use_vllm_in_the_trl_section_points_at_the_recipe_key():
     from rlvr_cli.config.trl import check_section
 

@@ -221,6 +221,14 @@ class Recipe(Strict):
             return []
         return v
 
+    @field_validator("use_vllm", mode="before")
+    @classmethod
+    def _use_vllm(cls, v: Any) -> Any:
+        # One message for a wrong value, not one per member of the union.
+        if isinstance(v, bool) or v == "auto":
+            return v
+        raise ValueError(f"expected true, false or auto, got {v!r}")
+
     @field_validator("lora_target_modules", "lora_modules_to_save", mode="before")
     @classmethod
     def _module_list(cls, v: Any) -> Any:
