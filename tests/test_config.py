@@ -176,6 +176,24 @@ def test_bad_overrides_name_the_override():
         load_recipe(None, ["lora_r=abc"])
 
 
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        (
+            "lora_target_modules=5",
+            "expected module names (a list, or a comma-separated string) or all-linear, got 5",
+        ),
+        ("lora_target_modules=null", "or all-linear, got None"),
+        ("lora_modules_to_save=5", "expected module names (a list, or a comma-separated string), got 5"),
+    ],
+)
+def test_a_wrong_kind_of_module_list_is_one_message(override: str, message: str):
+    with pytest.raises(UsageError) as err:
+        load_recipe(None, [override])
+    (line,) = err.value.message.splitlines()  # not one per member of the union
+    assert line.startswith(f"--set {override.split('=')[0]}: ") and line.endswith(message)
+
+
 def test_invalid_yaml_names_line_and_column(tmp_path: Path):
     recipe = tmp_path / "r.yaml"
     recipe.write_text("lora_r: 16\nlora_alpha: [1, 2\n")

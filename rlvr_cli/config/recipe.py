@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from rlvr_cli.config.patterns import MLFLOW_ARN
 from rlvr_cli.config.remote import RemoteConfig, Strict
@@ -231,10 +231,15 @@ class Recipe(Strict):
 
     @field_validator("lora_target_modules", "lora_modules_to_save", mode="before")
     @classmethod
-    def _module_list(cls, v: Any) -> Any:
+    def _module_list(cls, v: Any, info: ValidationInfo) -> Any:
         if isinstance(v, str) and v != "all-linear":
             return [x.strip() for x in v.split(",") if x.strip()]
-        return v
+        targets = info.field_name == "lora_target_modules"
+        if isinstance(v, (str, list)) or (v is None and not targets):
+            return v
+        # One message for a wrong kind of value, not one per member of lora_target_modules' union.
+        choices = " or all-linear" if targets else ""
+        raise ValueError(f"expected module names (a list, or a comma-separated string){choices}, got {v!r}")
 
     @field_validator("loss_type")
     @classmethod
