@@ -8,8 +8,8 @@ Checks first (benchmarks/gpu_checks.py: cascade attention against SDPA in bf16 a
 eval tokens against plain `generate`, a SIGTERM mid-run that saves a resumable checkpoint, one
 row's decode speed against the card's memory bandwidth), then the measurements below. Every part
 is recorded in the JSON (`--results`, default benchmarks/results/gpu.json): `environment` (device,
-CUDA, versions, commit, date), `checks` and `parts` (name -> figures), `errors` (name -> the
-failure). The RESULTS.md section is written for a GPU run only.
+CUDA, versions, commit, date), `checks` and `parts` (name -> figures; a GRPO part names the
+generator its steps ran with: rlvr's throughout), `errors` (name -> the failure). The RESULTS.md section is written for a GPU run only.
 
 Speed and memory do not depend on the weights, so a model built from Qwen2.5-0.5B's configuration
 (hidden 896, 24 layers, 14 heads / 2 KV heads, intermediate 4864, vocab 151,936, tied embeddings)
@@ -131,6 +131,7 @@ def train(
     completions = 16 * 2  # per_device_train_batch_size x gradient_accumulation_steps on one device
     return {
         "settings": settings,
+        "generator": result.record.environment.get("generator"),  # the figures are this generator's
         "steps_measured": len(measured),
         "s_per_step": round(step, 3),
         "each_step_s": [round(h["step_time"], 2) for h in timed],
