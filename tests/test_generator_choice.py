@@ -116,7 +116,7 @@ def test_the_recipes_trl_section_can_point_vllm_at_a_server(tmp_path: Path):
     assert (config.use_vllm, config.vllm_mode) == (True, "server")
 
 
-def test_rlvrs_generator_gets_no_vllm_settings(tmp_path: Path):
+def test_rlvrs_generator_gets_neither_vllm_nor_stop_strings(tmp_path: Path):
     from rlvr_cli.training.grpo_args import grpo_config
 
     config = grpo_config(Recipe(), _env(False), tmp_path, STOPS)
