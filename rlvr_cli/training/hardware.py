@@ -53,15 +53,6 @@ QLORA_VLLM = "TRL cannot sync a 4-bit (QLoRA) model's weights into vLLM (hugging
 OWN = "rlvr's generator (transformers, each shared prompt part run once, stopped after the answer)"
 
 
-def _vllm_version() -> str | None:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("vllm")
-    except PackageNotFoundError:
-        return None
-
-
 def _release(version: str) -> tuple[int, ...]:
     """A version's release numbers: "0.30.0+cu129" and "0.30.0rc1" are (0, 30, 0)."""
     match = re.match(r"\d+(?:\.\d+)*", version)
@@ -111,7 +102,9 @@ def resolve_environment(recipe: Recipe) -> Environment:
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     fallbacks: list[str] = []
-    use_vllm, generator = choose_generator(recipe.use_vllm, cuda, recipe.load_in_4bit, _vllm_version())
+    use_vllm, generator = choose_generator(
+        recipe.use_vllm, cuda, recipe.load_in_4bit, package_versions()["vllm"]
+    )
 
     load_in_4bit = recipe.load_in_4bit
     if load_in_4bit and not cuda:
