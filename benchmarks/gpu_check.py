@@ -144,9 +144,11 @@ def train(
 
 
 def eval_generation(model_dir: Path, prompts: list[str], suppress: list[int], args: Any, cuda: bool) -> dict:
-    """rlvr eval's generator over the test problems (time-capped), then plain `generate` on the first batch."""
+    """rlvr eval's generator over the test problems (time-capped), then plain `generate` and rlvr's
+    loop without CUDA graphs on the first batch."""
     import torch
 
+    import benchmarks.gpu_checks as checks
     from rlvr_cli.evaluation.generators import HFGenerator
     from rlvr_cli.evaluation.loading import load_model
 
@@ -200,6 +202,12 @@ def eval_generation(model_dir: Path, prompts: list[str], suppress: list[int], ar
     if cuda:
         torch.cuda.synchronize()
     same_wall = time.perf_counter() - start
+    with checks.static_decoding(False):  # rlvr's loop without CUDA graphs, on the same batch
+        start = time.perf_counter()
+        generator.generate(batch)
+        if cuda:
+            torch.cuda.synchronize()
+        eager_wall = time.perf_counter() - start
     # Greedy on random weights: near-ties can flip under a different batch layout in bf16, so this is
     # reported, not asserted (tests/test_generation.py asserts equality in float32).
     plain_texts = tokenizer.batch_decode(out[:, encoded["input_ids"].shape[1] :], skip_special_tokens=True)
@@ -213,6 +221,8 @@ def eval_generation(model_dir: Path, prompts: list[str], suppress: list[int], ar
             "rlvr_s": round(same_wall, 2),
             "rlvr_tokens_per_s": round(sum(g.tokens for g in same) / same_wall, 1),
             "speedup": round(plain_wall / same_wall, 2),
+            "rlvr_eager_s": round(eager_wall, 2),
+            "cuda_graphs_speedup": round(eager_wall / same_wall, 2),
             "identical_completions": identical,
         },
     }
@@ -380,10 +390,20 @@ def write_results(results: dict, args: Any, steps_per_epoch: int) -> None:
             f"{r['problems_per_s']} problems/s, {r['tokens_per_s']:.0f} tokens/s, peak {r['peak_gpu_gib']} GiB; "
             f"all 1,319 projected at {r['projected_s_for_all']:.0f} s. On the same {s['problems']} problems, plain "
             f"`generate` took {s['plain_generate_s']} s ({s['plain_tokens_per_s']:.0f} tokens/s) and rlvr's generator "
-            f"{s['rlvr_s']} s ({s['rlvr_tokens_per_s']:.0f} tokens/s): **{s['speedup']}x**."
+            f"{s['rlvr_s']} s ({s['rlvr_tokens_per_s']:.0f} tokens/s): **{s['speedup']}x**; rlvr's loop "
+            f"without CUDA graphs took {s['rlvr_eager_s']} s (graphs: {s['cuda_graphs_speedup']}x)."
         )
     elif "eval" in results["errors"]:
         body += f"\n\nEvaluation generation failed: {results['errors']['eval']}"
+    decode = results["checks"].get("decode")
+    if decode:
+        eager, share = decode["eager"], decode["share_of_bandwidth"]
+        body += (
+            f"\n\nOne row's greedy decode: {decode['tokens_per_s']:.0f} tokens/s with CUDA graphs "
+            f"({decode['ms_per_token']} ms per token, {f'{share:.1%}' if share else 'an unknown share'} of the "
+            f"card's memory bandwidth; the bound is {decode['bandwidth_bound_tokens_per_s']} tokens/s), "
+            f"{eager['tokens_per_s']:.0f} tokens/s eagerly ({eager['ms_per_token']} ms per token)."
+        )
     body += "\n\nFigures also in `benchmarks/results/gpu.json`. Reproduce: `make gpu-check`."
     write_section(f"GRPO at Qwen2.5-0.5B's shape ({'tiny check' if args.tiny else env['device']})", body)
     if args.out:

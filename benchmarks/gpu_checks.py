@@ -3,23 +3,27 @@
 - `attention`: cascade attention (one and two shared levels) against SDPA over the full per-row
   cache, at Qwen2.5-0.5B's head layout, in bf16 and fp16 (on a CPU: float32), as the largest
   absolute difference from a float32 reference; passes under the dtype's stated tolerance.
-- `greedy`: `rlvr eval`'s decoding (shared prefix, finished rows leaving) against plain `generate`
-  on the same prompts: identical completions, and where the first difference falls. Random weights
-  have near-ties that bf16 can flip, so this is reported with the share identical, not asserted.
+- `greedy`: `rlvr eval`'s decoding (shared prefix, finished rows leaving; on CUDA from fixed buffers
+  replayed as CUDA graphs, and again eagerly) against plain `generate` on the same prompts: identical
+  completions, and where the first difference falls. Random weights have near-ties that bf16 can
+  flip, so this is reported with the share identical, not asserted.
 - `sigterm`: a GRPO run stopped by SIGTERM after its first step exits 130 with a complete
   checkpoint, and `--resume` finishes from it.
 - `decode`: one row's greedy decode, tokens/s, and the weight bytes read per token against the
-  card's memory bandwidth (the bound a decode step of a 0.5B model cannot beat).
+  card's memory bandwidth (the bound a decode step of a 0.5B model cannot beat); with CUDA graphs
+  and, as the baseline in the same run, eagerly.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +31,20 @@ REPO = Path(__file__).resolve().parent.parent
 # Nominal memory bandwidth (bytes/s) by device name: a decode step reads every weight once.
 BANDWIDTH = {"H200": 4.8e12, "H100": 3.35e12, "A100": 2.0e12, "L40S": 0.864e12, "A10G": 0.6e12}
 TOLERANCE = {"bfloat16": 3e-2, "float16": 4e-3, "float32": 1e-5}
+
+
+@contextlib.contextmanager
+def static_decoding(static: bool) -> Iterator[None]:
+    """rlvr's generator from fixed buffers (replayed as CUDA graphs on CUDA; eagerly on a CPU, which
+    checks the GPU's path there) or, with `static=False`, its eager loop: the baseline in the same run."""
+    from rlvr_cli.decoding import graphs
+
+    real = graphs.use_graphs
+    graphs.use_graphs = lambda device: static
+    try:
+        yield
+    finally:
+        graphs.use_graphs = real
 
 
 def attention(device: str) -> dict[str, Any]:
@@ -101,28 +119,44 @@ def greedy(model_dir: Path, prompts: list[str], suppress: list[int], new_tokens:
     model, tokenizer = loaded.model, loaded.tokenizer
     batch = prompts[:8]
     rows = [tokenizer(p, add_special_tokens=True)["input_ids"] for p in batch]
-    ours = greedy_generate(
-        model, rows, max_new_tokens=new_tokens, eos_token_id=tokenizer.eos_token_id,
-        pad_id=tokenizer.pad_token_id, suppress_tokens=suppress,
-    )  # fmt: skip
+
+    def ours_now() -> list[Any]:
+        return greedy_generate(
+            model, rows, max_new_tokens=new_tokens, eos_token_id=tokenizer.eos_token_id,
+            pad_id=tokenizer.pad_token_id, suppress_tokens=suppress,
+        )  # fmt: skip
+
+    with static_decoding(True):
+        ours = ours_now()
+    with static_decoding(False):
+        eager = ours_now()
     encoded = tokenizer(batch, return_tensors="pt", padding=True).to(model.device)
     with torch.no_grad():
         plain = model.generate(
             **encoded, max_new_tokens=new_tokens, do_sample=False, suppress_tokens=suppress,
             pad_token_id=tokenizer.pad_token_id,
         )[:, encoded["input_ids"].shape[1] :].tolist()  # fmt: skip
-    first_differences = []
-    for (ids, _), reference in zip(ours, plain, strict=True):
-        reference = [t for t in reference if t != tokenizer.pad_token_id][: len(ids) or new_tokens]
-        diff = next((i for i, (a, b) in enumerate(zip(ids, reference, strict=False)) if a != b), None)
-        first_differences.append(diff)
-    identical = sum(d is None for d in first_differences)
+
+    def first_differences(completions: list[Any]) -> list[int | None]:
+        found = []
+        for (ids, _), reference in zip(completions, plain, strict=True):
+            reference = [t for t in reference if t != tokenizer.pad_token_id][: len(ids) or new_tokens]
+            found.append(
+                next((i for i, (a, b) in enumerate(zip(ids, reference, strict=False)) if a != b), None)
+            )
+        return found
+
+    differences, eager_differences = first_differences(ours), first_differences(eager)
     return {
         "rows": len(batch),
         "new_tokens": new_tokens,
         "dtype": str(next(model.parameters()).dtype).removeprefix("torch."),
-        "identical": identical,
-        "first_difference_at": first_differences,
+        "cuda_graphs": model.device.type == "cuda",  # else: the same buffers, eagerly
+        "identical": sum(d is None for d in differences),
+        "first_difference_at": differences,
+        "eager_identical": sum(d is None for d in eager_differences),
+        "eager_first_difference_at": eager_differences,
+        "graphs_equal_eager": sum(a == b for a, b in zip(ours, eager, strict=True)),
     }
 
 
@@ -200,27 +234,40 @@ def decode(model_dir: Path, prompts: list[str], suppress: list[int], new_tokens:
     loaded = load_model(str(model_dir), is_checkpoint=False)
     model, tokenizer = loaded.model, loaded.tokenizer
     generator = HFGenerator(model, tokenizer, max_new_tokens=new_tokens, suppress_tokens=suppress)
-    generator.generate(prompts[:1])  # warm-up
     cuda = model.device.type == "cuda"
-    if cuda:
-        torch.cuda.synchronize()
-    start = time.perf_counter()
-    (result,) = generator.generate(prompts[1:2])
-    if cuda:
-        torch.cuda.synchronize()
-    wall = time.perf_counter() - start
     weight_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
-    tokens_per_s = result.tokens / wall
     name = torch.cuda.get_device_name(0) if cuda else "cpu"
     bandwidth = next((b for key, b in BANDWIDTH.items() if key in name), None)
-    achieved = tokens_per_s * weight_bytes
+
+    def measure() -> dict[str, Any]:
+        generator.generate(prompts[:1])  # warm-up
+        if cuda:
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        (result,) = generator.generate(prompts[1:2])
+        if cuda:
+            torch.cuda.synchronize()
+        wall = time.perf_counter() - start
+        tokens_per_s = result.tokens / wall
+        achieved = tokens_per_s * weight_bytes
+        return {
+            "new_tokens": result.tokens,
+            "tokens_per_s": round(tokens_per_s, 1),
+            "ms_per_token": round(1000 * wall / max(result.tokens, 1), 2),
+            "achieved_gb_per_s": round(achieved / 1e9, 1),
+            "share_of_bandwidth": round(achieved / bandwidth, 4) if bandwidth else None,
+        }
+
+    with static_decoding(True):
+        graphed = measure()
+    with static_decoding(False):
+        eager = measure()
     return {
-        "new_tokens": result.tokens,
-        "tokens_per_s": round(tokens_per_s, 1),
-        "ms_per_token": round(1000 * wall / max(result.tokens, 1), 2),
+        **graphed,
+        "cuda_graphs": cuda,
+        "eager": eager,
+        "speedup_over_eager": round(graphed["tokens_per_s"] / eager["tokens_per_s"], 2),
         "weight_gib": round(weight_bytes / 2**30, 3),
-        "achieved_gb_per_s": round(achieved / 1e9, 1),
         "nominal_gb_per_s": round(bandwidth / 1e9) if bandwidth else None,
-        "share_of_bandwidth": round(achieved / bandwidth, 4) if bandwidth else None,
         "bandwidth_bound_tokens_per_s": round(bandwidth / weight_bytes) if bandwidth else None,
     }

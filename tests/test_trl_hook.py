@@ -334,7 +334,11 @@ def test_trls_generation_call_goes_through_rlvrs_generate_where_it_applies(
     model = Model()
     patched: list[tuple] = []
     real = trainer_module.generate_with
-    monkeypatch.setattr(trainer_module, "generate_with", lambda *args: patched.append(args) or real(*args))
+    monkeypatch.setattr(
+        trainer_module,
+        "generate_with",
+        lambda *args, **kwargs: patched.append((*args, kwargs)) or real(*args, **kwargs),
+    )
     monkeypatch.setattr(
         GRPOTrainer,
         "_generate_single_turn",
@@ -343,7 +347,11 @@ def test_trls_generation_call_goes_through_rlvrs_generate_where_it_applies(
     trainer = _bare_trainer(
         monkeypatch,
         [],
-        rlvr={"answer_stop": setup["answer_stop"], "share_prefix": setup["share_prefix"]},
+        rlvr={
+            "answer_stop": setup["answer_stop"],
+            "share_prefix": setup["share_prefix"],
+            "cuda_graphs": False,
+        },
         use_vllm=setup.get("use_vllm", False),
         use_transformers_continuous_batching=setup.get("use_transformers_continuous_batching", False),
         accelerator=SimpleNamespace(unwrap_model=lambda wrapped: wrapped["model"]),
@@ -352,7 +360,8 @@ def test_trls_generation_call_goes_through_rlvrs_generate_where_it_applies(
     wrapped, args, kwargs = trainer._generate_single_turn("prompt ids", None, num_generations=4)
     assert (args, kwargs) == (("prompt ids", None), {"num_generations": 4})
     assert wrapped is rlvr_generation
-    assert patched == ([(model, setup["answer_stop"], setup["share_prefix"])] if rlvr_generation else [])
+    expected = (model, setup["answer_stop"], setup["share_prefix"], {"cuda_graphs": False})
+    assert patched == ([expected] if rlvr_generation else [])
     assert "generate" not in vars(model)
 
 

@@ -133,6 +133,11 @@ class Recipe(Strict):
         description="run each shared prompt part (the exemplars, each question) once per batch instead "
         "of once per completion: in HF generation and in the policy and reference forward passes",
     )
+    cuda_graphs: bool = Field(
+        True,
+        description="on a CUDA GPU, rlvr's generator decodes from fixed buffers, each step replayed as "
+        "one captured CUDA graph instead of hundreds of kernel launches; false: the eager loop",
+    )
     dynamic_sampling: bool = Field(
         False,
         description="train only on groups whose completions' rewards differ (DAPO's dynamic sampling): "

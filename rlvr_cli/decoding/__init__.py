@@ -1,1 +1,1 @@
-"""Decoding, for training and evaluation alike: the decode loop where finished rows leave the batch, the answer stop on the token side, and cascade attention that holds a shared prompt once."""
+"""Decoding, for training and evaluation alike: the decode loop where finished rows leave the batch, the answer stop on the token side, cascade attention that holds a shared prompt once, and, on CUDA, each decoding step replayed as one captured graph."""

@@ -223,9 +223,23 @@ def cascade_attention_forward(
     if bias is not None and bias.shape[0] == 1 and rows > 1:
         bias = bias.expand(rows, *bias.shape[1:])
 
+    merged = attend_parts(flat, layer.levels, key.float(), value.float(), bias, own)
+    return merged.reshape(rows, heads, q, dim).to(query.dtype).transpose(1, 2).contiguous(), None
+
+
+def attend_parts(
+    flat: torch.Tensor,
+    levels: list[Level],
+    keys: torch.Tensor,
+    values: torch.Tensor,
+    bias: torch.Tensor | None,
+    own: int,
+) -> torch.Tensor:
+    """Attention of `flat` (scaled queries, [rows, kv_heads, n_rep * q, dim]) over the shared levels
+    and the rows' own float32 `keys`/`values` (the last `own` columns of `bias`), merged exactly."""
     parts = []
     start = 0
-    for level in layer.levels:
+    for level in levels:
         length = level.keys.shape[-2]
         if level.groups is None:
             parts.append(_shared_part(flat, level.keys, level.values))
@@ -233,8 +247,8 @@ def cascade_attention_forward(
             level_bias = bias[..., start : start + length] if bias is not None else None
             parts.append(_grouped_part(flat, level, level_bias))
         start += length
-    own_bias = bias[..., total - own :] if bias is not None else None
-    parts.append(_part(flat, key.float(), value.float(), own_bias))
+    own_bias = bias[..., bias.shape[-1] - own :] if bias is not None else None
+    parts.append(_part(flat, keys, values, own_bias))
 
     # softmax over all parts = sum_i exp(max_i - M) * (p_i @ v_i) / sum_i exp(max_i - M) * sum(p_i)
     top = torch.stack([t for _, t, _ in parts]).amax(dim=0)
@@ -245,8 +259,7 @@ def cascade_attention_forward(
         numerator = term if numerator is None else numerator + term
         part_sum = part_total * weight
         denominator = part_sum if denominator is None else denominator + part_sum
-    merged = (numerator / denominator.unsqueeze(-1)).reshape(rows, heads, q, dim).to(query.dtype)
-    return merged.transpose(1, 2).contiguous(), None
+    return numerator / denominator.unsqueeze(-1)
 
 
 AttentionInterface.register(NAME, cascade_attention_forward)

@@ -246,13 +246,15 @@ def sample_shared_prefix(
     *,
     width: int | None = None,
     stop: Any = None,
+    static: bool | None = None,
 ) -> torch.Tensor:
     """What `generate(..., generation_config=config)` returns (temperature, top-k, top-p, min-p
     sampling or greedy), with the shared prefix held once and every row dropped from the batch the
     moment it ends, so the step costs the rows still running, not the longest row times all.
 
     `stop` is an `AnswerStop`: a row whose stop rule fires gets EOS as its next token, as the logits
-    processor forces in `generate`. Rows are padded with `pad_token_id` after their EOS.
+    processor forces in `generate`. Rows are padded with `pad_token_id` after their EOS. `static` is
+    `decode_rows`'.
     """
     from transformers.generation.logits_process import (
         LogitsProcessorList,
@@ -298,7 +300,7 @@ def sample_shared_prefix(
         return False
 
     prefill = prefill_shared(model, rows, pad_id, width)
-    decode_rows(model, prefill, config.max_new_tokens, choose, take)
+    decode_rows(model, prefill, config.max_new_tokens, choose, take, static=static)
     longest = max(len(c) for c in completions)
     out = torch.full(
         (len(rows), prefill.ids.shape[1] + longest), pad_id, dtype=torch.long, device=prefill.ids.device
@@ -315,12 +317,18 @@ def decode_rows(
     max_new_tokens: int,
     choose: Callable[[torch.Tensor], torch.Tensor],
     take: Callable[[int, int, int], bool],
+    *,
+    static: bool | None = None,
 ) -> None:
     """Decode from `prefill`, one token per running row per step: `choose(logits)` picks the tokens,
     `take(row, token, step)` records one and says whether its row has ended. An ended row leaves
     the batch at once (its cache rows dropped), so a step costs the rows still running.
+
+    `static` (default: on a CUDA device) decodes from fixed buffers instead, each step one captured
+    CUDA graph there (`rlvr_cli.decoding.graphs`): the same logits, step by step.
     """
     from rlvr_cli.decoding.cascade import cascade_attention
+    from rlvr_cli.decoding.graphs import decode_static, use_graphs
 
     device = prefill.ids.device
     mask, cache, positions = prefill.mask, prefill.cache, prefill.positions
@@ -335,6 +343,13 @@ def decode_rows(
             logits_to_keep=1,
             **{cache_kwarg: cache},
         ).logits[:, -1]
+        # Fixed buffers hold every key, so only a model whose every layer keeps every key decodes from them.
+        if (use_graphs(device) if static is None else static) and keeps_every_key(model.config):
+            decode_static(
+                model, cache, mask, positions, logits, max_new_tokens, choose, take,
+                cache_kwarg=cache_kwarg, graphs=device.type == "cuda",
+            )  # fmt: skip
+            return
         next_position = positions[:, -1] + 1
         for step in range(max_new_tokens):
             tokens = choose(logits)

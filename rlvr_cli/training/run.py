@@ -302,6 +302,7 @@ def build_trainer(
         if recipe.stop_at_answer
         else None,
         share_prefix=recipe.share_prompt_prefix,
+        cuda_graphs=recipe.cuda_graphs,
         reward_names=list(recipe.reward_funcs),
         dynamic_sampling_rounds=recipe.dynamic_sampling_max_rounds if recipe.dynamic_sampling else None,
         set_aside=SetAside(recipe.difficulty_filter, recipe.difficulty_filter_steps)

@@ -46,6 +46,7 @@ class RlvrGRPOTrainer(GRPOTrainer):
         *args: Any,
         answer_stop: AnswerStop | None = None,
         share_prefix: bool = True,
+        cuda_graphs: bool = True,
         reward_names: list[str] | None = None,
         dynamic_sampling_rounds: int | None = None,
         set_aside: SetAside | None = None,
@@ -57,6 +58,7 @@ class RlvrGRPOTrainer(GRPOTrainer):
         self.bound_hits = 0
         self.set_aside = set_aside  # the recipe's difficulty_filter, or None
         self.share_prefix = share_prefix
+        self.cuda_graphs = cuda_graphs
         # reward column -> metric, from the recipe's names (`correctness`), not the functions' own
         self.rate_metrics = {
             i: RATE_METRICS[name] for i, name in enumerate(reward_names or []) if name in RATE_METRICS
@@ -129,7 +131,10 @@ class RlvrGRPOTrainer(GRPOTrainer):
         ):
             return super()._generate_single_turn(*args, **kwargs)
         with generate_with(
-            self.accelerator.unwrap_model(self.model_wrapped), self.answer_stop, self.share_prefix
+            self.accelerator.unwrap_model(self.model_wrapped),
+            self.answer_stop,
+            self.share_prefix,
+            cuda_graphs=self.cuda_graphs,
         ):
             return super()._generate_single_turn(*args, **kwargs)
 

@@ -26,11 +26,14 @@ from rlvr_cli.decoding.stopping import AnswerStop
 
 
 @contextlib.contextmanager
-def generate_with(model: Any, processor: AnswerStop | None, share_prefix: bool = True) -> Iterator[None]:
+def generate_with(
+    model: Any, processor: AnswerStop | None, share_prefix: bool = True, *, cuda_graphs: bool = True
+) -> Iterator[None]:
     """Patch `model.generate` for the duration (the generate call itself is TRL's).
 
     The patched call stops completions with `processor` and, with `share_prefix`, runs the prompt
-    prefix common to the batch once (`rlvr_cli.decoding.generation`).
+    prefix common to the batch once (`rlvr_cli.decoding.generation`). `cuda_graphs=False` keeps
+    rlvr's loop eager on a CUDA GPU too.
     """
     had_own = "generate" in vars(model)
     original = model.generate
@@ -58,7 +61,14 @@ def generate_with(model: Any, processor: AnswerStop | None, share_prefix: bool =
         extra_processors = [p for p in kwargs.get("logits_processor") or [] if p is not processor]
         if not others and not extra_processors and supports_sampling(config):
             # rlvr's own loop: finished rows leave the batch (TRL's settings: sampling, EOS, padding).
-            return sample_shared_prefix(model, rows, config, width=input_ids.shape[1], stop=processor)
+            return sample_shared_prefix(
+                model,
+                rows,
+                config,
+                width=input_ids.shape[1],
+                stop=processor,
+                static=None if cuda_graphs else False,
+            )
         return generate_shared_prefix(
             model, rows, config.pad_token_id, width=input_ids.shape[1], generate=original, **kwargs
         )
