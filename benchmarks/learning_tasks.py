@@ -48,6 +48,7 @@ TASKS: dict[str, tuple[str, dict[str, int]]] = {
         {"min_num_candidates": 2, "max_num_candidates": 2, "min_n": 10, "max_n": 1000},
     ),
     "leg_counting": ("counting", {"min_animals": 1, "max_animals": 1, "max_instances": 4}),
+    "family_relationships": ("relations", {"min_family_size": 3, "max_family_size": 4}),
     "number_filtering": (
         "comparison",
         {

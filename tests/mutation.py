@@ -44,6 +44,7 @@ HOME_TESTS = {
     # The shared-prefix prefill is generation's; its two-level form is tested with the cascade.
     "rlvr_cli.decoding.generation": ("tests/test_generation.py", "tests/test_cascade.py"),
     "rlvr_cli.decoding.cascade": ("tests/test_cascade.py",),
+    "rlvr_cli.decoding.graphs": ("tests/test_static_decoding.py",),
     "rlvr_cli.decoding.attention": ("tests/test_cascade.py",),
     "rlvr_cli.training.prefix_logps": ("tests/test_prefix_logps.py",),
     # The trainer's dynamic-sampling branch is tested with the group filter.
