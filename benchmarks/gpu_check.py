@@ -16,8 +16,9 @@ Speed and memory do not depend on the weights, so a model built from Qwen2.5-0.5
 with random weights stands in for it where the Hub is unreachable. The tokenizer is any small one
 (e.g. the offline SmolLM2's, `~/.cache/rlvr/models/smollm2-135m-*`); token ids past its vocabulary
 are suppressed during generation. Runs `rlvr train` itself (bf16 LoRA with and without gradient
-checkpointing, then 4-bit QLoRA when bitsandbytes is installed) and `rlvr eval`'s generator against
-plain `generate` on the same problems, and writes a RESULTS.md section and
+checkpointing, then 4-bit QLoRA when bitsandbytes is installed; on CUDA rlvr's generator replays
+each decoding step as a CUDA graph) and `rlvr eval`'s generator against plain `generate` and
+against its own loop without CUDA graphs on the same problems, and writes a RESULTS.md section and
 `benchmarks/results/gpu.json`.
 
 Each part runs on its own: one that fails is recorded with its error and the others still run,
