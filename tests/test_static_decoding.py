@@ -4,6 +4,7 @@ ending, batches shrinking and both shared levels of the prompt."""
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import pytest
@@ -13,7 +14,7 @@ from rlvr_cli.decoding import graphs
 from rlvr_cli.decoding.generation import decode_rows, prefill_shared
 
 from .conftest import load_model
-from .test_cascade import EXEMPLARS, QUESTIONS
+from .test_cascade import DIM, EXEMPLARS, KV_HEADS, N_REP, QUESTIONS, Module, reference_attention
 
 
 @pytest.fixture(scope="module")
@@ -40,12 +41,48 @@ def test_batch_sizes_are_the_rows_then_powers_of_two_below():
     assert graphs.buckets(6) == [6, 4, 2, 1]
     assert graphs.buckets(8) == [8, 4, 2, 1]
     assert graphs.buckets(9) == [9, 8, 4, 2, 1]
+    assert graphs.buckets(2) == [2, 1]
     assert graphs.buckets(1) == [1]
 
 
-def decode_like_plain_generate(model, tokenizer, prompts, ends, steps, **decode_options):
-    """Decode `prompts` through `decode_rows`, ending row r after ends[r] tokens; return the rows
-    running at each step, the logits `choose` saw, and the tokens, with plain `generate`'s."""
+@pytest.mark.parametrize("scale", [None, 0.3])
+def test_attention_over_the_buffers_equals_sdpa_over_the_full_cache(scale):
+    """A shared level held once, a level per group of rows, and each row's own columns in a buffer of
+    which only some are written (the bias masks the rest and each row's padding): the attention is
+    SDPA's over the whole cache laid out per row, at the module's scaling or, given none, 1/sqrt(dim)."""
+    from rlvr_cli.decoding.cascade import Level
+
+    torch.manual_seed(0)
+    rows, own, first, second = 4, 6, 5, 3
+    level1 = [torch.randn(1, KV_HEADS, first, DIM) for _ in range(2)]
+    level2 = [torch.randn(2, KV_HEADS, second, DIM) for _ in range(2)]
+    groups = torch.tensor([0, 1, 1, 0])
+    keys, values = torch.randn(rows, KV_HEADS, own, DIM), torch.randn(rows, KV_HEADS, own, DIM)
+    visible = torch.rand(rows, first + second + own) > 0.4
+    visible[:, :first] = True  # level 1 is every row's
+    visible[:, -1] = True  # the token being decoded sees itself
+    bias = torch.zeros(rows, 1, 1, visible.shape[1]).masked_fill_(~visible[:, None, None], float("-inf"))
+    cache = graphs.StaticCache(torch.zeros(1, dtype=torch.long))
+    levels = [Level.of(*level1, None), Level.of(*level2, groups)]
+    cache.layers.append(graphs.StaticLayer(levels, keys, values, cache))
+    query = torch.randn(rows, KV_HEADS * N_REP, 1, DIM)
+    token = graphs._ACTIVE.set(cache)
+    try:
+        out = graphs.static_attention_forward(Module(), query, keys, values, bias, scaling=scale)[0]
+    finally:
+        graphs._ACTIVE.reset(token)
+    per_row = [
+        torch.cat([level1[i].expand(rows, -1, -1, -1), level2[i][groups], (keys, values)[i]], dim=2)
+        for i in range(2)
+    ]
+    expected = reference_attention(query, *per_row, visible[:, None, None], scale=scale)
+    torch.testing.assert_close(out, expected, atol=1e-5, rtol=1e-5)
+
+
+def decode_like_plain_generate(model, tokenizer, prompts, ends, steps, warns=False, **decode_options):
+    """Decode `prompts` through `decode_rows`, ending row r after ends[r] tokens; check the logits
+    `choose` saw and the tokens against plain `generate`'s, and return the rows running at each step.
+    Unless `warns`, a warning fails it (e.g. a capture tried where no CUDA device is)."""
     plain_inputs = tokenizer(prompts, return_tensors="pt", padding=True)
     plain = model.generate(
         **plain_inputs, max_new_tokens=steps, do_sample=False, pad_token_id=tokenizer.pad_token_id,
@@ -65,7 +102,10 @@ def decode_like_plain_generate(model, tokenizer, prompts, ends, steps, **decode_
         return len(tokens[row]) == ends[row]
 
     prefill = prefill_shared(model, [tokenizer(p)["input_ids"] for p in prompts], tokenizer.pad_token_id)
-    decode_rows(model, prefill, steps, choose, take, **decode_options)
+    with warnings.catch_warnings():
+        if not warns:
+            warnings.simplefilter("error")
+        decode_rows(model, prefill, steps, choose, take, **decode_options)
     for step, (rows, ours) in enumerate(zip(running, seen, strict=True)):
         theirs = plain.logits[step][rows]
         torch.testing.assert_close(ours.log_softmax(-1), theirs.log_softmax(-1), atol=1e-4, rtol=1e-4)
@@ -103,6 +143,40 @@ def test_prompts_sharing_nothing_decode_as_plain_generate(tiny, static_steps):
     assert len(static_steps) == 3
 
 
+def test_more_rows_than_prompt_tokens_down_to_one_row_ending_early(tiny, static_steps):
+    """Eight one-word prompts (more rows than columns), one row left running alone in a batch of one,
+    and every row ended before max_new_tokens: decoding stops there."""
+    model, tokenizer = tiny
+    prompts = ["Hi", "Yes", "No", "Hi", "Sum", "Go", "Hi", "Ok"]
+    assert max(len(tokenizer(p)["input_ids"]) for p in prompts) < len(prompts)
+    ends = [1, 1, 2, 1, 1, 4, 1, 2]
+    running = decode_like_plain_generate(model, tokenizer, prompts, ends, 7, static=True)
+    assert running == [list(range(8)), [2, 5, 7], [5], [5]]
+    assert len(static_steps) == 3
+
+
+def test_the_default_follows_the_device(tiny, static_steps, monkeypatch):
+    """Unasked, `decode_rows` decodes from the buffers wherever `use_graphs` says the device replays
+    them (a CUDA GPU), and eagerly elsewhere."""
+    model, tokenizer = tiny
+    monkeypatch.setattr(graphs, "use_graphs", lambda device: True)
+    decode_like_plain_generate(model, tokenizer, [EXEMPLARS + q for q in QUESTIONS], [3, 3, 3], 3)
+    assert len(static_steps) == 2
+
+
+def test_a_model_with_a_sliding_window_decodes_eagerly(tiny, static_steps):
+    """The buffers hold every key: a sliding-window layer's cache does not, so such a model keeps the
+    eager loop even when the buffers are asked for, and decodes as `generate`."""
+    from .test_cascade import _sliding_model
+
+    _, tokenizer = tiny
+    model = _sliding_model(tokenizer, window=8)
+    decode_like_plain_generate(
+        model, tokenizer, [EXEMPLARS + q for q in QUESTIONS], [3, 2, 3], 3, static=True
+    )
+    assert static_steps == []
+
+
 def test_the_eager_loop_stays_on_a_cpu(tiny, static_steps):
     model, tokenizer = tiny
     decode_like_plain_generate(model, tokenizer, [EXEMPLARS + q for q in QUESTIONS], [3, 3, 3], 3)
@@ -128,7 +202,7 @@ def test_a_step_that_cannot_be_captured_decodes_eagerly_with_a_warning(tiny, mon
     with pytest.warns(UserWarning, match="decoding without CUDA graphs: capturing a step failed") as caught:
         decode_like_plain_generate(
             model, tokenizer, [EXEMPLARS + q for q in QUESTIONS for _ in range(2)], [4, 1, 4, 2, 4, 4], 4,
-            static=True,
+            warns=True, static=True,
         )  # fmt: skip
     assert len(caught) == 1
 

@@ -49,7 +49,6 @@ class StaticLayer(DynamicLayer):
     def __init__(self, levels: list[Level], keys: torch.Tensor, values: torch.Tensor, cache: StaticCache):
         super().__init__()
         self.levels, self.keys, self.values, self.cache = levels, keys, values, cache
-        self.is_initialized = True
 
     def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args: Any, **kwargs: Any) -> Any:
         slots = key_states.shape[0]
@@ -82,9 +81,7 @@ def static_attention_forward(
     **kwargs: Any,
 ) -> tuple[torch.Tensor, None]:
     """transformers attention function over a `StaticCache` layer; `attention_mask` is its bias."""
-    cache = _ACTIVE.get()
-    assert cache is not None and attention_mask is not None, "only inside StaticDecoder.step"
-    layer = cache.layers[module.layer_idx]
+    layer = _ACTIVE.get().layers[module.layer_idx]  # switched on only inside StaticDecoder.active
     rows, heads, q, dim = query.shape
     kv_heads = key.shape[1]
     scaling = dim**-0.5 if scaling is None else scaling
@@ -101,11 +98,8 @@ AttentionInterface.register(NAME, static_attention_forward)
 def buckets(rows: int) -> list[int]:
     """Batch sizes a step is captured for: `rows`, then the powers of two below it."""
     sizes = [rows]
-    size = 1 << (rows - 1).bit_length() - 1 if rows > 1 else 0
-    while size >= 1:
-        if size < sizes[-1]:
-            sizes.append(size)
-        size //= 2
+    while sizes[-1] > 1:
+        sizes.append(1 << (sizes[-1] - 1).bit_length() - 1)  # the largest power of two below
     return sizes
 
 
@@ -131,10 +125,10 @@ class StaticDecoder:
         rows, width = mask.shape
         device = mask.device
         self.cache = StaticCache(torch.zeros(1, dtype=torch.long, device=device))
-        shared = 0
+        # Columns held by the shared levels (every layer holds the same; a DynamicCache none).
+        shared = sum(level.keys.shape[-2] for level in getattr(prefill_cache.layers[0], "levels", []))
         for source in prefill_cache.layers:
             levels = list(getattr(source, "levels", []))
-            shared = sum(level.keys.shape[-2] for level in levels)
             own = source.keys.shape[-2]
             shape = (rows, source.keys.shape[1], own + max_new_tokens, source.keys.shape[-1])
             keys = torch.zeros(shape, dtype=torch.float32, device=device)
