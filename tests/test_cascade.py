@@ -121,16 +121,17 @@ def test_attention_equals_sdpa_over_the_full_cache(groups, q, additive):
     assert_cascade_equals_sdpa(cache, query, parts_k, parts_v, mask, visible, scale=0.2 if additive else None)
 
 
+@pytest.mark.parametrize("q", [2, 3])
 @pytest.mark.parametrize(
     ("rows", "groups"),
     [(4, [0, 0, 1, 1]), (2, [0, 0]), (2, [0, 1]), (4, None)],
     ids=["two-levels", "two-rows-one-group", "two-rows-two-groups", "one-level"],
 )
-def test_attention_without_a_mask_is_causal_over_the_rows_own_tokens(rows, groups):
+def test_attention_without_a_mask_is_causal_over_the_rows_own_tokens(rows, groups, q):
     """No padding anywhere: transformers passes no mask, and the rows' own tokens still see only
     the ones before them (each query the levels, then its own part up to itself)."""
     torch.manual_seed(0)
-    l1, l2, own, q = 5, 4, 6, 3
+    l1, l2, own = 5, 4, 6
     cache = CascadeCache(Config())
     layer = cache.layers[0]
     k1, v1 = torch.randn(1, KV_HEADS, l1, DIM), torch.randn(1, KV_HEADS, l1, DIM)

@@ -240,7 +240,7 @@ def test_the_recipe_key_reaches_the_decode_loop_of_a_training_run(
     assert seen and set(seen) == {static}
 
 
-def test_grpo_sampling_draws_the_same_completions_from_the_buffers(tiny):
+def test_grpo_sampling_draws_the_same_completions_from_the_buffers(tiny, static_steps):
     """TRL's sampling settings through rlvr's loop, the answer stop ending rows at different steps: from
     the fixed buffers the same seed draws the same completions as the eager loop (the sampler sees the
     running rows' logits only, in the same order, whatever slots they hold)."""
@@ -264,6 +264,9 @@ def test_grpo_sampling_draws_the_same_completions_from_the_buffers(tiny):
         stop = AnswerStop(tokenizer, tokenizer.eos_token_id, rule=staggered(len(rows)))
         return sample_shared_prefix(model, rows, config, stop=stop, static=static).tolist()
 
-    eager, buffered = sample(False), sample(True)
+    eager = sample(False)
+    assert static_steps == []
+    buffered = sample(True)
+    assert static_steps  # the buffers' path ran
     assert buffered == eager
     assert len({tuple(r) for r in eager}) > 3  # the draws differ between rows: a real sample
