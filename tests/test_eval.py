@@ -67,6 +67,29 @@ def test_samples_give_pass_at_k_and_maj_at_k_beside_strict_and_flexible_greedy(
     assert refused.code == 2 and "a temperature above 0" in refused.err
 
 
+@pytest.mark.parametrize(("flag", "static"), [([], None), (["--no-cuda-graphs"], False)])
+def test_cuda_graphs_flag_reaches_the_decode_loop_and_the_summary(
+    cli, prepared: Path, tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch, flag, static
+):
+    """`--no-cuda-graphs` keeps eval's decoding eager on a CUDA GPU (greedy and --samples alike);
+    by default the loop decides by device. The summary says which was asked for."""
+    from rlvr_cli.evaluation import generators
+
+    seen: list[bool | None] = []
+    real = generators.decode_rows
+
+    def spy(*args, static=None, **kwargs):
+        seen.append(static)
+        return real(*args, static=static, **kwargs)
+
+    monkeypatch.setattr(generators, "decode_rows", spy)
+    args = ["eval", "--model", tiny_model_dir, "--data", prepared, "--limit", "2", "--max-new-tokens", "4"]
+    result = cli(*args, *flag, "--samples", "2", "--json", "--no-track")
+    assert result.code == 0, result.err
+    assert len(seen) >= 2 and set(seen) == {static}  # the greedy and the sampled pass
+    assert result.json()["cuda_graphs"] is (static is None)
+
+
 def test_checkpoint_with_baseline_compares_on_the_same_problems(
     cli, prepared: Path, tiny_model_dir: Path, tmp_path: Path
 ):

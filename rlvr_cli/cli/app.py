@@ -273,6 +273,10 @@ def eval_(
     generator: Annotated[
         str, typer.Option(help="transformers (CPU or GPU) or vllm (a CUDA GPU and the vllm extra).")
     ] = "transformers",
+    cuda_graphs: Annotated[
+        bool,
+        typer.Option(help="On a CUDA GPU, replay each decoding step as one CUDA graph (transformers)."),
+    ] = True,
     samples: Annotated[
         int,
         typer.Option(
@@ -320,6 +324,7 @@ def eval_(
         output=output,
         track=track,
         generator=generator,
+        cuda_graphs=cuda_graphs,
         samples=samples,
         temperature=temperature,
         seed=seed,

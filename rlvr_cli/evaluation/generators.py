@@ -45,6 +45,7 @@ class HFGenerator:
         stop_rule: Any = None,
         temperature: float | None = None,
         seed: int = 0,
+        cuda_graphs: bool = True,
     ):
         from rlvr_cli.decoding.stopping import TokenText
 
@@ -57,6 +58,7 @@ class HFGenerator:
         self.stop = TokenText(tokenizer)  # the answer-line stop reads each token's text
         self.stop_rule = stop_rule  # the task's (default: after the first answer line)
         self.temperature = temperature  # None: greedy; else sampled at this temperature (top-p 1)
+        self.static = None if cuda_graphs else False  # decode_rows' default: CUDA graphs on a CUDA GPU
         self.sampler = None
         if temperature is not None:
             self.sampler = torch.Generator(device=next(model.parameters()).device).manual_seed(seed)
@@ -74,6 +76,7 @@ class HFGenerator:
             stop_rule=self.stop_rule,
             temperature=self.temperature,
             sampler=self.sampler,
+            static=self.static,
         )
         return [
             Generation(
@@ -173,9 +176,11 @@ def greedy_generate(
     stop_rule: Any = None,
     temperature: float | None = None,
     sampler: torch.Generator | None = None,
+    static: bool | None = None,
 ) -> list[tuple[list[int], bool]]:
     """Greedy decoding for evaluation: shared prefix run once, finished rows dropped from the batch.
-    With `temperature`, each token is sampled instead (from `sampler`, for `rlvr eval --samples`).
+    With `temperature`, each token is sampled instead (from `sampler`, for `rlvr eval --samples`);
+    `static` is `decode_rows`' (`--no-cuda-graphs`: False).
 
     Returns, per row, the completion's token ids (EOS excluded) and whether it ended (EOS, or the
     answer line done when `token_text` is given) rather than hitting `max_new_tokens`.
@@ -213,5 +218,5 @@ def greedy_generate(
     prefill = prefill_shared(model, rows, pad_id)
     if suppress_tokens:
         suppressed = torch.tensor(suppress_tokens, device=prefill.ids.device)
-    decode_rows(model, prefill, max_new_tokens, choose, take)
+    decode_rows(model, prefill, max_new_tokens, choose, take, static=static)
     return list(zip(completions, ended, strict=True))

@@ -70,6 +70,7 @@ class EvalRequest:
     output: Path | None = None
     track: bool = True
     generator: str = "transformers"  # or vllm (CUDA)
+    cuda_graphs: bool = True  # transformers on CUDA: each decoding step a replayed CUDA graph
     progress: Progress | None = None  # reports each model's rows done and running accuracy
     samples: int = 1  # > 1: also K sampled completions per problem, for pass@k and maj@k
     temperature: float = 1.0  # of those samples
@@ -311,6 +312,7 @@ def run_eval(request: EvalRequest) -> EvalResult:
         "max_new_tokens": request.max_new_tokens,
         "batch_size": request.batch_size,
         "generator": request.generator,
+        "cuda_graphs": request.cuda_graphs if request.generator == "transformers" else None,
         "interrupted": interrupted,
         "results": results,
         "comparison": comparison,
@@ -349,7 +351,13 @@ def _run_one(
         loaded.model = None
         return samples, wall, interrupted, None
     label = Path(loaded.label).name or loaded.label
-    generator = HFGenerator(loaded.model, loaded.tokenizer, request.max_new_tokens, stop_rule=task.stop_rule)
+    generator = HFGenerator(
+        loaded.model,
+        loaded.tokenizer,
+        request.max_new_tokens,
+        stop_rule=task.stop_rule,
+        cuda_graphs=request.cuda_graphs,
+    )
     samples, wall, interrupted = evaluate(generator, rows, request.batch_size, label, task, request.progress)
     sampled = None
     k = request.samples
@@ -361,6 +369,7 @@ def _run_one(
             stop_rule=task.stop_rule,
             temperature=request.temperature,
             seed=request.seed,
+            cuda_graphs=request.cuda_graphs,
         )
         repeated = [row for row in rows for _ in range(k)]  # a problem's K rows together: one shared prompt
         drawn, _, interrupted = evaluate(
