@@ -137,8 +137,7 @@ class StaticDecoder:
             values[:, :, :own] = source.values
             self.cache.layers.append(StaticLayer(levels, keys, values, self.cache))
         # The cache's columns: the levels', then the rows' own (the prefill's, then one per new token).
-        self.first_new = width - shared
-        self.cache.column.fill_(self.first_new)
+        self.cache.column.fill_(width - shared)
         self.bias = torch.full((rows, 1, 1, width + max_new_tokens), float("-inf"), device=device)
         self.bias[:, 0, 0, :width].masked_fill_(mask.bool(), 0.0)
         self.shared = shared
