@@ -76,6 +76,17 @@ class ReasoningGymTask(Task):
         except (TypeError, ValueError, AssertionError) as exc:
             raise UsageError(f"reasoning-gym:{self.dataset_name}: bad options ({exc})") from exc
 
+    def _items(self, size: int, seed: int) -> list[dict[str, Any]]:
+        # Drawn here, before anything is written: some option combinations pass the config's
+        # checks and fail only when a problem is drawn (aiw's task_types as strings).
+        dataset = self._create(size, seed)
+        try:
+            return list(dataset)
+        except Exception as exc:  # the generator's own code, run on the user's options
+            raise UsageError(
+                f"reasoning-gym:{self.dataset_name}: bad options ({type(exc).__name__}: {exc})"
+            ) from exc
+
     def load(self, source: str, *, size: int, seed: int, strict: bool) -> SourceData:
         test_size = max(50, size // 10)
         name = f"reasoning-gym:{self.dataset_name}"
@@ -83,7 +94,7 @@ class ReasoningGymTask(Task):
         # Different seeds per split, so that test problems are not copies of train problems.
         for split, n, split_seed in (("train", size, seed), ("test", test_size, seed + 1_000_003)):
             problems = []
-            for i, item in enumerate(self._create(n, split_seed)):
+            for i, item in enumerate(self._items(n, split_seed)):
                 metadata = item.get("metadata") or {}
                 cot = metadata.get("answer_cot")
                 steps = cot if isinstance(cot, str) else ""
