@@ -49,8 +49,22 @@ def test_false_keeps_rlvrs_generator_even_where_vllm_could_run():
     assert choose_generator(False, True, False, SUPPORTED) == (
         False,
         "rlvr's generator (transformers, each shared prompt part run once, stopped after the answer): "
-        "use_vllm: false",
+        "use_vllm: false; each decoding step one CUDA graph",
     )
+
+
+@pytest.mark.parametrize(
+    ("cuda_graphs", "steps"),
+    [(True, "; each decoding step one CUDA graph"), (False, "; decoding eagerly (cuda_graphs: false)")],
+)
+def test_on_a_gpu_rlvrs_generator_says_whether_its_steps_are_cuda_graphs(cuda_graphs, steps):
+    _, qlora = choose_generator("auto", True, True, SUPPORTED, cuda_graphs=cuda_graphs)
+    assert qlora.endswith(f"load_in_4bit: false would use vLLM{steps}")
+    _, chosen = choose_generator(False, True, False, SUPPORTED, cuda_graphs=cuda_graphs)
+    assert chosen.endswith(f"use_vllm: false{steps}")
+    # vLLM's own decoding and the CPU's eager loop say nothing about graphs
+    assert "CUDA graph" not in choose_generator("auto", True, False, SUPPORTED, cuda_graphs=cuda_graphs)[1]
+    assert "graph" not in choose_generator("auto", False, False, None, cuda_graphs=cuda_graphs)[1]
 
 
 @pytest.mark.parametrize(

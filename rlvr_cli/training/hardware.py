@@ -60,36 +60,53 @@ def _release(version: str) -> tuple[int, ...]:
 
 
 def choose_generator(
-    use_vllm: bool | str, cuda: bool, load_in_4bit: bool, vllm_version: str | None
+    use_vllm: bool | str,
+    cuda: bool,
+    load_in_4bit: bool,
+    vllm_version: str | None,
+    *,
+    cuda_graphs: bool = True,
 ) -> tuple[bool, str]:
     """Whether TRL generates with vLLM, and a line saying which generator runs and why.
 
     `auto` takes vLLM (colocated with training, TRL's importance-sampling correction on) wherever
     it can serve the recipe; an explicit `true` that cannot is an error rather than a silent switch.
+    On a GPU, rlvr's own generator's line also says whether its decoding steps are CUDA graphs.
     """
+    steps = ""
+    if cuda:
+        steps = (
+            "; each decoding step one CUDA graph"
+            if cuda_graphs
+            else "; decoding eagerly (cuda_graphs: false)"
+        )
+
+    def own(why: str) -> str:
+        return f"{OWN}: {why}{steps}"
+
     if use_vllm is False:
-        return False, f"{OWN}: use_vllm: false"
+        return False, own("use_vllm: false")
     explicit = use_vllm is True
     if not cuda:
         if explicit:
             raise UsageError(
                 "use_vllm needs a CUDA GPU; set use_vllm: auto or false to generate with transformers"
             )
-        return False, f"{OWN}: no CUDA GPU, which vLLM needs"
+        return False, own("no CUDA GPU, which vLLM needs")
     if load_in_4bit:
         if explicit:
             raise UsageError(f"use_vllm: {QLORA_VLLM}: set load_in_4bit: false (bf16 LoRA) or use_vllm: auto")
-        return False, f"{OWN}: {QLORA_VLLM}; load_in_4bit: false would use vLLM"
+        return False, own(f"{QLORA_VLLM}; load_in_4bit: false would use vLLM")
     if vllm_version is None:
         if explicit:
             raise RlvrError(
                 "use_vllm: vLLM is not installed: pip install 'rlvr[vllm]', or set use_vllm: auto"
             )
-        return False, f"{OWN}: vLLM is not installed (pip install 'rlvr[vllm]'; the training image has it)"
+        return False, own("vLLM is not installed (pip install 'rlvr[vllm]'; the training image has it)")
     low, high = TRL_VLLM_RANGE
     supported = _release(low) <= _release(vllm_version) <= _release(high)
     if not supported and not explicit:
-        return False, f"{OWN}: vLLM {vllm_version} is outside the releases TRL supports ({low} to {high})"
+        return False, own(f"vLLM {vllm_version} is outside the releases TRL supports ({low} to {high})")
     why = "use_vllm: true" if explicit else "use_vllm: auto, a CUDA GPU and a vLLM that TRL supports"
     caveat = "" if supported else f", outside the releases TRL supports ({low} to {high})"
     return True, f"vLLM {vllm_version} colocated with training{caveat}: {why}"
@@ -103,7 +120,11 @@ def resolve_environment(recipe: Recipe) -> Environment:
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     fallbacks: list[str] = []
     use_vllm, generator = choose_generator(
-        recipe.use_vllm, cuda, recipe.load_in_4bit, package_versions()["vllm"]
+        recipe.use_vllm,
+        cuda,
+        recipe.load_in_4bit,
+        package_versions()["vllm"],
+        cuda_graphs=recipe.cuda_graphs,
     )
 
     load_in_4bit = recipe.load_in_4bit
