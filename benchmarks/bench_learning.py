@@ -89,16 +89,20 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="4 steps, 20 problems: a check of the script")
     parser.add_argument(
         "--part",
-        choices=["chain-sum", "gsm8k-format", "groups", "tasks"],
+        choices=["chain-sum", "gsm8k-format", "groups", "tasks", "sweep"],
         default="chain-sum",
         help="chain-sum: accuracy on a learnable task; gsm8k-format: GSM8K's held-out format rate; "
         "groups: with and without dynamic_sampling at equal minutes (benchmarks/learning_groups.py); "
-        "tasks: configs/smollm2-reasoning.yaml on three reasoning-gym tasks (benchmarks/learning_tasks.py)",
+        "tasks: configs/smollm2-reasoning.yaml on three reasoning-gym tasks (benchmarks/learning_tasks.py); "
+        "sweep: that recipe against one-factor changes of it on the same tasks (benchmarks/learning_sweep.py)",
     )
     parser.add_argument("--minutes", type=float, default=6.0, help="groups, tasks: training budget per run")
     parser.add_argument(
-        "--tasks", default=None, help="tasks: a comma-separated subset (default: all three); groups: one task"
+        "--tasks",
+        default=None,
+        help="tasks, sweep: a comma-separated subset (default: all three); groups: one task",
     )
+    parser.add_argument("--variants", default=None, help="sweep: a comma-separated subset of its variants")
     args = parser.parse_args()
     if args.part == "gsm8k-format":
         gsm8k_format(args)
@@ -118,6 +122,11 @@ def main() -> None:
         from benchmarks import learning_tasks
 
         learning_tasks.run(args, evaluate, rlvr)
+        return
+    if args.part == "sweep":
+        from benchmarks import learning_sweep
+
+        learning_sweep.run(args, evaluate, rlvr)
         return
     work = args.work
     data, output = work / "data", work / "model"
