@@ -214,16 +214,13 @@ def test_reasoning_gym_task_errors_name_what_is_missing_or_wrong(monkeypatch: py
     assert caught.value.message == "reasoning-gym:chain_sum: bad options (max_terms must be >= min_terms)"
     # Options the config accepts but the generator cannot draw from fail the same way, not mid-write.
     for options, error in (
-        ({"task_types": ["siblings"]}, "ValueError: The number of weights does not match the population"),
-        (
-            {"task_types": ["siblings"], "task_type_weights": [1]},
-            "AttributeError: 'str' object has no attribute 'value'",
-        ),
+        ({"task_types": ["siblings"]}, "ValueError"),  # types without their weights
+        ({"task_types": ["siblings"], "task_type_weights": [1]}, "AttributeError"),  # strings, not its enum
     ):
         task = get_task("reasoning-gym", {"dataset": "aiw", **options})
         with pytest.raises(UsageError) as caught:
             task.load("reasoning-gym:aiw", size=10, seed=0, strict=False)
-        assert caught.value.message == f"reasoning-gym:aiw: bad options ({error})"
+        assert caught.value.message.startswith(f"reasoning-gym:aiw: bad options ({error}: ")
     monkeypatch.setitem(sys.modules, "reasoning_gym", None)  # as if not installed
     assert refused({"dataset": "chain_sum"}) == (
         "the reasoning-gym task needs the reasoning-gym package: pip install 'rlvr[train]' (reasoning-gym)"
