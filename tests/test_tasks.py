@@ -10,9 +10,10 @@ from typing import ClassVar
 import pytest
 
 from rlvr_cli.tasks import get_task, task_for_source
-from rlvr_cli.tasks.base import STOP_STRINGS, StopRule, find_answer_line
+from rlvr_cli.tasks.base import STOP_STRINGS, Answer, StopRule, find_answer_line
 from rlvr_cli.tasks.gsm8k.answers import extract_answer
 from rlvr_cli.tasks.gsm8k.rewards import correctness_reward, format_reward
+from rlvr_cli.tasks.reasoning_gym import config_fields
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -212,18 +213,43 @@ def test_reasoning_gym_task_errors_name_what_is_missing_or_wrong(monkeypatch: py
     with pytest.raises(UsageError) as caught:
         task.load("reasoning-gym:chain_sum", size=10, seed=0, strict=False)
     assert caught.value.message == "reasoning-gym:chain_sum: bad options (max_terms must be >= min_terms)"
-    # Options the config accepts but the generator cannot draw from fail the same way, not mid-write.
-    for options, error in (
-        ({"task_types": ["siblings"]}, "ValueError"),  # types without their weights
-        ({"task_types": ["siblings"], "task_type_weights": [1]}, "AttributeError"),  # strings, not its enum
-    ):
-        task = get_task("reasoning-gym", {"dataset": "aiw", **options})
-        with pytest.raises(UsageError) as caught:
-            task.load("reasoning-gym:aiw", size=10, seed=0, strict=False)
-        assert caught.value.message.startswith(f"reasoning-gym:aiw: bad options ({error}: ")
+    # Options the config accepts but the generator cannot draw from are refused before anything is
+    # written, naming the options to change: aiw's task types without their weights.
+    task = get_task("reasoning-gym", {"dataset": "aiw", "task_types": ["siblings"], "max_entities": 4})
+    with pytest.raises(UsageError) as caught:
+        task.load("reasoning-gym:aiw", size=10, seed=0, strict=False)
+    assert caught.value.message == (
+        "reasoning-gym:aiw: the generator fails on these options (ValueError: The number of weights "
+        'does not match the population); change --option task_types=["siblings"] --option max_entities=4'
+    )
+    assert refused({"dataset": "aiw", "task_types": ["siblings", "cousins"]}) == (
+        "reasoning-gym:aiw: option task_types: 'cousins' is not one of siblings, friends, colleagues"
+    )
     monkeypatch.setitem(sys.modules, "reasoning_gym", None)  # as if not installed
     assert refused({"dataset": "chain_sum"}) == (
         "the reasoning-gym task needs the reasoning-gym package: pip install 'rlvr[train]' (reasoning-gym)"
+    )
+
+
+def test_reasoning_gym_enum_options_are_given_by_their_values():
+    # aiw's task_types and word_sorting's transformation are enums in reasoning-gym; on the command
+    # line they are strings, by value or by name.
+    from reasoning_gym.logic.aiw import TaskType
+
+    assert config_fields("aiw")["task_types"] == [TaskType.SIBLINGS, TaskType.FRIENDS, TaskType.COLLEAGUES]
+    task = get_task(
+        "reasoning-gym",
+        {"dataset": "aiw", "task_types": ["siblings", "FRIENDS"], "task_type_weights": [1, 0]},
+    )
+    assert task.options["task_types"] == ["siblings", "FRIENDS"]  # the manifest keeps what was written
+    data = task.load("reasoning-gym:aiw", size=20, seed=0, strict=False)
+    assert all(" sisters" in p.question and "friends" not in p.question for p in data.train + data.test)
+    task = get_task("reasoning-gym", {"dataset": "word_sorting", "transformation": "uppercase"})
+    data = task.load("reasoning-gym:word_sorting", size=5, seed=0, strict=False)
+    assert all(p.final_answer.isupper() for p in data.train)
+    first = data.train[0]
+    assert task.check(
+        Answer(value=None, text=first.final_answer, format_ok=True), first.final_answer, first.metadata
     )
 
 

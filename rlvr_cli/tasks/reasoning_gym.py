@@ -10,6 +10,7 @@ line's text, so string answers (sorted words, counts, ...) work, not only number
 
 from __future__ import annotations
 
+import enum
 import json
 from typing import Any
 
@@ -40,11 +41,47 @@ def config_fields(dataset: str) -> dict[str, Any]:
         hint = f"did you mean {', '.join(close)}?" if close else "see reasoning_gym.factory.DATASETS"
         raise UsageError(f"reasoning-gym has no dataset {dataset!r}; {hint}")
     config_cls = DATASETS[dataset][1]
-    return {
-        f.name: (f.default if f.default is not dataclasses.MISSING else None)
-        for f in dataclasses.fields(config_cls)
-        if f.name not in ("seed", "size")
-    }
+    fields = {}
+    for f in dataclasses.fields(config_cls):
+        if f.name in ("seed", "size"):
+            continue
+        if f.default is not dataclasses.MISSING:
+            fields[f.name] = f.default
+        elif f.default_factory is not dataclasses.MISSING:  # lists (aiw's task_types)
+            fields[f.name] = f.default_factory()
+        else:
+            fields[f.name] = None
+    return fields
+
+
+def as_enums(dataset: str, options: dict[str, Any], defaults: dict[str, Any]) -> dict[str, Any]:
+    """Options whose default is an Enum (or a list of them), given as the enum's values or names:
+    `--option 'task_types=[siblings]'` for aiw's TaskType.SIBLINGS. The generators compare with
+    their enums, so a plain string would pass the config's checks and fail when a problem is drawn."""
+    converted = dict(options)
+    for key, value in options.items():
+        default = defaults.get(key)
+        members = default if isinstance(default, (list, tuple)) else [default]
+        enum_cls = next((type(m) for m in members if isinstance(m, enum.Enum)), None)
+        if enum_cls is None:
+            continue
+
+        def member(item: Any, key: str = key, enum_cls: Any = enum_cls) -> Any:
+            if isinstance(item, enum.Enum):
+                return item
+            for m in enum_cls:
+                if str(item) == str(m.value) or str(item).upper() == m.name:
+                    return m
+            valid = ", ".join(str(m.value) for m in enum_cls)
+            raise UsageError(f"reasoning-gym:{dataset}: option {key}: {item!r} is not one of {valid}")
+
+        converted[key] = [member(v) for v in value] if isinstance(value, (list, tuple)) else member(value)
+    return converted
+
+
+def _yaml(value: Any) -> str:
+    """An option's value as it would be written after --option KEY=."""
+    return value if isinstance(value, str) else json.dumps(value)
 
 
 class ReasoningGymTask(Task):
@@ -58,13 +95,15 @@ class ReasoningGymTask(Task):
         if not dataset:
             raise UsageError("the reasoning-gym task needs a dataset: --source reasoning-gym:NAME")
         _reasoning_gym()
+        defaults = config_fields(dataset)
         self.options_help = {
             "dataset": "reasoning-gym dataset name",
-            **{k: f"generator option (default {v!r})" for k, v in config_fields(dataset).items()},
+            **{k: f"generator option (default {v!r})" for k, v in defaults.items()},
         }
         super().__init__(options)
         self.dataset_name = dataset
-        self.generator_options = {k: v for k, v in options.items() if k != "dataset"}
+        given = {k: v for k, v in options.items() if k != "dataset"}
+        self.generator_options = as_enums(dataset, given, defaults)
         self._scorer: Any = None
         self.title = f"reasoning-gym:{dataset}"
 
@@ -83,8 +122,10 @@ class ReasoningGymTask(Task):
         try:
             return list(dataset)
         except Exception as exc:  # the generator's own code, run on the user's options
+            given = " ".join(f"--option {k}={_yaml(v)}" for k, v in self.options.items() if k != "dataset")
             raise UsageError(
-                f"reasoning-gym:{self.dataset_name}: bad options ({type(exc).__name__}: {exc})"
+                f"reasoning-gym:{self.dataset_name}: the generator fails on these options "
+                f"({type(exc).__name__}: {exc}); change {given or 'them'}"
             ) from exc
 
     def load(self, source: str, *, size: int, seed: int, strict: bool) -> SourceData:
