@@ -14,7 +14,7 @@ GSM8K ?= ../shared/data/gsm8k
 IMAGE ?= rlvr-train
 TAG ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo dev)
 
-.PHONY: install lock check-lock test-latest test test-slow lint format mutation demo smoke learn bench bench-slow gpu-check image push clean
+.PHONY: install lock check-lock test-latest test test-slow lint format mutation demo smoke learn bench bench-slow gpu-check gpu-bundle image push clean
 
 install:
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -124,6 +124,11 @@ bench:
 gpu-check:
 	tokenizer=$$($(BIN)/python -c "from rlvr_cli.models.offline import materialize_offline as m; print(m('smollm2-135m'))"); \
 	$(BIN)/python benchmarks/gpu_check.py --gsm8k $(GSM8K) --tokenizer "$$tokenizer"
+
+# For a CUDA machine that has a PyTorch image but no network: .whl/ holds the lock's wheels of the rest
+# of the stack, the tokenizer and GSM8K (under 56 MiB); there, `bash benchmarks/gpu_device.sh OUT_DIR`.
+gpu-bundle:
+	$(BIN)/python benchmarks/gpu_bundle.py --gsm8k $(GSM8K)
 
 # ~35 (train) and ~25 (eval) minutes on 2 cores.
 bench-slow:

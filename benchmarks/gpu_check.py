@@ -3,6 +3,7 @@
     make gpu-check                                                                  # on a CUDA machine
     python benchmarks/gpu_check.py --gsm8k ../shared/data/gsm8k --tokenizer DIR          # the same
     python benchmarks/gpu_check.py --gsm8k ../shared/data/gsm8k --tokenizer DIR --tiny   # CPU run of the script
+    bash benchmarks/gpu_device.sh OUT_DIR          # on a machine without network (make gpu-bundle first)
 
 Checks first (benchmarks/gpu_checks.py: cascade attention against SDPA in bf16 and fp16, greedy
 eval tokens against plain `generate`, a SIGTERM mid-run that saves a resumable checkpoint, one

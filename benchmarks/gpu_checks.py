@@ -190,7 +190,11 @@ def sigterm(model_dir: Path, data: Path, work: Path, cuda: bool, suppress: list[
             }
         )
     )
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    # The repo first, then what the caller had (benchmarks/gpu_device.sh: the carried wheels).
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
+    }
     command = [sys.executable, "-m", "rlvr_cli", "train", "--config", str(recipe), "--force"]
     process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, env=env, cwd=work)
     assert process.stderr is not None
