@@ -183,11 +183,14 @@ def test_a_data_file_that_is_not_utf8_is_one_line(cli, tmp_path: Path, gsm8k_fix
         (["--shots", "-1"], "--shots -1: must be between 0 and 32"),
         (["--val-fraction", "1.0"], "--val-fraction 1.0: must be strictly between 0 and 1"),
         (["--val-fraction", "0"], "--val-fraction 0.0: must be strictly between 0 and 1"),
+        (["--source", "reasoning-gym:chain_sum", "--size", "0"], "--size 0: must be at least 1"),
     ],
 )
-def test_out_of_range_options_are_usage_errors(cli, gsm8k_fixture: Path, tmp_path: Path, args, message):
-    result = cli("prepare", "--source", gsm8k_fixture, "--output", tmp_path / "d", *args)
-    assert result.code == 2 and message in result.err
+def test_out_of_range_options_are_usage_errors_before_any_data_is_loaded(cli, tmp_path: Path, args, message):
+    # The default source is the Hub, unreachable here: the range error comes first, not the Hub's.
+    result = cli("prepare", "--output", tmp_path / "d", *args)
+    assert result.code == 2 and result.err.strip().startswith(f"error: {message}"), result.err
+    assert not (tmp_path / "d").exists()
 
 
 def test_a_directory_without_split_files_is_explained(cli, tmp_path: Path):

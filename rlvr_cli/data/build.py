@@ -67,6 +67,14 @@ def _jsonl(rows: list[dict[str, Any]]) -> bytes:
     return "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows).encode("utf-8")
 
 
+def check_split_settings(shots: int, val_fraction: float) -> None:
+    """--shots and --val-fraction in range (run_prepare checks them before loading any data)."""
+    if not 0 <= shots <= MAX_SHOTS:
+        raise UsageError(f"--shots {shots}: must be between 0 and {MAX_SHOTS}")
+    if not 0 < val_fraction < 1:
+        raise UsageError(f"--val-fraction {val_fraction}: must be strictly between 0 and 1, e.g. 0.1")
+
+
 def prepare(
     source: SourceData,
     *,
@@ -87,10 +95,7 @@ def prepare(
         from rlvr_cli.tasks import get_task
 
         task = get_task()
-    if not 0 <= shots <= MAX_SHOTS:
-        raise UsageError(f"--shots {shots}: must be between 0 and {MAX_SHOTS}")
-    if not 0 < val_fraction < 1:
-        raise UsageError(f"--val-fraction {val_fraction}: must be strictly between 0 and 1, e.g. 0.1")
+    check_split_settings(shots, val_fraction)
     exemplars, train, val = split_problems(source.train, shots, val_fraction, seed)
     splits = dict(zip(SPLITS, (train, val, source.test), strict=True))
     if not source.test:

@@ -11,7 +11,7 @@ from typing import Any
 
 from rlvr_cli.core.errors import RlvrError, UsageError
 from rlvr_cli.core.progress import Progress, silent
-from rlvr_cli.data.build import Prepared, existing_differs, prepare, write_prepared
+from rlvr_cli.data.build import Prepared, check_split_settings, existing_differs, prepare, write_prepared
 
 
 def parse_options(items: list[str]) -> dict[str, Any]:
@@ -78,6 +78,9 @@ def run_prepare(
     report = progress or silent
     name, task_options = task_for_source(source, task_name, dict(options or {}))
     chosen = get_task(name, task_options)  # unknown task or option: fails before any loading
+    check_split_settings(shots, val_fraction)  # and so do these, before a download
+    if size < 1:
+        raise UsageError(f"--size {size}: must be at least 1 (the train problems a generator draws)")
     report(f"loading {source}", 0, None)
     data = chosen.load(source, size=size, seed=seed, strict=strict)
     notes: list[str] = []
