@@ -253,6 +253,29 @@ def test_reasoning_gym_enum_options_are_given_by_their_values():
     )
 
 
+def test_enum_options_are_matched_by_value_or_name_whatever_their_order():
+    import enum
+
+    from rlvr_cli.core.errors import UsageError
+    from rlvr_cli.tasks.reasoning_gym import as_enums
+
+    class Shape(enum.Enum):  # values unlike their names, unlike aiw's
+        ROUND = "o"
+        SQUARE = "[]"
+
+    defaults = {"count": 3, "shapes": [Shape.ROUND], "shape": Shape.SQUARE}
+    given = {"count": 5, "shapes": ["o", "square"], "shape": "round"}  # an ordinary option first
+    assert as_enums("toy", given, defaults) == {
+        "count": 5,
+        "shapes": [Shape.ROUND, Shape.SQUARE],
+        "shape": Shape.ROUND,
+    }
+    assert as_enums("toy", {"shape": Shape.ROUND}, defaults) == {"shape": Shape.ROUND}
+    with pytest.raises(UsageError) as caught:
+        as_enums("toy", {"shape": "triangle"}, defaults)
+    assert caught.value.message == "reasoning-gym:toy: option shape: 'triangle' is not one of o, []"
+
+
 def test_reasoning_gym_splits_are_reproducible_and_a_tenth_for_test():
     task = get_task("reasoning-gym", {"dataset": "chain_sum", "max_terms": 2})
     assert task.title == "reasoning-gym:chain_sum"
