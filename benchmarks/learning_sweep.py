@@ -26,6 +26,10 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
     "lr 4e-4": ("twice the learning rate", ["learning_rate=4.0e-4"]),
     "4 prompts x 4": ("4 prompts per step, groups of 4", ["num_generations=4"]),
     "temperature 1.2": ("hotter sampling: fewer groups whose completions all agree", ["temperature=1.2"]),
+    # The noise between runs: the same settings with another training seed (sampling, LoRA's
+    # initialisation; the data and held-out problems stay), for the recipe and its closest rival.
+    "recipe seed 7": ("the recipe, training seed 7 for 42", ["seed=7"]),
+    "4 prompts x 4 seed 7": ("4 prompts x 4, training seed 7", ["num_generations=4", "seed=7"]),
 }
 
 
