@@ -37,7 +37,10 @@ def commit() -> str:
         return result.stdout.strip()
 
     head = git("rev-parse", "--short", "HEAD") or "unknown"
-    return head + ("+dirty" if git("status", "--porcelain", "--untracked-files=no") else "")
+    # The results files are not what a run used: a benchmark that writes them after each run would
+    # otherwise call all its later runs dirty.
+    results = (":(exclude)benchmarks/RESULTS.md", ":(exclude)benchmarks/results")
+    return head + ("+dirty" if git("status", "--porcelain", "--untracked-files=no", "--", ".", *results) else "")
 
 
 def environment() -> dict[str, str]:
