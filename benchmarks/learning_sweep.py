@@ -45,7 +45,7 @@ The training seed alone moves a task by up to 9 points: the recipe with seed 7 i
 so a McNemar p between two runs speaks for those two trained models, not for their settings. 4
 prompts of 4 completions varies less with the seed (+58.7 and +59.1 mean gain; the recipe +57.7 and
 +53.4) and, averaged over the two seeds, is ahead of the recipe on all three tasks (chain_sum 50.8 %
-vs 45.2 %, aiw 72.2 % vs 70.8 %, reversal 93.0 % vs 90.0 %) at about 1.25 times the minutes (four
+vs 45.2 %, aiw 72.2 % vs 70.8 %, reversal 93.0 % vs 90.0 %) at about 1.2 times the minutes (four
 prompts to prefill instead of two). Two seeds do not settle differences of this size: it is the
 candidate for the recipe's next change, to be confirmed with more seeds."""
 
