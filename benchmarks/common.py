@@ -40,7 +40,9 @@ def commit() -> str:
     # The results files are not what a run used: a benchmark that writes them after each run would
     # otherwise call all its later runs dirty.
     results = (":(exclude)benchmarks/RESULTS.md", ":(exclude)benchmarks/results")
-    return head + ("+dirty" if git("status", "--porcelain", "--untracked-files=no", "--", ".", *results) else "")
+    return head + (
+        "+dirty" if git("status", "--porcelain", "--untracked-files=no", "--", ".", *results) else ""
+    )
 
 
 def environment() -> dict[str, str]:
