@@ -93,24 +93,18 @@ def run(args: argparse.Namespace, evaluate: Any, rlvr: Any) -> None:
 def paired_with_recipe(runs: dict[str, dict[str, Any]], work: Path) -> None:
     """Each variant's problems fixed and broken against the recipe's, McNemar's exact p (the same
     300 problems, read from the runs' samples)."""
-    from rlvr_cli.evaluation.scoring import mcnemar_exact
+    from rlvr_cli.evaluation.scoring import Sample, compare
 
-    def correct(task: str, variant: str) -> dict[str, bool]:
-        samples = work / task / variant.replace(" ", "-") / "eval" / "samples.jsonl"
-        return {r["id"]: r["correct"] for r in map(json.loads, samples.read_text().splitlines())}
+    def samples(task: str, variant: str) -> list[Sample]:
+        path = work / task / variant.replace(" ", "-") / "eval" / "samples.jsonl"
+        return [Sample(**json.loads(line)) for line in path.read_text().splitlines()]
 
     for variant, per_task in runs.items():
         for task, figures in per_task.items():
             if variant == "recipe" or task not in runs.get("recipe", {}):
                 continue
-            mine, recipe = correct(task, variant), correct(task, "recipe")
-            fixed = sum(mine[i] and not recipe[i] for i in recipe)
-            broken = sum(recipe[i] and not mine[i] for i in recipe)
-            figures["vs_recipe"] = {
-                "fixed": fixed,
-                "broken": broken,
-                "mcnemar_p": mcnemar_exact(fixed, broken),
-            }
+            paired = compare(samples(task, "recipe"), samples(task, variant))
+            figures["vs_recipe"] = {k: paired[k] for k in ("fixed", "broken", "mcnemar_p")}
 
 
 def report(results: dict[str, Any]) -> None:
