@@ -30,6 +30,8 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
     # initialisation; the data and held-out problems stay), for the recipe and its closest rival.
     "recipe seed 7": ("the recipe, training seed 7 for 42", ["seed=7"]),
     "4 prompts x 4 seed 7": ("4 prompts x 4, training seed 7", ["num_generations=4", "seed=7"]),
+    "recipe seed 3": ("the recipe, training seed 3", ["seed=3"]),
+    "4 prompts x 4 seed 3": ("4 prompts x 4, training seed 3", ["num_generations=4", "seed=3"]),
 }
 
 
