@@ -220,8 +220,18 @@ def test_reasoning_gym_task_errors_name_what_is_missing_or_wrong(monkeypatch: py
         task.load("reasoning-gym:aiw", size=10, seed=0, strict=False)
     assert caught.value.message == (
         "reasoning-gym:aiw: the generator fails on these options (ValueError: The number of weights "
-        'does not match the population); change --option task_types=["siblings"] --option max_entities=4'
+        'does not match the population); change --option task_types=["siblings"] --option max_entities=4 '
+        "(task_type_weights is left at its default of 3: give it 1 item like task_types)"
     )
+    # Both lists given, with different lengths: the options to change are those named, no hint.
+    task = get_task(
+        "reasoning-gym", {"dataset": "aiw", "task_types": ["siblings"], "task_type_weights": [1, 0]}
+    )
+    with pytest.raises(UsageError) as caught:
+        task.load("reasoning-gym:aiw", size=10, seed=0, strict=False)
+    assert caught.value.message.endswith(
+        'change --option task_types=["siblings"] --option task_type_weights=[1, 0]'
+    ), caught.value.message
     assert refused({"dataset": "aiw", "task_types": ["siblings", "cousins"]}) == (
         "reasoning-gym:aiw: option task_types: 'cousins' is not one of siblings, friends, colleagues"
     )

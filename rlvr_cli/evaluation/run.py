@@ -16,6 +16,7 @@ What makes it honest, against the reference's evaluation (../shared/GUIDE.md):
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 from dataclasses import dataclass, field
@@ -351,26 +352,21 @@ def _run_one(
         loaded.model = None
         return samples, wall, interrupted, None
     label = Path(loaded.label).name or loaded.label
-    generator = HFGenerator(
+    # Greedy and sampled decoding differ only in temperature and seed.
+    generator_for = functools.partial(
+        HFGenerator,
         loaded.model,
         loaded.tokenizer,
         request.max_new_tokens,
         stop_rule=task.stop_rule,
         cuda_graphs=request.cuda_graphs,
     )
+    generator = generator_for()
     samples, wall, interrupted = evaluate(generator, rows, request.batch_size, label, task, request.progress)
     sampled = None
     k = request.samples
     if k > 1 and not interrupted:
-        sampler = HFGenerator(
-            loaded.model,
-            loaded.tokenizer,
-            request.max_new_tokens,
-            stop_rule=task.stop_rule,
-            temperature=request.temperature,
-            seed=request.seed,
-            cuda_graphs=request.cuda_graphs,
-        )
+        sampler = generator_for(temperature=request.temperature, seed=request.seed)
         repeated = [row for row in rows for _ in range(k)]  # a problem's K rows together: one shared prompt
         drawn, _, interrupted = evaluate(
             sampler, repeated, request.batch_size, f"{label} x{k}", task, request.progress

@@ -79,6 +79,32 @@ def as_enums(dataset: str, options: dict[str, Any], defaults: dict[str, Any]) ->
     return converted
 
 
+def paired_lists(options: dict[str, Any], defaults: dict[str, Any]) -> list[str]:
+    """Hints for lists left at their default while a list of the same default length was given
+    another length: generators pair such lists item by item (aiw's task_types and
+    task_type_weights), and fail with their own message, which names neither."""
+    hints = []
+    for key, value in options.items():
+        default = defaults.get(key)
+        if (
+            not isinstance(value, (list, tuple))
+            or not isinstance(default, (list, tuple))
+            or len(value) == len(default)
+        ):
+            continue
+        for other, other_default in defaults.items():
+            if (
+                other not in options
+                and isinstance(other_default, (list, tuple))
+                and len(other_default) == len(default)
+            ):
+                items = "item" if len(value) == 1 else "items"
+                hints.append(
+                    f"{other} is left at its default of {len(default)}: give it {len(value)} {items} like {key}"
+                )
+    return hints
+
+
 def _yaml(value: Any) -> str:
     """An option's value as it would be written after --option KEY=."""
     return value if isinstance(value, str) else json.dumps(value)
@@ -104,6 +130,7 @@ class ReasoningGymTask(Task):
         self.dataset_name = dataset
         given = {k: v for k, v in options.items() if k != "dataset"}
         self.generator_options = as_enums(dataset, given, defaults)
+        self._paired = paired_lists(given, defaults)
         self._scorer: Any = None
         self.title = f"reasoning-gym:{dataset}"
 
@@ -123,9 +150,10 @@ class ReasoningGymTask(Task):
             return list(dataset)
         except Exception as exc:  # the generator's own code, run on the user's options
             given = " ".join(f"--option {k}={_yaml(v)}" for k, v in self.options.items() if k != "dataset")
+            hint = f" ({'; '.join(self._paired)})" if self._paired else ""
             raise UsageError(
                 f"reasoning-gym:{self.dataset_name}: the generator fails on these options "
-                f"({type(exc).__name__}: {exc}); change {given or 'them'}"
+                f"({type(exc).__name__}: {exc}); change {given or 'them'}{hint}"
             ) from exc
 
     def load(self, source: str, *, size: int, seed: int, strict: bool) -> SourceData:
