@@ -1,6 +1,6 @@
 """Proof of learning: does `rlvr train` make a model better on held-out problems?
 
-    python benchmarks/bench_learning.py            # ~30 minutes on 2 CPU cores (`make learn`)
+    python benchmarks/bench_learning.py            # ~30 minutes on 2 CPU cores
     python benchmarks/bench_learning.py --quick    # a few steps: checks the script, proves nothing
 
 Runs the product as a user would, through its command line: `rlvr prepare` a reasoning-gym task
@@ -223,7 +223,7 @@ Held-out accuracy along the run (checkpoints evaluated on the same problems):
 Wall time on this machine: prepare {prepare_s:.0f} s, train {train_s / 60:.1f} min
 ({results["seconds_per_step"] or 0:.1f} s/step), final evaluation of both models {final["wall_s"]:.0f} s.
 
-Reproduce: `make learn` (or `python benchmarks/bench_learning.py`); figures in `benchmarks/results/learning.json`.""",
+Reproduce: `python benchmarks/bench_learning.py`; figures in `benchmarks/results/learning.json`.""",
     )
 
 

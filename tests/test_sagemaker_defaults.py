@@ -162,3 +162,26 @@ def test_a_malformed_config_file_is_one_line_naming_it(
     assert result.code == 2 and "Traceback" not in result.err
     (line,) = result.err.strip().splitlines()
     assert line.startswith(f"error: {user}: ") and problem in line
+
+
+def test_upload_and_train_remote_find_the_config_files_bucket_without_a_recipe_location(
+    cli, prepared: Path, tmp_path: Path, config_files: tuple[Path, Path], aws: str, aws_calls
+):
+    # A team's DefaultS3Bucket: `rlvr upload` with no --s3 or --config puts the data where
+    # `train --remote` will look for it, not in the account's default bucket.
+    _, user = config_files
+    sagemaker_config(user, {"RoleArn": ROLE}, DefaultS3Bucket="team-bucket", DefaultS3ObjectKeyPrefix="ml")
+    s3().create_bucket(Bucket="team-bucket")
+    uploaded = cli("upload", "--data", prepared, "--json")
+    assert uploaded.code == 0, uploaded.err
+    assert uploaded.json()["s3_uri"] == "s3://team-bucket/ml/rlvr/data"
+    assert f"note: data: s3://team-bucket/ml/rlvr/data  (from {user} (SageMaker.PythonSDK" in uploaded.err
+    assert BUCKET not in {b["Name"] for b in s3().list_buckets()["Buckets"]}
+
+    recipe = write(tmp_path / "r.yaml", {"remote": {"image_uri": IMAGE}})
+    sent = cli("train", "--remote", "--config", recipe, "--job-name", "rlvr-team-bucket", "--json")
+    assert sent.code == 0, sent.err
+    (request,) = aws_calls.params("CreateTrainingJob")
+    channel = request["InputDataConfig"][0]["DataSource"]["S3DataSource"]["S3Uri"]
+    assert channel == "s3://team-bucket/ml/rlvr/data/train/"
+    assert request["OutputDataConfig"]["S3OutputPath"] == "s3://team-bucket/ml/rlvr/output"

@@ -18,7 +18,12 @@ from rlvr_cli.core import console
 def upload(
     data: Annotated[Path, typer.Option(help="Prepared data directory.")] = Path("data"),
     s3: Annotated[
-        str | None, typer.Option("--s3", help="s3://bucket/prefix (default: the recipe's remote.s3_data).")
+        str | None,
+        typer.Option(
+            "--s3",
+            help="s3://bucket/prefix (default: the --config recipe's remote.s3_data or s3_prefix/data; "
+            "else rlvr/data in SageMaker's config-file DefaultS3Bucket or the SageMaker default bucket).",
+        ),
     ] = None,
     config: ConfigOpt = None,
     force: Annotated[bool, typer.Option(help="Overwrite objects that differ from the local files.")] = False,

@@ -54,6 +54,14 @@ def upload_data(
     require_prepared(data)  # a mistyped --data creates no bucket
     uri = s3 or (recipe.remote.uri("data") if recipe else None)
     notes = []
+    if not uri and recipe is None:
+        # Where `train --remote` looks: a recipe's s3_prefix defaults to SageMaker's config files.
+        from rlvr_cli.config.sagemaker_files import file_defaults
+
+        configured = file_defaults().get("s3_prefix")
+        if configured:
+            uri = f"{configured[0]}/data"
+            notes.append(f"data: {uri}  (from {configured[1]})")
     if not uri:  # as the SageMaker SDK does: the account's default bucket
         from rlvr_cli.cloud.sagemaker.default_bucket import default_bucket
 
