@@ -50,6 +50,24 @@ def test_unknown_command_is_a_usage_error(cli):
     assert cli("frobnicate").code == 2
 
 
+@pytest.mark.parametrize(
+    ("args", "line"),
+    [
+        (
+            ["prepare", "--shots", "abc"],
+            "error: Invalid value for '--shots': Input should be a valid integer, unable to parse string "
+            "as an integer; see `rlvr prepare --help`",
+        ),
+        (["eval", "--bogus"], "error: No such option: --bogus; see `rlvr eval --help`"),
+        (["frobnicate"], "error: No such command 'frobnicate'; see `rlvr --help`"),
+    ],
+)
+def test_argument_errors_are_one_line_naming_the_help(cli, args: list[str], line: str):
+    result = cli(*args)
+    assert result.code == 2
+    assert result.err.strip().splitlines() == [line]
+
+
 def test_expected_errors_print_one_line_without_traceback():
     result = run_module("prepare", "--source", "does/not/exist/here", "--output", "x")
     assert result.returncode == 2

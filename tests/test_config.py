@@ -174,6 +174,27 @@ def test_bad_overrides_name_the_override():
     ]
     with pytest.raises(UsageError, match=r"^--set lora_r: Input should be a valid integer"):
         load_recipe(None, ["lora_r=abc"])
+    # An override below a key of the file (it made the value a mapping) is named, not the file's line.
+    with pytest.raises(UsageError) as err:
+        load_recipe(REPO / "configs" / "smoke-cpu.yaml", ["learning_rate.x=1"])
+    assert err.value.message == "--set learning_rate.x: Input should be a valid number"
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("seed=-1", "--set seed: Input should be greater than or equal to 0"),
+        ("seed=4294967296", "--set seed: Input should be less than or equal to 4294967295"),
+        ("output_dir=", "--set output_dir: String should have at least 1 character"),
+        ("train_dataset_path=", "--set train_dataset_path: String should have at least 1 character"),
+    ],
+)
+def test_values_training_would_fail_on_after_loading_are_refused_by_the_recipe(override: str, message: str):
+    # numpy/transformers refuse a seed outside [0, 2**32); an empty output_dir would be the current
+    # directory. Both used to pass `rlvr validate` and fail after the model had loaded.
+    with pytest.raises(UsageError) as err:
+        load_recipe(None, [override])
+    assert err.value.message == message
 
 
 @pytest.mark.parametrize(

@@ -285,9 +285,11 @@ def test_split_takes_exemplars_out_and_rounds_validation_up():
     ("n", "shots", "fraction", "message"),
     [
         (5, 6, 0.1, "--shots 6: the source has only 5 usable train rows"),
-        (3, 3, 0.1, "leaves 0 train and 0 val rows"),  # every row an exemplar
-        (3, 2, 0.1, "leaves 0 train and 1 val rows; both must be non-empty"),
-        (3, 0, 0.99, "leaves 0 train and 3 val rows"),
+        # Too few rows for any fraction: the rows are named, not --val-fraction.
+        (3, 3, 0.1, "the source has 3 usable train rows, 3 of them for exemplars: too few to split"),
+        (0, 0, 0.1, "the source has 0 usable train rows, 0 of them for exemplars: too few to split"),
+        (3, 2, 0.1, "the source has 3 usable train rows, 2 of them for exemplars: too few"),
+        (3, 0, 0.99, "--val-fraction 0.99: leaves 0 train and 3 val rows; both must be non-empty"),
     ],
 )
 def test_split_refuses_what_leaves_a_set_empty(n, shots, fraction, message):
@@ -385,20 +387,51 @@ def test_thirty_two_shots_are_allowed():
 
 def test_the_manifest_is_written_last(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     """A manifest on disk always describes complete files: it is renamed into place after them."""
+    import os
+
+    import rlvr_cli.core.files as files
     import rlvr_cli.data.build as build
     from rlvr_cli.tasks.base import SourceData
 
-    written = []
-    real = build.atomic_write
+    renamed = []
+    real = os.replace
 
-    def recording(path, mode="w"):
-        written.append(Path(path).relative_to(tmp_path).as_posix())
-        return real(path, mode)
+    def recording(src, dst):
+        renamed.append(Path(dst).relative_to(tmp_path).as_posix())
+        return real(src, dst)
 
-    monkeypatch.setattr(build, "atomic_write", recording)
+    monkeypatch.setattr(files.os, "replace", recording)
     prepared = prepare(
         SourceData("s", "local", _problems(20), _problems(2)), shots=1, val_fraction=0.2, seed=0
     )
     build.write_prepared(tmp_path, prepared)
-    assert written[-1] == "manifest.json"
-    assert sorted(written[:-1]) == ["test/dataset.json", "train/dataset.json", "val/dataset.json"]
+    assert renamed[-1] == "manifest.json"
+    assert sorted(renamed[:-1]) == ["test/dataset.json", "train/dataset.json", "val/dataset.json"]
+
+
+def test_a_failed_write_leaves_the_old_set_as_it_was(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    # --force over a prepared set, and the disk fills while val is written: the old train file and
+    # manifest stay, no new file is renamed into place, no temp file is left.
+    import errno
+
+    import rlvr_cli.data.build as build
+    from rlvr_cli.tasks.base import SourceData
+
+    def prepared(n: int):
+        source = SourceData("s", "local", _problems(n), _problems(2))
+        return prepare(source, shots=1, val_fraction=0.2, seed=0)
+
+    build.write_prepared(tmp_path, prepared(20))
+    before = {p.relative_to(tmp_path): p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+    real = build.atomic_write
+
+    def full_disk(path, mode="w"):
+        if Path(path).parent.name == "val":
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        return real(path, mode)
+
+    monkeypatch.setattr(build, "atomic_write", full_disk)
+    with pytest.raises(OSError, match="No space left"):
+        build.write_prepared(tmp_path, prepared(30))
+    after = {p.relative_to(tmp_path): p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+    assert after == before

@@ -412,6 +412,35 @@ def test_dry_run_prints_the_request_and_calls_nothing(cli, recipe: Path, aws: st
     assert boto("sagemaker").list_training_jobs()["TrainingJobSummaries"] == []
 
 
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (
+            ["--data", "data"],
+            "--data data: a SageMaker job reads its data from S3; `rlvr upload --data data` puts it there, "
+            "then pass the s3:// URI it prints (or no --data: the last upload)",
+        ),
+        (
+            ["--output", "out", "--resume", "--merge"],
+            "--output, --resume, --merge: for training here, not with --remote (a job writes its model "
+            "to remote.s3_output and resumes from its own checkpoints); drop them",
+        ),
+        (["--force"], "--force: for training here, not with --remote"),
+        (["--job-name", "bad name!"], "--job-name bad name!: 1-63 letters, digits and hyphens"),
+    ],
+)
+def test_flags_a_job_cannot_honour_are_refused_before_any_call(
+    cli, tmp_path: Path, aws: str, aws_calls, flags: list[str], message: str
+):
+    # No S3 location in the recipe: the default bucket's lookup would be the first call.
+    bare = tmp_path / "bare.yaml"
+    bare.write_text(f"remote:\n  role_arn: {ROLE}\n  image_uri: {IMAGE}\n")
+    result = cli("train", "--remote", "--dry-run", "--config", bare, *flags)
+    assert result.code == 2 and "Traceback" not in result.err
+    assert result.err.startswith(f"error: {message}")
+    assert not aws_calls.sent
+
+
 def test_submit_sends_exactly_the_dry_run_request(cli, recipe: Path, bucket: str, aws_calls):
     """What rlvr hands botocore (captured before it leaves), not what the emulator echoes back."""
     dry = cli("train", "--remote", "--dry-run", "--config", recipe, "--job-name", "rlvr-job-1").json()

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.markup import escape
@@ -192,6 +192,8 @@ def train(
             f"--data {data} is S3: add --remote to train there, or pass a prepared directory to train here",
             ExitCode.USAGE,
         )
+    if remote:
+        _check_remote_flags(data, output=output, resume=resume, force=force, merge=merge)
     loaded = load_recipe_option(config, _path_overrides(overrides, data, output))
     if remote:
         from rlvr_cli.cloud.sagemaker.commands import submit
@@ -218,6 +220,23 @@ def train(
         console.print_json(result.to_dict())
     render.train_outcome(result, loaded.source)
     raise typer.Exit(result.exit_code)
+
+
+def _check_remote_flags(data: str | None, **local: Any) -> None:
+    """Flags of training here that a SageMaker job cannot honour are refused, not dropped."""
+    if data and not data.startswith("s3://"):
+        raise RlvrError(
+            f"--data {data}: a SageMaker job reads its data from S3; `rlvr upload --data {data}` puts it "
+            "there, then pass the s3:// URI it prints (or no --data: the last upload)",
+            ExitCode.USAGE,
+        )
+    given = [f"--{name}" for name, value in local.items() if value]
+    if given:
+        raise RlvrError(
+            f"{', '.join(given)}: for training here, not with --remote (a job writes its model to "
+            "remote.s3_output and resumes from its own checkpoints); drop them",
+            ExitCode.USAGE,
+        )
 
 
 def _path_overrides(overrides: list[str] | None, data: str | None, output: Path | None) -> list[str]:
@@ -358,6 +377,10 @@ def _optional_job_name(args: list[str]) -> list[str]:
     return out
 
 
+def _error(line: str) -> None:
+    console.err.print(f"[red]error:[/red] {escape(line)}", soft_wrap=True)
+
+
 def run(argv: list[str] | None = None) -> int:
     """Run the CLI and return its exit code; expected errors become one line each on stderr."""
     try:
@@ -368,15 +391,26 @@ def run(argv: list[str] | None = None) -> int:
         if os.environ.get("RLVR_DEBUG") == "1":
             raise  # the traceback, with the exceptions that caused this one
         for line in error_lines(exc):
-            console.err.print(f"[red]error:[/red] {escape(line)}", soft_wrap=True)
+            _error(line)
         return int(exc.code)
     except typer.Exit as exc:
         return int(exc.exit_code)
     except typer.TyperException as exc:  # usage errors from the argument parser
-        from typer import rich_utils  # only on errors: importing it costs a tenth of a second
-
-        rich_utils.rich_format_error(exc)
+        if type(exc).__name__ != "NoArgsIsHelpError":  # that one has printed the help already
+            ctx = getattr(exc, "ctx", None)
+            message = " ".join(exc.format_message().split()).rstrip(".")
+            if ctx is not None:
+                message += f"{' ' if message.endswith('?') else '; '}see `{ctx.command_path} --help`"
+            _error(message)
         return int(getattr(exc, "exit_code", ExitCode.USAGE))
+    except OSError as exc:
+        # A file the checks before it could not foresee (permissions, a full disk, a path that
+        # changed meanwhile): what the system said, on the file it said it of.
+        if os.environ.get("RLVR_DEBUG") == "1":
+            raise
+        where = f"{exc.filename}: " if exc.filename else ""
+        _error(f"{where}{exc.strerror or exc}; check the path and its permissions (RLVR_DEBUG=1 shows where)")
+        return int(ExitCode.ERROR)
     except (typer.Abort, KeyboardInterrupt):
         console.err.print("interrupted")
         return int(ExitCode.INTERRUPTED)

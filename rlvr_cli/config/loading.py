@@ -192,15 +192,20 @@ def format_validation_error(
                 message = message[len("Value error, ") :]
             if error["type"] in ("literal_error", "enum"):
                 message = f"{message}, got {error.get('input')!r}"
-        # Where did the value come from? The longest prefix of the path that was overridden or has a line.
+        # Where did the value come from? An override below it (`--set learning_rate.x=1` made the
+        # value a mapping), else the longest prefix of the path that was overridden or has a line.
         line, text = 0, f"{source}: {dotted}: {message}" if loc else f"{source}: {message}"
-        for n in range(len(loc), 0, -1):
-            if loc[:n] in overridden:
-                line, text = -1, f"--set {dotted}: {message}"
-                break
-            if loc[:n] in lines:
-                line, text = lines[loc[:n]], f"{source}:{lines[loc[:n]]}: {dotted}: {message}"
-                break
+        below = sorted(o for o in overridden if len(o) > len(loc) and o[: len(loc)] == loc) if loc else []
+        if below:
+            line, text = -1, f"--set {'.'.join(below[0])}: {message}"
+        else:
+            for n in range(len(loc), 0, -1):
+                if loc[:n] in overridden:
+                    line, text = -1, f"--set {dotted}: {message}"
+                    break
+                if loc[:n] in lines:
+                    line, text = lines[loc[:n]], f"{source}:{lines[loc[:n]]}: {dotted}: {message}"
+                    break
         out.append((line, text))
     return [text for _, text in sorted(out, key=lambda pair: pair[0])]
 

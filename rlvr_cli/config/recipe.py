@@ -94,7 +94,9 @@ class Recipe(Strict):
     warmup_ratio: float = Field(0.1, ge=0, lt=1, description="share of steps spent warming up")
     weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay")
     max_grad_norm: float = Field(1.0, gt=0, description="gradient clipping")
-    seed: int = Field(42, description="seed for sampling, LoRA init and data order")
+    seed: int = Field(
+        42, ge=0, le=2**32 - 1, description="seed for sampling, LoRA init and data order"
+    )  # the range numpy's and transformers' seeding accepts
     # --- GRPO --------------------------------------------------------------------------------------
     num_generations: int = Field(
         8, ge=2, description="completions per prompt; GRPO compares them within the group"
@@ -185,12 +187,14 @@ class Recipe(Strict):
         None, description="accepted for compatibility with SFT recipes; GRPO does not pack"
     )
     # --- data, output, checkpoints -----------------------------------------------------------------
-    train_dataset_path: str = Field("data/train/dataset.json", description="prepared train set (JSON lines)")
+    train_dataset_path: str = Field(
+        "data/train/dataset.json", min_length=1, description="prepared train set (JSON lines)"
+    )
     test_dataset_path: str | None = Field(
         "data/val/dataset.json", description="set evaluated during training when eval_strategy is not 'no'"
     )
     output_dir: str = Field(
-        "outputs/qwen2.5-0.5b-grpo", description="adapter, tokenizer, run manifest, reward plot"
+        "outputs/qwen2.5-0.5b-grpo", min_length=1, description="adapter, tokenizer, run manifest, reward plot"
     )
     checkpoint_dir: str | None = Field(
         None, description="checkpoints (checkpoint-N/); default: output_dir. SageMaker: /opt/ml/checkpoints"

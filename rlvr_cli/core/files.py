@@ -55,6 +55,16 @@ def read_text(path: Path, what: str = "file") -> str:
         ) from exc
 
 
+def read_json_object(path: Path) -> dict[str, Any] | None:
+    """A JSON object rlvr wrote (a manifest, a run record, the job history), or None when the file
+    is missing or is not a UTF-8 JSON object: callers treat such a file as absent or hand-made."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (FileNotFoundError, NotADirectoryError, UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
 def json_lines(text: str) -> Iterator[tuple[int, str]]:
     r"""(line number, line) of a JSON-lines text, split at newlines only.
 

@@ -8,6 +8,7 @@ shots and the sha256 of each file. Same inputs give byte-identical files.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import random
@@ -40,6 +41,11 @@ def split_problems(
     """Choose exemplars by seed and remove them; split the rest into train/val (val rounded up)."""
     if shots > len(train):
         raise UsageError(f"--shots {shots}: the source has only {len(train)} usable train rows")
+    if len(train) - shots < 2:  # one for train and one for val, whatever the fraction
+        raise UsageError(
+            f"the source has {len(train)} usable train rows, {shots} of them for exemplars: too few to "
+            "split into train and val; give it more rows (or fewer --shots)"
+        )
     rng = random.Random(seed)
     exemplar_idx = sorted(rng.sample(range(len(train)), shots))
     exemplar_set = set(exemplar_idx)
@@ -173,8 +179,29 @@ def existing_differs(output: Path, payloads: dict[str, bytes]) -> list[str]:
     return changed
 
 
+def check_output_paths(output: Path) -> None:
+    """Refuse an --output where a prepared set's files cannot go (a file where a directory must be,
+    or the reverse), before any data is loaded."""
+    for rel in (*(split_file(s) for s in SPLITS), MANIFEST_FILE):
+        target = output / rel
+        for directory in (output, *(output / p for p in Path(rel).parents[:-1])):
+            if directory.exists() and not directory.is_dir():
+                raise UsageError(
+                    f"{directory}: a file, where the prepared set needs a directory; move it or pass --output another directory"
+                )
+        if target.is_dir():
+            raise UsageError(
+                f"{target}: a directory, where the prepared set writes a file; move it or pass --output another directory"
+            )
+
+
 def write_prepared(output: Path, prepared: Prepared) -> None:
-    """Write every file atomically; the manifest last, so a manifest always describes complete files."""
-    for rel in sorted(prepared.payloads, key=lambda r: r == MANIFEST_FILE):
-        with atomic_write(output / rel, "wb") as fh:
-            fh.write(prepared.payloads[rel])
+    """Write every file in full to a temp file beside its place before any is renamed into place,
+    the old manifest removed first and the new one renamed last: a failed write (a full disk)
+    leaves the old set as it was, and a manifest always describes the files beside it."""
+    # Entered first, so renamed last: contexts exit in reverse order.
+    ordered = sorted(prepared.payloads, key=lambda r: r != MANIFEST_FILE)
+    with contextlib.ExitStack() as stack:
+        for rel in ordered:
+            stack.enter_context(atomic_write(output / rel, "wb")).write(prepared.payloads[rel])
+        (output / MANIFEST_FILE).unlink(missing_ok=True)

@@ -18,7 +18,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rlvr_cli.core.errors import RlvrError
+from rlvr_cli.core.errors import RlvrError, first_line
+from rlvr_cli.core.files import json_lines, read_json_object, read_text
 
 SPLITS = ("train", "val", "test")
 DATASET_FILE = "dataset.json"
@@ -99,14 +100,20 @@ class PreparedDir:
         return channel[0] if not here.is_file() and channel else here
 
     def manifest(self) -> Manifest | None:
-        """The manifest, or None when there is none or it is not readable JSON (hand-made data)."""
+        """The manifest, or None when there is none or it is not a readable JSON object (hand-made
+        data). One whose fields are not what `rlvr prepare` writes is an error naming it."""
         if not self.manifest_path.is_file():
             return None
-        try:
-            data = json.loads(self.manifest_path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError:
+        data = read_json_object(self.manifest_path)
+        if data is None:
             return None
-        return Manifest.from_dict(data) if isinstance(data, dict) else None
+        try:
+            return Manifest.from_dict(data)
+        except (TypeError, ValueError) as exc:
+            raise RlvrError(
+                f"{self.manifest_path}: not a manifest `rlvr prepare` wrote ({first_line(exc)}); "
+                "re-run `rlvr prepare`, or delete the file to use the data as hand-made"
+            ) from exc
 
 
 def read_rows(path: Path, what: str) -> list[dict[str, Any]]:
@@ -118,24 +125,23 @@ def read_rows(path: Path, what: str) -> list[dict[str, Any]]:
     if not path.is_file():
         raise RlvrError(f"{path}: {what} set not found; run `rlvr prepare` first or pass --data DIR")
     rows = []
-    with open(path, encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise RlvrError(
-                    f"{path}:{lineno}: malformed JSON line ({exc.msg}); re-run `rlvr prepare`"
-                ) from exc
-            missing = [c for c in REQUIRED_COLUMNS if c not in row] if isinstance(row, dict) else None
-            if missing is None or missing:
-                lacking = ", ".join(missing or REQUIRED_COLUMNS)
-                raise RlvrError(
-                    f"{path}:{lineno}: rows lack {lacking}; a prepared set has 'prompt' and "
-                    "'final_answer' columns (`rlvr prepare` writes them)"
-                )
-            rows.append(row)
+    for lineno, line in json_lines(read_text(path, f"{what} set")):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise RlvrError(
+                f"{path}:{lineno}: malformed JSON line ({exc.msg}); re-run `rlvr prepare`"
+            ) from exc
+        missing = [c for c in REQUIRED_COLUMNS if c not in row] if isinstance(row, dict) else None
+        if missing is None or missing:
+            lacking = ", ".join(missing or REQUIRED_COLUMNS)
+            raise RlvrError(
+                f"{path}:{lineno}: rows lack {lacking}; a prepared set has 'prompt' and "
+                "'final_answer' columns (`rlvr prepare` writes them)"
+            )
+        rows.append(row)
     if not rows:
         raise RlvrError(f"{path}: the {what} set is empty; re-run `rlvr prepare`")
     return rows

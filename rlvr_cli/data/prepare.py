@@ -11,7 +11,14 @@ from typing import Any
 
 from rlvr_cli.core.errors import RlvrError, UsageError
 from rlvr_cli.core.progress import Progress, silent
-from rlvr_cli.data.build import Prepared, check_split_settings, existing_differs, prepare, write_prepared
+from rlvr_cli.data.build import (
+    Prepared,
+    check_output_paths,
+    check_split_settings,
+    existing_differs,
+    prepare,
+    write_prepared,
+)
 
 
 def parse_options(items: list[str]) -> dict[str, Any]:
@@ -79,6 +86,7 @@ def run_prepare(
     name, task_options = task_for_source(source, task_name, dict(options or {}))
     chosen = get_task(name, task_options)  # unknown task or option: fails before any loading
     check_split_settings(shots, val_fraction)  # and so do these, before a download
+    check_output_paths(output)
     if size < 1:
         raise UsageError(f"--size {size}: must be at least 1 (the train problems a generator draws)")
     report(f"loading {source}", 0, None)

@@ -3,12 +3,12 @@ or a full model) or a base model, with the run record that names its base and ML
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from rlvr_cli.core.errors import RlvrError, UsageError
+from rlvr_cli.core.files import read_json_object
 from rlvr_cli.models.record import RunRecord
 
 
@@ -27,6 +27,17 @@ def _device_and_dtype() -> tuple[str, Any]:
     if torch.cuda.is_available():
         return "cuda", torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
     return "cpu", torch.float32  # bf16 matmuls are slow or unsupported on most CPUs
+
+
+def adapter_config(directory: Path) -> dict[str, Any]:
+    """A LoRA checkpoint's adapter_config.json (checked by `rlvr eval` before any model loads)."""
+    path = directory / "adapter_config.json"
+    config = read_json_object(path)
+    if config is None:
+        raise UsageError(
+            f"{path}: not a JSON object; restore it from the run (rlvr train writes it with the adapter)"
+        )
+    return config
 
 
 def load_model(spec: str, *, is_checkpoint: bool) -> LoadedModel:
@@ -48,7 +59,7 @@ def load_model(spec: str, *, is_checkpoint: bool) -> LoadedModel:
         raise UsageError(f"--checkpoint {spec}: directory not found")
     run = RunRecord.read(path)
     if (path / "adapter_config.json").is_file():
-        config = json.loads((path / "adapter_config.json").read_text(encoding="utf-8"))
+        config = adapter_config(path)
         # The run record keeps the name the user trained from (e.g. an offline model's short name).
         base = (run.base_model if run else None) or config.get("base_model_name_or_path")
         if not base:

@@ -29,7 +29,7 @@ from rlvr_cli.core.errors import ExitCode, RlvrError, UsageError
 from rlvr_cli.core.files import atomic_write, write_json
 from rlvr_cli.core.progress import Progress, silent
 from rlvr_cli.evaluation.generators import Generator, HFGenerator, VLLMGenerator, check_generator
-from rlvr_cli.evaluation.loading import LoadedModel, load_model
+from rlvr_cli.evaluation.loading import LoadedModel, adapter_config, load_model
 from rlvr_cli.evaluation.problems import load_problems
 from rlvr_cli.evaluation.scoring import Sample, compare, score, summarize, summarize_sampled
 from rlvr_cli.models.record import RunRecord
@@ -221,6 +221,8 @@ def check_request(request: EvalRequest) -> None:
             raise UsageError(
                 f"--checkpoint {checkpoint}: not a model or adapter directory (no adapter_config.json or config.json)"
             )
+        if (checkpoint / "adapter_config.json").is_file():
+            adapter_config(checkpoint)
 
 
 def run_eval(request: EvalRequest) -> EvalResult:

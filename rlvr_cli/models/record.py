@@ -17,13 +17,12 @@ Statuses (`RunStatus`), written by `rlvr train` and the SageMaker container alik
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal
 
 from rlvr_cli.core.errors import one_line
-from rlvr_cli.core.files import write_json
+from rlvr_cli.core.files import read_json_object, write_json
 
 RUN_FILE = "rlvr_run.json"
 RunStatus = Literal["running", "completed", "interrupted", "failed", "aborted"]
@@ -101,8 +100,9 @@ class RunRecord:
         """Tolerant: a record by an older rlvr, or one written by hand, keeps what it has."""
         known = {f.name for f in fields(cls)}
         record = cls(**{k: v for k, v in data.items() if k in known})
-        if not isinstance(record.model, dict):
-            record.model = {}
+        for name in ("recipe", "task", "model", "data", "environment", "versions"):
+            if not isinstance(getattr(record, name), dict):  # edited by hand: read as unknown
+                setattr(record, name, {})
         if record.mlflow is not None and not isinstance(record.mlflow, dict):
             record.mlflow = None
         return record
@@ -113,11 +113,5 @@ class RunRecord:
     @classmethod
     def read(cls, directory: Path) -> RunRecord | None:
         """The record in `directory`, or None when there is none (or it is not a JSON object)."""
-        path = directory / RUN_FILE
-        if not path.is_file():
-            return None
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError:
-            return None
-        return cls.from_dict(data) if isinstance(data, dict) else None
+        data = read_json_object(directory / RUN_FILE)
+        return cls.from_dict(data) if data is not None else None

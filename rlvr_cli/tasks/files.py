@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from rlvr_cli.core.errors import RlvrError, UsageError
+from rlvr_cli.core.errors import RlvrError, UsageError, first_line
 from rlvr_cli.core.files import json_lines, read_text
 from rlvr_cli.tasks.base import Problem, SourceData
 
@@ -24,8 +24,15 @@ def rows_from_file(path: Path) -> Iterable[tuple[int, dict[str, Any]]]:
             import pyarrow.parquet as pq
         except ImportError as exc:
             raise RlvrError(f"{path}: reading parquet needs pyarrow: pip install 'rlvr[train]'") from exc
-        for i, row in enumerate(pq.read_table(path).to_pylist(), start=1):
-            yield i, row
+        import pyarrow
+
+        try:
+            rows = pq.read_table(path).to_pylist()
+        except pyarrow.ArrowException as exc:
+            raise RlvrError(
+                f"{path}: not a readable parquet file ({first_line(exc)}); replace it, or give the split as JSON lines"
+            ) from exc
+        yield from enumerate(rows, start=1)
         return
     text = read_text(path, "data file")
     if text.lstrip().startswith("["):
@@ -33,8 +40,7 @@ def rows_from_file(path: Path) -> Iterable[tuple[int, dict[str, Any]]]:
             data = json.loads(text)
         except json.JSONDecodeError as exc:
             raise RlvrError(f"{path}:{exc.lineno}: malformed JSON: {exc.msg}") from exc
-        for i, row in enumerate(data, start=1):
-            yield i, row
+        yield from enumerate(data, start=1)
         return
     for lineno, line in json_lines(text):
         if not line.strip():

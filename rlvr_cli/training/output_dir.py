@@ -38,6 +38,9 @@ def check_output_dir(
     output: Path, checkpoint_dir: Path, recipe: Recipe, *, resume: bool, force: bool
 ) -> Path | None:
     """Decide whether this run may use `output`; return the checkpoint to resume from, if any."""
+    for directory, what in ((output, "--output"), (checkpoint_dir, "checkpoint_dir")):
+        if directory.exists() and not directory.is_dir():
+            raise RlvrError(f"{directory}: a file, not a directory; give {what} a directory (new or a run's)")
     existing = RunRecord.read(output)
     found = checkpoints(checkpoint_dir)
     if resume:

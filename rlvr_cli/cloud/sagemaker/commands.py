@@ -127,6 +127,10 @@ def submit(
     recipe = loaded.recipe
     notes: list[str] = [*loaded.sources]  # remote settings that came from SageMaker's config files
     required_settings(recipe)  # before any call
+    if name is not None and not re.match(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$", name):
+        raise UsageError(
+            f"--job-name {name}: 1-63 letters, digits and hyphens, starting with a letter or digit"
+        )
     region = _region(recipe, region)
     data_uri, data_from = recipe.remote.uri("data"), "recipe"
     if not data_uri and history.last_data_uri():
@@ -144,10 +148,6 @@ def submit(
         if not data_uri:
             data_uri, data_from = remote.uri("data"), "default-bucket"
             notes.append(f"data: {data_uri}  (the SageMaker default bucket; `rlvr upload` puts it there)")
-    if name is not None and not re.match(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$", name):
-        raise UsageError(
-            f"--job-name {name}: 1-63 letters, digits and hyphens, starting with a letter or digit"
-        )
     name = name or job_name(recipe)
     # refuses what AWS would refuse
     request = build_request(recipe, name=name, data_uri=data_uri, data_from=data_from)

@@ -6,13 +6,12 @@ Stored in `$RLVR_STATE_DIR/state.json`, default `$XDG_CONFIG_HOME/rlvr/` (`~/.co
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any
 
 from rlvr_cli.core.errors import ExitCode, RlvrError
-from rlvr_cli.core.files import write_json
+from rlvr_cli.core.files import read_json_object, write_json
 
 MAX_JOBS = 50
 # `rlvr eval --job` without a name: the latest job. Not a valid job name, so it cannot clash with one.
@@ -27,14 +26,18 @@ def state_path() -> Path:
 
 
 def load() -> dict[str, Any]:
-    path = state_path()
-    if not path.is_file():
-        return {"jobs": []}
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError:
-        return {"jobs": []}
-    return data if isinstance(data, dict) else {"jobs": []}
+    """The state, with what is not in the shape rlvr writes (a hand-edited or corrupt file) left
+    out: a job needs a name, the last upload is an S3 URI."""
+    data = read_json_object(state_path()) or {}
+    jobs = data.get("jobs")
+    data["jobs"] = (
+        [j for j in jobs if isinstance(j, dict) and isinstance(j.get("name"), str)]
+        if isinstance(jobs, list)
+        else []
+    )
+    if not isinstance(data.get("last_data_uri"), str):
+        data.pop("last_data_uri", None)
+    return data
 
 
 def save(state: dict[str, Any]) -> None:

@@ -1,0 +1,171 @@
+"""Files rlvr reads that are damaged, hand-edited or in the way: one `error:` line naming the file
+and the fix, a non-zero exit code, no traceback, and nothing written half-way."""
+
+from __future__ import annotations
+
+import errno
+import json
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+SMOKE = REPO / "configs" / "smoke-cpu.yaml"
+
+
+def one_error(result, code: int) -> str:
+    """The single error line of a command that must fail cleanly."""
+    assert result.code == code, result.err
+    assert "Traceback" not in result.err
+    (line,) = [x for x in result.err.strip().splitlines() if not x.startswith("note:")]
+    assert line.startswith("error: ")
+    return line.removeprefix("error: ")
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("shots", "x"), ("task", "gsm8k"), ("counts", [1, 2])],
+)
+def test_a_manifest_with_fields_of_the_wrong_type_is_one_line(cli, prepared: Path, field, value):
+    manifest = prepared / "manifest.json"
+    data = json.loads(manifest.read_text())
+    data[field] = value
+    manifest.write_text(json.dumps(data))
+    line = one_error(cli("eval", "--model", "smollm2-135m", "--data", prepared, "--no-track"), 1)
+    assert line.startswith(f"{manifest}: not a manifest `rlvr prepare` wrote (")
+    assert line.endswith("re-run `rlvr prepare`, or delete the file to use the data as hand-made")
+
+
+def test_a_manifest_that_is_not_utf8_is_read_as_absent(prepared: Path):
+    from rlvr_cli.data.layout import PreparedDir
+
+    (prepared / "manifest.json").write_bytes(b'{"shots": "\xff"}')
+    assert PreparedDir(prepared).manifest() is None  # as unreadable JSON was: hand-made data
+
+
+def test_a_split_that_is_not_utf8_is_one_line(cli, prepared: Path):
+    test_set = prepared / "test" / "dataset.json"
+    test_set.write_bytes(test_set.read_bytes() + b"\xff\n")
+    line = one_error(cli("eval", "--model", "smollm2-135m", "--data", prepared, "--no-track"), 2)
+    assert line.startswith(f"{test_set}: the test set is not UTF-8 text (byte 0xff")
+    assert line.endswith("save it as UTF-8")
+
+
+@pytest.mark.parametrize(
+    "content",
+    [b'{"jobs": 5}', b'{"jobs": ["x", {"region": "us-east-1"}]}', b"\xff\xfe", b"[1, 2]"],
+)
+def test_a_damaged_job_history_reads_as_no_jobs(cli, isolated: Path, content: bytes):
+    state = isolated / "state" / "state.json"
+    state.parent.mkdir(parents=True)
+    state.write_bytes(content)
+    line = one_error(cli("status"), 2)
+    assert line == "no job given and none submitted from here yet; pass a job name"
+
+
+def test_a_job_history_keeps_what_is_well_formed(isolated: Path):
+    from rlvr_cli.cloud.sagemaker import history
+
+    state = isolated / "state" / "state.json"
+    state.parent.mkdir(parents=True)
+    state.write_text(json.dumps({"jobs": [{"name": "rlvr-a"}, 7, {"name": 3}], "last_data_uri": 5}))
+    assert history.load() == {"jobs": [{"name": "rlvr-a"}]}
+    history.record_upload("s3://b/rlvr/data")
+    assert history.last_data_uri() == "s3://b/rlvr/data"
+    assert history.resolve_job(None) == {"name": "rlvr-a"}
+
+
+def test_a_hand_edited_run_record_is_read_as_unknown_and_resume_goes_on(tmp_path: Path):
+    from rlvr_cli.config.loading import load_recipe
+    from rlvr_cli.models.record import RUN_FILE, RunRecord
+    from rlvr_cli.training.output_dir import check_output_dir
+
+    output = tmp_path / "run"
+    (output / "checkpoint-3").mkdir(parents=True)
+    (output / "checkpoint-3" / "trainer_state.json").write_text("{}")
+    (output / RUN_FILE).write_text(
+        json.dumps({"recipe": ["a"], "model": 1, "task": "x", "status": "interrupted"})
+    )
+    record = RunRecord.read(output)
+    assert record is not None and (record.recipe, record.model, record.task) == ({}, {}, {})
+    recipe = load_recipe(SMOKE, []).recipe
+    assert check_output_dir(output, output, recipe, resume=True, force=False) == output / "checkpoint-3"
+    (output / RUN_FILE).write_bytes(b"\xff")
+    assert RunRecord.read(output) is None
+
+
+def test_a_corrupt_parquet_source_is_one_line(cli, tmp_path: Path, gsm8k_fixture: Path):
+    source = tmp_path / "src"
+    source.mkdir()
+    (source / "test.jsonl").write_text((gsm8k_fixture / "test.jsonl").read_text())
+    (source / "train.parquet").write_bytes(b"not parquet")
+    line = one_error(cli("prepare", "--source", source, "--shots", "1", "--output", tmp_path / "out"), 1)
+    assert line.startswith(f"{source / 'train.parquet'}: not a readable parquet file (")
+    assert line.endswith("replace it, or give the split as JSON lines")
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_damaged_adapter_config_is_refused_before_any_model_loads(cli, tmp_path: Path, prepared: Path):
+    checkpoint = tmp_path / "ck"
+    checkpoint.mkdir()
+    (checkpoint / "adapter_config.json").write_text("{")
+    line = one_error(cli("eval", "--checkpoint", checkpoint, "--data", prepared, "--no-track"), 2)
+    assert line == (
+        f"{checkpoint / 'adapter_config.json'}: not a JSON object; restore it from the run "
+        "(rlvr train writes it with the adapter)"
+    )
+
+
+@pytest.mark.parametrize(
+    ("in_the_way", "message"),
+    [
+        ("", "{out}: a file, where the prepared set needs a directory"),
+        ("val", "{out}/val: a file, where the prepared set needs a directory"),
+        (
+            "train/dataset.json/",
+            "{out}/train/dataset.json: a directory, where the prepared set writes a file",
+        ),
+    ],
+)
+def test_prepare_refuses_an_output_it_cannot_fill_before_loading(
+    cli, tmp_path: Path, gsm8k_fixture: Path, in_the_way: str, message: str
+):
+    out = tmp_path / "out"
+    blocker = out / in_the_way if in_the_way else out
+    if in_the_way.endswith("/"):
+        blocker.mkdir(parents=True)
+    else:
+        blocker.parent.mkdir(parents=True, exist_ok=True)
+        blocker.write_text("mine")
+    line = one_error(cli("prepare", "--source", gsm8k_fixture, "--shots", "1", "--output", out), 2)
+    assert line == message.format(out=out) + "; move it or pass --output another directory"
+    assert sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*") if p.is_file()) == (
+        [] if in_the_way.endswith("/") else [blocker.relative_to(tmp_path).as_posix()]
+    )
+
+
+def test_an_os_error_no_check_foresaw_is_one_line(
+    cli, tmp_path: Path, gsm8k_fixture: Path, monkeypatch: pytest.MonkeyPatch
+):
+    import rlvr_cli.data.prepare as prepare_module
+
+    target = tmp_path / "out" / "train" / "dataset.json"
+
+    def full(output, prepared):
+        raise OSError(errno.ENOSPC, "No space left on device", str(target))
+
+    monkeypatch.setattr(prepare_module, "write_prepared", full)
+    line = one_error(
+        cli("prepare", "--source", gsm8k_fixture, "--shots", "1", "--output", tmp_path / "out"), 1
+    )
+    assert line == (
+        f"{target}: No space left on device; check the path and its permissions (RLVR_DEBUG=1 shows where)"
+    )
+
+
+def test_train_refuses_an_output_that_is_a_file(cli, tmp_path: Path, prepared: Path):
+    taken = tmp_path / "taken"
+    taken.write_text("mine")
+    line = one_error(cli("train", "--config", SMOKE, "--data", prepared, "--output", taken), 1)
+    assert line == f"{taken}: a file, not a directory; give --output a directory (new or a run's)"
+    assert taken.read_text() == "mine"
