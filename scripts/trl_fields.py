@@ -1,5 +1,5 @@
 """Write rlvr_cli/config/trl_fields.json: the fields of the installed TRL's GRPOConfig, the JSON
-kinds each accepts, and the loss types TRL supports, so that `rlvr validate` checks a recipe's
+kinds each accepts, the loss types TRL supports and transformers' learning-rate schedulers, so that `rlvr validate` checks a recipe's
 `trl:` section without importing TRL (seconds, and not installed with `pip install rlvr`).
 
     python scripts/trl_fields.py          # after a TRL upgrade; tests/test_trl_section.py compares
@@ -39,6 +39,7 @@ def kinds(annotation: object) -> list[str]:
 
 def table() -> dict[str, object]:
     import trl
+    from transformers.trainer_utils import SchedulerType
     from trl import GRPOConfig
 
     fields = {}
@@ -51,6 +52,7 @@ def table() -> dict[str, object]:
     return {
         "trl_version": trl.__version__,
         "loss_types": re.findall(r"'([a-z_]+)'", supported),
+        "lr_scheduler_types": [s.value for s in SchedulerType],
         "fields": dict(sorted(fields.items())),
     }
 

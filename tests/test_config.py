@@ -187,6 +187,12 @@ def test_bad_overrides_name_the_override():
         ("seed=4294967296", "--set seed: Input should be less than or equal to 4294967295"),
         ("output_dir=", "--set output_dir: String should have at least 1 character"),
         ("train_dataset_path=", "--set train_dataset_path: String should have at least 1 character"),
+        ("learning_rate=.inf", "--set learning_rate: Input should be a finite number"),
+        (
+            "lr_scheduler_type=cosin",
+            "--set lr_scheduler_type: 'cosin' is not a transformers scheduler; did you mean 'cosine'? "
+            "valid: linear, cosine, cosine_with_restarts, polynomial,",
+        ),
     ],
 )
 def test_values_training_would_fail_on_after_loading_are_refused_by_the_recipe(override: str, message: str):
@@ -194,7 +200,7 @@ def test_values_training_would_fail_on_after_loading_are_refused_by_the_recipe(o
     # directory. Both used to pass `rlvr validate` and fail after the model had loaded.
     with pytest.raises(UsageError) as err:
         load_recipe(None, [override])
-    assert err.value.message == message
+    assert err.value.message.startswith(message)
 
 
 @pytest.mark.parametrize(

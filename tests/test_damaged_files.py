@@ -169,3 +169,52 @@ def test_train_refuses_an_output_that_is_a_file(cli, tmp_path: Path, prepared: P
     line = one_error(cli("train", "--config", SMOKE, "--data", prepared, "--output", taken), 1)
     assert line == f"{taken}: a file, not a directory; give --output a directory (new or a run's)"
     assert taken.read_text() == "mine"
+
+
+# --- inputs that used to fail only after a model had loaded ----------------------------------------
+
+
+def test_train_refuses_a_local_model_that_is_not_there_before_loading_torch(
+    cli, tmp_path: Path, prepared: Path
+):
+    gone = tmp_path / "no-model"
+    result = cli(
+        "train", "--config", SMOKE, "--data", prepared, "--output", tmp_path / "o",
+        "--set", f"model_name_or_path={gone}",
+    )  # fmt: skip
+    assert one_error(result, 1) == f"{gone}: model directory not found"
+    assert "loading torch" not in result.err
+    assert not (tmp_path / "o").exists()
+
+
+def test_eval_checks_every_base_model_before_evaluating_any(cli, tmp_path: Path, prepared: Path):
+    adapter = tmp_path / "adapter"
+    adapter.mkdir()
+    (adapter / "adapter_config.json").write_text(
+        json.dumps({"base_model_name_or_path": str(tmp_path / "gone")})
+    )
+    line = one_error(cli("eval", "--checkpoint", adapter, "--data", prepared, "--no-track"), 2)
+    assert (
+        line == f"{adapter}: its base model cannot be found ({tmp_path / 'gone'}: model directory not found)"
+    )
+
+    (adapter / "adapter_config.json").write_text("{}")
+    line = one_error(cli("eval", "--checkpoint", adapter, "--data", prepared, "--no-track"), 2)
+    assert line == f"{adapter}: adapter_config.json names no base model; pass the base with --model"
+
+    full = tmp_path / "full"  # a full model with no run record: nothing says what it was trained from
+    full.mkdir()
+    (full / "config.json").write_text("{}")
+    line = one_error(cli("eval", "--checkpoint", full, "--data", prepared, "--baseline", "--no-track"), 2)
+    assert line == (
+        f"{full}: its base model is unknown (no rlvr_run.json or adapter config); "
+        "pass --model BASE instead of --baseline"
+    )
+
+
+def test_eval_refuses_an_output_that_is_a_file_before_evaluating(cli, tmp_path: Path, prepared: Path):
+    taken = tmp_path / "taken"
+    taken.write_text("mine")
+    result = cli("eval", "--model", "smollm2-135m", "--data", prepared, "--no-track", "--output", taken)
+    assert one_error(result, 2) == f"--output {taken}: a file, not a directory; give --output a directory"
+    assert taken.read_text() == "mine"

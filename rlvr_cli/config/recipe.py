@@ -89,7 +89,7 @@ class Recipe(Strict):
     gradient_checkpointing_kwargs: dict[str, Any] | None = Field(
         default_factory=lambda: {"use_reentrant": True}, description="passed to torch.utils.checkpoint"
     )
-    learning_rate: float = Field(1.84e-4, gt=0, description="peak learning rate")
+    learning_rate: float = Field(1.84e-4, gt=0, allow_inf_nan=False, description="peak learning rate")
     lr_scheduler_type: str = Field("cosine", description="transformers scheduler name")
     warmup_ratio: float = Field(0.1, ge=0, lt=1, description="share of steps spent warming up")
     weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay")
@@ -257,6 +257,21 @@ class Recipe(Strict):
 
         if v not in loss_types():
             raise ValueError(f"{v!r} is not a loss TRL supports: {', '.join(loss_types())}")
+        return v
+
+    @field_validator("lr_scheduler_type")
+    @classmethod
+    def _lr_scheduler(cls, v: str) -> str:
+        import difflib
+
+        from rlvr_cli.config.trl import lr_scheduler_types
+
+        if v not in lr_scheduler_types():
+            close = difflib.get_close_matches(v, lr_scheduler_types(), n=1)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            raise ValueError(
+                f"{v!r} is not a transformers scheduler; {hint}valid: {', '.join(lr_scheduler_types())}"
+            )
         return v
 
     @field_validator("reward_funcs")

@@ -85,6 +85,11 @@ def loss_types() -> list[str]:
     return list(table()["loss_types"])
 
 
+def lr_scheduler_types() -> list[str]:
+    """The learning-rate schedules the installed transformers knows (lr_scheduler_type)."""
+    return list(table()["lr_scheduler_types"])
+
+
 def _kind(value: Any) -> str:
     if value is None:
         return "null"

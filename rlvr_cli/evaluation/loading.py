@@ -40,6 +40,16 @@ def adapter_config(directory: Path) -> dict[str, Any]:
     return config
 
 
+def base_of_checkpoint(path: Path) -> str | None:
+    """The base model of a local checkpoint, read without loading anything: the run record's (it
+    keeps the name trained from, e.g. an offline model's short name), else the adapter's."""
+    run = RunRecord.read(path)
+    base = run.base_model if run else None
+    if not base and (path / "adapter_config.json").is_file():
+        base = adapter_config(path).get("base_model_name_or_path")
+    return base or None
+
+
 def load_model(spec: str, *, is_checkpoint: bool) -> LoadedModel:
     from rlvr_cli.models.loading import load_causal_lm, load_tokenizer, resolve_model
 
@@ -59,9 +69,7 @@ def load_model(spec: str, *, is_checkpoint: bool) -> LoadedModel:
         raise UsageError(f"--checkpoint {spec}: directory not found")
     run = RunRecord.read(path)
     if (path / "adapter_config.json").is_file():
-        config = adapter_config(path)
-        # The run record keeps the name the user trained from (e.g. an offline model's short name).
-        base = (run.base_model if run else None) or config.get("base_model_name_or_path")
+        base = base_of_checkpoint(path)
         if not base:
             raise RlvrError(f"{spec}: adapter_config.json names no base model; pass the base with --model")
         try:

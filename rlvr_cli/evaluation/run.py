@@ -29,9 +29,11 @@ from rlvr_cli.core.errors import ExitCode, RlvrError, UsageError
 from rlvr_cli.core.files import atomic_write, write_json
 from rlvr_cli.core.progress import Progress, silent
 from rlvr_cli.evaluation.generators import Generator, HFGenerator, VLLMGenerator, check_generator
-from rlvr_cli.evaluation.loading import LoadedModel, adapter_config, load_model
+from rlvr_cli.evaluation.loading import LoadedModel, base_of_checkpoint, load_model
 from rlvr_cli.evaluation.problems import load_problems
 from rlvr_cli.evaluation.scoring import Sample, compare, score, summarize, summarize_sampled
+from rlvr_cli.models.loading import resolve_model
+from rlvr_cli.models.offline import offline_name
 from rlvr_cli.models.record import RunRecord
 
 
@@ -221,8 +223,30 @@ def check_request(request: EvalRequest) -> None:
             raise UsageError(
                 f"--checkpoint {checkpoint}: not a model or adapter directory (no adapter_config.json or config.json)"
             )
-        if (checkpoint / "adapter_config.json").is_file():
-            adapter_config(checkpoint)
+        _check_base(checkpoint, request.baseline)
+    if request.output is not None and request.output.exists() and not request.output.is_dir():
+        raise UsageError(f"--output {request.output}: a file, not a directory; give --output a directory")
+
+
+def _check_base(checkpoint: Path, baseline: bool) -> None:
+    """The base model an adapter loads onto, or that --baseline evaluates, is known and (when local)
+    there, before any model is evaluated: a missing one would otherwise end the run after the first."""
+    adapter = (checkpoint / "adapter_config.json").is_file()
+    if not adapter and not baseline:
+        return
+    base = base_of_checkpoint(checkpoint)  # reads (and checks) adapter_config.json
+    if not base:
+        raise UsageError(
+            f"{checkpoint}: adapter_config.json names no base model; pass the base with --model"
+            if adapter
+            else f"{checkpoint}: its base model is unknown (no rlvr_run.json or adapter config); "
+            "pass --model BASE instead of --baseline"
+        )
+    if not offline_name(base):
+        try:
+            resolve_model(base)  # local paths only: a Hub id is looked up when it loads
+        except RlvrError as exc:
+            raise UsageError(f"{checkpoint}: its base model cannot be found ({exc.message})") from exc
 
 
 def run_eval(request: EvalRequest) -> EvalResult:

@@ -31,6 +31,8 @@ from rlvr_cli.core.errors import ExitCode, UsageError
 from rlvr_cli.core.files import sha256_file
 from rlvr_cli.core.progress import Progress
 from rlvr_cli.data.layout import PreparedDir, read_rows
+from rlvr_cli.models.loading import resolve_model
+from rlvr_cli.models.offline import offline_name
 from rlvr_cli.models.record import RunRecord
 from rlvr_cli.tasks.base import Task
 from rlvr_cli.training.finish import interrupted, save_outputs
@@ -129,6 +131,8 @@ def preflight(recipe: Recipe, output: Path, checkpoint_dir: Path, *, resume: boo
         training_rows(Path(recipe.test_dataset_path), "evaluation") if recipe.eval_strategy != "no" else None
     )
     task = resolve_task(recipe, train_path)
+    if not offline_name(recipe.model_name_or_path):
+        resolve_model(recipe.model_name_or_path)  # a local model that is not there, before torch loads
     resume_from = check_output_dir(output, checkpoint_dir, recipe, resume=resume, force=force)
     previous = RunRecord.read(output) if resume else None
     return Inputs(train_path, train_rows, eval_rows, task, resume_from, previous)
