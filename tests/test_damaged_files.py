@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from .conftest import rewrite_split
+
 REPO = Path(__file__).resolve().parent.parent
 SMOKE = REPO / "configs" / "smoke-cpu.yaml"
 
@@ -218,3 +220,28 @@ def test_eval_refuses_an_output_that_is_a_file_before_evaluating(cli, tmp_path: 
     result = cli("eval", "--model", "smollm2-135m", "--data", prepared, "--no-track", "--output", taken)
     assert one_error(result, 2) == f"--output {taken}: a file, not a directory; give --output a directory"
     assert taken.read_text() == "mine"
+
+
+@pytest.mark.parametrize(
+    ("row", "problem"),
+    [
+        ({"prompt": None, "final_answer": "3"}, "'prompt' must be non-empty text, got null"),
+        ({"prompt": 5, "final_answer": "3"}, "'prompt' must be non-empty text, got 5"),
+        ({"prompt": "Q: 1+2?", "final_answer": None}, "'final_answer' must be text or a number, got null"),
+        ({"prompt": "Q: 1+2?", "final_answer": [3]}, "'final_answer' must be text or a number, got [3]"),
+    ],
+)
+def test_a_row_whose_prompt_or_answer_is_not_text_is_one_line(cli, prepared: Path, row: dict, problem: str):
+    good = {"prompt": "Q: 2+2?", "final_answer": 4}  # a number is fine: it is compared as text
+    path = rewrite_split(prepared, "test", json.dumps(good) + "\n" + json.dumps(row) + "\n")
+    line = one_error(cli("eval", "--model", "smollm2-135m", "--data", prepared, "--no-track"), 1)
+    assert line == f"{path}:2: {problem}; re-run `rlvr prepare` (it writes both as text)"
+
+
+def test_training_keeps_metadata_when_the_first_row_has_none(tmp_path: Path):
+    from rlvr_cli.training.run import training_rows
+
+    path = tmp_path / "train.jsonl"
+    rows = [{"prompt": "a", "final_answer": "1"}, {"prompt": "b", "final_answer": "2", "metadata": "{}"}]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert [r.get("metadata") for r in training_rows(path, "train")] == [None, "{}"]

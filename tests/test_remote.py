@@ -612,6 +612,17 @@ def test_an_unknown_job_is_one_error_for_every_command(cli, recipe: Path, bucket
         assert (other.code, other.err.strip()) == (6, line), command
 
 
+def test_a_name_that_cannot_be_a_job_is_refused_before_any_call(cli, aws: str, aws_calls):
+    line = (
+        "error: rlvr_job: not a SageMaker job name (1-63 letters, digits and hyphens, starting with a "
+        "letter or digit); give a job's name, or none for the last job submitted from here"
+    )
+    for command in (["status"], ["logs", "--no-follow"], ["stop"], ["eval", "--job"]):
+        result = cli(*command, "rlvr_job")
+        assert (result.code, result.err.strip()) == (2, line), command
+    assert not aws_calls.sent
+
+
 def test_submit_json_has_one_shape_with_or_without_dry_run(cli, recipe: Path, bucket: str):
     dry = cli("train", "--remote", "--dry-run", "--config", recipe, "--job-name", "rlvr-shape", "--json")
     sent = cli("train", "--remote", "--config", recipe, "--job-name", "rlvr-shape", "--json")

@@ -64,6 +64,14 @@ def test_a_mistyped_data_directory_creates_no_default_bucket(cli, tmp_path: Path
     assert not aws_calls.sent  # not even the account was looked up
 
 
+def test_files_edited_since_prepare_create_no_default_bucket(cli, prepared: Path, aws: str, aws_calls):
+    train = prepared / "train" / "dataset.json"
+    train.write_text(train.read_text() + train.read_text().splitlines()[0] + "\n")
+    result = cli("upload", "--data", prepared)
+    assert result.code == 2 and f"does not describe {train}" in result.err
+    assert not aws_calls.sent  # not even the account was looked up
+
+
 def test_a_default_bucket_of_another_account_is_one_line(
     cli, prepared: Path, aws: str, monkeypatch: pytest.MonkeyPatch, aws_calls
 ):

@@ -12,6 +12,8 @@ ROLE_ARN = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]{1,512}$")
 # Bucket names: 3-63 chars of lowercase letters, digits, dots and hyphens; prefix optional.
 S3_URI = re.compile(r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/[^\s]*)?$")
 MLFLOW_ARN = re.compile(r"^arn:aws[a-z-]*:sagemaker:[a-z0-9-]+:\d{12}:mlflow-tracking-server/[\w-]+$")
+# SageMaker training job names (CreateTrainingJob's TrainingJobName).
+JOB_NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
 REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d$")
 SUBNET = re.compile(r"^subnet-[0-9a-f]{8,17}$")
 SECURITY_GROUP = re.compile(r"^sg-[0-9a-f]{8,17}$")

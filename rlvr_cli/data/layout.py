@@ -116,6 +116,16 @@ class PreparedDir:
             ) from exc
 
 
+def _wrong_kind(row: dict[str, Any]) -> str | None:
+    """What is wrong with a row's prompt or gold answer, read as text by training and scoring."""
+    if not isinstance(row["prompt"], str) or not row["prompt"]:
+        return f"'prompt' must be non-empty text, got {json.dumps(row['prompt'])[:40]}"
+    answer = row["final_answer"]
+    if isinstance(answer, bool) or not isinstance(answer, (str, int, float)):
+        return f"'final_answer' must be text or a number, got {json.dumps(answer)[:40]}"
+    return None
+
+
 def read_rows(path: Path, what: str) -> list[dict[str, Any]]:
     """The rows of a prepared split file, each checked for the columns training and scoring read.
 
@@ -141,6 +151,9 @@ def read_rows(path: Path, what: str) -> list[dict[str, Any]]:
                 f"{path}:{lineno}: rows lack {lacking}; a prepared set has 'prompt' and "
                 "'final_answer' columns (`rlvr prepare` writes them)"
             )
+        wrong = _wrong_kind(row)
+        if wrong:
+            raise RlvrError(f"{path}:{lineno}: {wrong}; re-run `rlvr prepare` (it writes both as text)")
         rows.append(row)
     if not rows:
         raise RlvrError(f"{path}: the {what} set is empty; re-run `rlvr prepare`")

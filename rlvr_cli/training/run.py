@@ -103,7 +103,7 @@ class BuiltTrainer:
 def training_rows(path: Path, what: str) -> list[dict[str, Any]]:
     """A prepared split's rows, with the columns training uses."""
     rows = read_rows(path, what)
-    keep = (*TRAIN_COLUMNS, "metadata") if "metadata" in rows[0] else TRAIN_COLUMNS
+    keep = (*TRAIN_COLUMNS, "metadata") if any("metadata" in r for r in rows) else TRAIN_COLUMNS
     return [{k: r.get(k) for k in keep} for r in rows]
 
 

@@ -9,7 +9,6 @@ Exit codes come from `rlvr_cli.core.errors.ExitCode` (0 completed, 3 in progress
 from __future__ import annotations
 
 import os
-import re
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -17,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rlvr_cli.cloud.sagemaker import history
+from rlvr_cli.config.patterns import JOB_NAME
 from rlvr_cli.core.errors import ExitCode, RlvrError, UsageError
 
 if TYPE_CHECKING:  # `rlvr status` must start fast: no pydantic import on its path
@@ -51,7 +51,7 @@ def upload_data(
     {s3_uri, channels, files: [{file, s3_uri, sha256, bytes, action, verified}]}."""
     from rlvr_cli.cloud.sagemaker.upload import require_prepared, upload_dataset
 
-    require_prepared(data)  # a mistyped --data creates no bucket
+    require_prepared(data)  # a mistyped --data, or files edited since prepare, create no bucket
     uri = s3 or (recipe.remote.uri("data") if recipe else None)
     notes = []
     if not uri and recipe is None:
@@ -127,7 +127,7 @@ def submit(
     recipe = loaded.recipe
     notes: list[str] = [*loaded.sources]  # remote settings that came from SageMaker's config files
     required_settings(recipe)  # before any call
-    if name is not None and not re.match(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$", name):
+    if name is not None and not JOB_NAME.match(name):
         raise UsageError(
             f"--job-name {name}: 1-63 letters, digits and hyphens, starting with a letter or digit"
         )

@@ -10,6 +10,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from rlvr_cli.config.patterns import JOB_NAME
 from rlvr_cli.core.errors import ExitCode, RlvrError
 from rlvr_cli.core.files import read_json_object, write_json
 
@@ -68,6 +69,12 @@ def resolve_job(name: str | None) -> dict[str, Any]:
     if name == LATEST_JOB:
         name = None
     if name:
+        if not JOB_NAME.match(name):  # before any call: AWS would only say it found no such job
+            raise RlvrError(
+                f"{name}: not a SageMaker job name (1-63 letters, digits and hyphens, starting with a "
+                "letter or digit); give a job's name, or none for the last job submitted from here",
+                ExitCode.USAGE,
+            )
         known = next((j for j in reversed(jobs) if j.get("name") == name), None)
         return known or {"name": name, "region": None, "profile": None}
     if not jobs:

@@ -57,11 +57,15 @@ def _check_bucket(s3: Any, bucket: str) -> None:
         raise
 
 
-def require_prepared(data: Path) -> None:
-    """Every file of a prepared directory is there (checked before anything is sent or created)."""
+def require_prepared(data: Path) -> list[tuple[str, Path, str]]:
+    """(relative path, path, SHA-256) of every file of a prepared directory, checked to be there
+    and described by its manifest before anything is sent or created (the default bucket)."""
     missing = [rel for rel in FILES if not (data / rel).is_file()]
     if missing:
         raise RlvrError(f"{data}: missing {', '.join(missing)}; run `rlvr prepare --output {data}` first")
+    files = [(rel, data / rel, sha256_file(data / rel)) for rel in FILES]
+    _check_local_manifest(data, {rel: digest for rel, _, digest in files})
+    return files
 
 
 def _check_local_manifest(data: Path, digests: dict[str, str]) -> None:
@@ -129,13 +133,11 @@ def upload_dataset(
     region: str | None,
     progress: Progress | None = None,
 ) -> dict[str, Any]:
-    require_prepared(data)
+    files = require_prepared(data)
     bucket, prefix = parse_s3_uri(uri)
     from boto3.s3.transfer import S3Transfer, TransferConfig
 
     s3 = client("s3", profile=profile, region=region)
-    files = [(rel, data / rel, sha256_file(data / rel)) for rel in FILES]
-    _check_local_manifest(data, {rel: digest for rel, _, digest in files})
     plan = []
     with aws_errors(f"s3://{bucket}"):
         _check_bucket(s3, bucket)
