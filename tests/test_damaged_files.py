@@ -245,3 +245,27 @@ def test_training_keeps_metadata_when_the_first_row_has_none(tmp_path: Path):
     rows = [{"prompt": "a", "final_answer": "1"}, {"prompt": "b", "final_answer": "2", "metadata": "{}"}]
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     assert [r.get("metadata") for r in training_rows(path, "train")] == [None, "{}"]
+
+
+@pytest.mark.parametrize(
+    ("reward", "message"),
+    [
+        (
+            "nonexistent_pkg.mod:fn",
+            "reward_funcs: cannot import reward 'nonexistent_pkg.mod:fn' (No module named",
+        ),
+        (
+            "tests.rewards_for_tests:nothing",
+            "reward_funcs: cannot import reward 'tests.rewards_for_tests:nothing'",
+        ),
+    ],
+)
+def test_train_refuses_a_reward_it_cannot_import_before_loading_torch(
+    cli, tmp_path: Path, prepared: Path, reward: str, message: str
+):
+    result = cli(
+        "train", "--config", SMOKE, "--data", prepared, "--output", tmp_path / "o",
+        "--set", f"reward_funcs=[format, '{reward}']",
+    )  # fmt: skip
+    assert one_error(result, 2).startswith(message)
+    assert "loading torch" not in result.err

@@ -399,9 +399,9 @@ def run_training(
     checkpoint_dir = Path(recipe.checkpoint_dir or recipe.output_dir)
 
     inputs = preflight(recipe, output, checkpoint_dir, resume=resume, force=force)
+    reward_funcs = load_rewards(recipe, inputs.task)  # a reward that cannot be had: before any model loads
     env, is_main = prepare_environment(recipe)
     loaded = load_model(recipe, env, inputs)
-    reward_funcs = load_rewards(recipe, inputs.task)
     tracker = start_tracker(recipe, output, inputs.previous, resume, is_main)
     built = build_trainer(recipe, env, inputs, loaded, reward_funcs, tracker, checkpoint_dir, progress)
     record = new_record(recipe, env, inputs, loaded, tracker, checkpoint_dir)
