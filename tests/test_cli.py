@@ -75,6 +75,21 @@ def test_expected_errors_print_one_line_without_traceback():
     assert result.stderr.strip().splitlines()[-1].startswith("error: does/not/exist/here: source not found")
 
 
+def test_a_reader_that_closes_the_pipe_gets_no_traceback():
+    # `rlvr validate RECIPE --json | head -1`: the reader is gone before rlvr writes its data (Rich,
+    # which writes all of rlvr's output, exits with 1 then; print() would raise BrokenPipeError).
+    process = subprocess.Popen(
+        [sys.executable, "-m", "rlvr_cli", "validate", str(REPO / "configs" / "smoke-cpu.yaml"), "--json"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        cwd=REPO,
+    )
+    process.stdout.close()
+    stderr = process.stderr.read().decode()
+    assert process.wait() == 1
+    assert "Traceback" not in stderr and "BrokenPipe" not in stderr, stderr
+
+
 def test_remote_only_flags_without_remote_are_refused(cli):
     result = cli("train", "--dry-run")
     assert result.code == 2 and "apply to --remote jobs" in result.err

@@ -165,7 +165,7 @@ def test_string_choices_are_not_read_as_yaml_booleans():
     assert (recipe.save_strategy, recipe.eval_strategy) == ("no", "no")
 
 
-def test_bad_overrides_name_the_override():
+def test_bad_overrides_name_the_override(tmp_path: Path):
     with pytest.raises(UsageError) as err:
         load_recipe(None, ["lora_r=abc", "remot.region=x", "nokey"])
     assert err.value.message.splitlines() == [
@@ -178,6 +178,14 @@ def test_bad_overrides_name_the_override():
     with pytest.raises(UsageError) as err:
         load_recipe(REPO / "configs" / "smoke-cpu.yaml", ["learning_rate.x=1"])
     assert err.value.message == "--set learning_rate.x: Input should be a valid number"
+    # ... but not for a check of the whole value that the override did not make fail.
+    recipe = tmp_path / "vpc.yaml"
+    recipe.write_text("remote:\n  subnets: [subnet-0123abcd]\n")
+    with pytest.raises(UsageError) as err:
+        load_recipe(recipe, ["remote.tags.team=ml"])
+    assert err.value.message.startswith(
+        f"{recipe}:1: remote: a VPC needs both subnets and security_group_ids"
+    )
 
 
 @pytest.mark.parametrize(

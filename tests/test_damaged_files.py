@@ -26,7 +26,7 @@ def one_error(result, code: int) -> str:
 
 @pytest.mark.parametrize(
     ("field", "value"),
-    [("shots", "x"), ("task", "gsm8k"), ("counts", [1, 2])],
+    [("shots", "x"), ("task", "gsm8k"), ("counts", [1, 2]), ("files", {"train/dataset.json": "abc"})],
 )
 def test_a_manifest_with_fields_of_the_wrong_type_is_one_line(cli, prepared: Path, field, value):
     manifest = prepared / "manifest.json"
@@ -90,6 +90,8 @@ def test_a_hand_edited_run_record_is_read_as_unknown_and_resume_goes_on(tmp_path
     )
     record = RunRecord.read(output)
     assert record is not None and (record.recipe, record.model, record.task) == ({}, {}, {})
+    (output / RUN_FILE).write_text(json.dumps({"model": {"name": 5}}))
+    assert RunRecord.read(output).base_model is None  # not a name to load
     recipe = load_recipe(SMOKE, []).recipe
     assert check_output_dir(output, output, recipe, resume=True, force=False) == output / "checkpoint-3"
     (output / RUN_FILE).write_bytes(b"\xff")
@@ -111,6 +113,8 @@ def test_a_damaged_adapter_config_is_refused_before_any_model_loads(cli, tmp_pat
     checkpoint = tmp_path / "ck"
     checkpoint.mkdir()
     (checkpoint / "adapter_config.json").write_text("{")
+    # rlvr train writes a run record beside the adapter, naming the base: the adapter is still read.
+    (checkpoint / "rlvr_run.json").write_text(json.dumps({"model": {"name": "smollm2-135m"}}))
     line = one_error(cli("eval", "--checkpoint", checkpoint, "--data", prepared, "--no-track"), 2)
     assert line == (
         f"{checkpoint / 'adapter_config.json'}: not a JSON object; restore it from the run "
@@ -160,9 +164,7 @@ def test_an_os_error_no_check_foresaw_is_one_line(
     line = one_error(
         cli("prepare", "--source", gsm8k_fixture, "--shots", "1", "--output", tmp_path / "out"), 1
     )
-    assert line == (
-        f"{target}: No space left on device; check the path and its permissions (RLVR_DEBUG=1 shows where)"
-    )
+    assert line == (f"{target}: No space left on device; check the path and its permissions")
 
 
 def test_train_refuses_an_output_that_is_a_file(cli, tmp_path: Path, prepared: Path):
@@ -202,7 +204,10 @@ def test_eval_checks_every_base_model_before_evaluating_any(cli, tmp_path: Path,
 
     (adapter / "adapter_config.json").write_text("{}")
     line = one_error(cli("eval", "--checkpoint", adapter, "--data", prepared, "--no-track"), 2)
-    assert line == f"{adapter}: adapter_config.json names no base model; pass the base with --model"
+    assert line == (
+        f"{adapter}: adapter_config.json names no base model; set its base_model_name_or_path to the "
+        "model the adapter was trained from"
+    )
 
     full = tmp_path / "full"  # a full model with no run record: nothing says what it was trained from
     full.mkdir()

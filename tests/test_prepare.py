@@ -409,11 +409,15 @@ def test_the_manifest_is_written_last(tmp_path: Path, monkeypatch: pytest.Monkey
     assert sorted(renamed[:-1]) == ["test/dataset.json", "train/dataset.json", "val/dataset.json"]
 
 
-def test_a_failed_write_leaves_the_old_set_as_it_was(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    # --force over a prepared set, and the disk fills while val is written: the old train file and
-    # manifest stay, no new file is renamed into place, no temp file is left.
+@pytest.mark.parametrize("failing", [1, 2, 4])
+def test_a_failed_write_leaves_the_old_set_as_it_was(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, failing: int
+):
+    # --force over a prepared set, and the disk fills as the FAILING-th file is synced (the first,
+    # one between, the manifest): the old files and manifest stay, no temp file is left.
     import errno
 
+    import rlvr_cli.core.files as files
     import rlvr_cli.data.build as build
     from rlvr_cli.tasks.base import SourceData
 
@@ -423,14 +427,15 @@ def test_a_failed_write_leaves_the_old_set_as_it_was(tmp_path: Path, monkeypatch
 
     build.write_prepared(tmp_path, prepared(20))
     before = {p.relative_to(tmp_path): p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
-    real = build.atomic_write
+    real, synced = files.os.fsync, []
 
-    def full_disk(path, mode="w"):
-        if Path(path).parent.name == "val":
-            raise OSError(errno.ENOSPC, "No space left on device", str(path))
-        return real(path, mode)
+    def full_disk(fd):
+        synced.append(fd)
+        if len(synced) == failing:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(fd)
 
-    monkeypatch.setattr(build, "atomic_write", full_disk)
+    monkeypatch.setattr(files.os, "fsync", full_disk)
     with pytest.raises(OSError, match="No space left"):
         build.write_prepared(tmp_path, prepared(30))
     after = {p.relative_to(tmp_path): p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}

@@ -21,7 +21,7 @@ from rlvr_cli import __version__
 from rlvr_cli.cli import jobs
 from rlvr_cli.cli.options import ConfigOpt, JsonOpt, ProfileOpt, RegionOpt, SetOpt, load_recipe_option
 from rlvr_cli.core import console
-from rlvr_cli.core.errors import ExitCode, RlvrError, error_lines
+from rlvr_cli.core.errors import ExitCode, RlvrError, error_lines, first_line
 
 app = typer.Typer(
     name="rlvr",
@@ -404,12 +404,14 @@ def run(argv: list[str] | None = None) -> int:
             _error(message)
         return int(getattr(exc, "exit_code", ExitCode.USAGE))
     except OSError as exc:
-        # A file the checks before it could not foresee (permissions, a full disk, a path that
-        # changed meanwhile): what the system said, on the file it said it of.
+        # What the checks before could not foresee (permissions, a full disk, a path that changed
+        # meanwhile, a connection): what the system said, and on which file.
         if os.environ.get("RLVR_DEBUG") == "1":
             raise
-        where = f"{exc.filename}: " if exc.filename else ""
-        _error(f"{where}{exc.strerror or exc}; check the path and its permissions (RLVR_DEBUG=1 shows where)")
+        if exc.filename:
+            _error(f"{exc.filename}: {exc.strerror or exc}; check the path and its permissions")
+        else:
+            _error(f"{first_line(exc)} (RLVR_DEBUG=1 shows where)")
         return int(ExitCode.ERROR)
     except (typer.Abort, KeyboardInterrupt):
         console.err.print("interrupted")

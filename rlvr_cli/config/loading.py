@@ -192,10 +192,16 @@ def format_validation_error(
                 message = message[len("Value error, ") :]
             if error["type"] in ("literal_error", "enum"):
                 message = f"{message}, got {error.get('input')!r}"
-        # Where did the value come from? An override below it (`--set learning_rate.x=1` made the
-        # value a mapping), else the longest prefix of the path that was overridden or has a line.
+        # Where did the value come from? An override below it when the value is of the wrong kind
+        # (`--set learning_rate.x=1` made it a mapping), else the longest prefix of the path that
+        # was overridden or has a line (a check of the whole value, e.g. remote's VPC pair).
         line, text = 0, f"{source}: {dotted}: {message}" if loc else f"{source}: {message}"
-        below = sorted(o for o in overridden if len(o) > len(loc) and o[: len(loc)] == loc) if loc else []
+        wrong_kind = error["type"].endswith(("_type", "_parsing"))
+        below = (
+            sorted(o for o in overridden if len(o) > len(loc) and o[: len(loc)] == loc)
+            if loc and wrong_kind
+            else []
+        )
         if below:
             line, text = -1, f"--set {'.'.join(below[0])}: {message}"
         else:

@@ -36,6 +36,32 @@ def atomic_write(path: Path, mode: str = "w") -> Iterator[IO[Any]]:
         raise
 
 
+def write_together(payloads: dict[Path, bytes], *, last: Path) -> None:
+    """Write several files as one change: each is written in full and fsynced to a temp file beside
+    its place before any is renamed into place, and `last` (which vouches for the others, like a
+    manifest) is removed first and renamed last. A failed write (a full disk, at write or fsync)
+    leaves every old file as it was; only a failed rename could leave a mix, without `last`."""
+    temps: dict[Path, str] = {}
+    try:
+        for path, payload in payloads.items():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+            temps[path] = tmp
+            os.chmod(tmp, 0o666 & ~_umask())
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(payload)
+                fh.flush()
+                os.fsync(fh.fileno())
+        last.unlink(missing_ok=True)
+        for path in sorted(temps, key=lambda p: p == last):
+            os.replace(temps.pop(path), path)
+    except BaseException:
+        for tmp in temps.values():
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+        raise
+
+
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)

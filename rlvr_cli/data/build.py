@@ -8,7 +8,6 @@ shots and the sha256 of each file. Same inputs give byte-identical files.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import random
@@ -19,7 +18,7 @@ from typing import Any
 
 from rlvr_cli import __version__
 from rlvr_cli.core.errors import RlvrError, UsageError
-from rlvr_cli.core.files import atomic_write, sha256_bytes, sha256_file
+from rlvr_cli.core.files import sha256_bytes, sha256_file, write_together
 from rlvr_cli.data.layout import MANIFEST_FILE, SPLITS, Manifest, split_file
 from rlvr_cli.tasks.base import Problem, SourceData, Task
 
@@ -196,12 +195,7 @@ def check_output_paths(output: Path) -> None:
 
 
 def write_prepared(output: Path, prepared: Prepared) -> None:
-    """Write every file in full to a temp file beside its place before any is renamed into place,
-    the old manifest removed first and the new one renamed last: a failed write (a full disk)
-    leaves the old set as it was, and a manifest always describes the files beside it."""
-    # Entered first, so renamed last: contexts exit in reverse order.
-    ordered = sorted(prepared.payloads, key=lambda r: r != MANIFEST_FILE)
-    with contextlib.ExitStack() as stack:
-        for rel in ordered:
-            stack.enter_context(atomic_write(output / rel, "wb")).write(prepared.payloads[rel])
-        (output / MANIFEST_FILE).unlink(missing_ok=True)
+    """Write the set as one change (`core.files.write_together`): a failed write leaves the old set
+    as it was, and a manifest always describes the files beside it (it is renamed into place last)."""
+    payloads = {output / rel: payload for rel, payload in prepared.payloads.items()}
+    write_together(payloads, last=output / MANIFEST_FILE)

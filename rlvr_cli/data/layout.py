@@ -74,8 +74,17 @@ class Manifest:
             counts=dict(data.get("counts") or {}),
             skipped=dict(data.get("skipped") or {}),
             longest_prompt=dict(data.get("longest_prompt") or {}),
-            files=dict(data.get("files") or {}),
+            files=_entries(data.get("files") or {}),
         )
+
+
+def _entries(files: Any) -> dict[str, dict[str, Any]]:
+    """The manifest's `files`: each a mapping (sha256, bytes, rows), or the manifest is damaged."""
+    files = dict(files)
+    bad = [k for k, v in files.items() if not isinstance(v, dict)]
+    if bad:
+        raise TypeError(f"files[{bad[0]!r}] is not an object")
+    return files
 
 
 @dataclass(frozen=True)

@@ -47,7 +47,7 @@ def base_of_checkpoint(path: Path) -> str | None:
     base = run.base_model if run else None
     if not base and (path / "adapter_config.json").is_file():
         base = adapter_config(path).get("base_model_name_or_path")
-    return base or None
+    return base if isinstance(base, str) and base else None
 
 
 def load_model(spec: str, *, is_checkpoint: bool) -> LoadedModel:
@@ -71,7 +71,10 @@ def load_model(spec: str, *, is_checkpoint: bool) -> LoadedModel:
     if (path / "adapter_config.json").is_file():
         base = base_of_checkpoint(path)
         if not base:
-            raise RlvrError(f"{spec}: adapter_config.json names no base model; pass the base with --model")
+            raise RlvrError(
+                f"{spec}: adapter_config.json names no base model; set its base_model_name_or_path "
+                "to the model the adapter was trained from"
+            )
         try:
             resolved = resolve_model(base)
             base_model = load_causal_lm(resolved, dtype=dtype)

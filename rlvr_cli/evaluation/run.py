@@ -29,7 +29,7 @@ from rlvr_cli.core.errors import ExitCode, RlvrError, UsageError
 from rlvr_cli.core.files import atomic_write, write_json
 from rlvr_cli.core.progress import Progress, silent
 from rlvr_cli.evaluation.generators import Generator, HFGenerator, VLLMGenerator, check_generator
-from rlvr_cli.evaluation.loading import LoadedModel, base_of_checkpoint, load_model
+from rlvr_cli.evaluation.loading import LoadedModel, adapter_config, base_of_checkpoint, load_model
 from rlvr_cli.evaluation.problems import load_problems
 from rlvr_cli.evaluation.scoring import Sample, compare, score, summarize, summarize_sampled
 from rlvr_cli.models.loading import resolve_model
@@ -232,12 +232,15 @@ def _check_base(checkpoint: Path, baseline: bool) -> None:
     """The base model an adapter loads onto, or that --baseline evaluates, is known and (when local)
     there, before any model is evaluated: a missing one would otherwise end the run after the first."""
     adapter = (checkpoint / "adapter_config.json").is_file()
-    if not adapter and not baseline:
+    if adapter:
+        adapter_config(checkpoint)  # readable, even where the run record names the base: PEFT reads it
+    elif not baseline:
         return
-    base = base_of_checkpoint(checkpoint)  # reads (and checks) adapter_config.json
+    base = base_of_checkpoint(checkpoint)
     if not base:
         raise UsageError(
-            f"{checkpoint}: adapter_config.json names no base model; pass the base with --model"
+            f"{checkpoint}: adapter_config.json names no base model; set its base_model_name_or_path "
+            "to the model the adapter was trained from"
             if adapter
             else f"{checkpoint}: its base model is unknown (no rlvr_run.json or adapter config); "
             "pass --model BASE instead of --baseline"

@@ -63,7 +63,8 @@ class RunRecord:
     @property
     def base_model(self) -> str | None:
         """The model the run trained from, as the user named it (e.g. an offline model's short name)."""
-        return self.model.get("name") or None
+        name = self.model.get("name")
+        return name if isinstance(name, str) and name else None
 
     def ended(self, global_step: int, durations: list[float], history: list[dict[str, Any]]) -> None:
         """Training ended: the step reached, seconds per step, and the last training log's metrics."""

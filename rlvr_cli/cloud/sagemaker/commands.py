@@ -51,7 +51,7 @@ def upload_data(
     {s3_uri, channels, files: [{file, s3_uri, sha256, bytes, action, verified}]}."""
     from rlvr_cli.cloud.sagemaker.upload import require_prepared, upload_dataset
 
-    require_prepared(data)  # a mistyped --data, or files edited since prepare, create no bucket
+    files = require_prepared(data)  # a mistyped --data, or files edited since prepare, create no bucket
     uri = s3 or (recipe.remote.uri("data") if recipe else None)
     notes = []
     if not uri and recipe is None:
@@ -69,7 +69,13 @@ def upload_data(
         uri = f"{bucket.prefix}/data"
         notes.append(bucket.note())
     result = upload_dataset(
-        data, uri, force=force, profile=profile, region=_region(recipe, region), progress=progress
+        data,
+        uri,
+        force=force,
+        profile=profile,
+        region=_region(recipe, region),
+        progress=progress,
+        files=files,
     )
     history.record_upload(result["s3_uri"])
     return {**result, "notes": notes}

@@ -132,8 +132,10 @@ def upload_dataset(
     profile: str | None,
     region: str | None,
     progress: Progress | None = None,
+    files: list[tuple[str, Path, str]] | None = None,
 ) -> dict[str, Any]:
-    files = require_prepared(data)
+    """Upload a prepared directory; `files` is `require_prepared(data)` when the caller has it."""
+    files = files or require_prepared(data)
     bucket, prefix = parse_s3_uri(uri)
     from boto3.s3.transfer import S3Transfer, TransferConfig
 
