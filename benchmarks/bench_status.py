@@ -64,6 +64,14 @@ def main() -> None:
             aws_secret_access_key="x",
         ).create_bucket(Bucket="bench-bucket")
         rlvr = [sys.executable, "-m", "rlvr_cli"]
+        # A job is submitted only for data uploaded whole (its manifest is checked): a tiny set.
+        data = Path(state) / "data"
+        fixture = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "gsm8k"
+        for step in (
+            ["prepare", "--source", str(fixture), "--shots", "1", "--output", str(data)],
+            ["upload", "--data", str(data), "--s3", "s3://bench-bucket/p/data"],
+        ):
+            subprocess.run([*rlvr, *step], env=env, check=True, capture_output=True)
         subprocess.run(
             [
                 *rlvr,
