@@ -21,7 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.common import SHARED_GSM8K, best_of, write_section
+from benchmarks.common import SHARED_GSM8K, best_of, environment, write_section
 from rlvr_cli.tasks.gsm8k import answers
 from rlvr_cli.tasks.gsm8k.rewards import correctness_reward, format_reward
 
@@ -171,7 +171,7 @@ def main() -> None:
     write_section("Data preparation (prepare, 8 shots, all of GSM8K)", bench_prepare())
     write_section("Rewards vs the reference's regexes", bench_rewards())
     RESULTS_JSON.parent.mkdir(exist_ok=True)
-    RESULTS_JSON.write_text(json.dumps(FIGURES, indent=2) + "\n")
+    RESULTS_JSON.write_text(json.dumps({**environment(), **FIGURES}, indent=2) + "\n")
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.common import write_section
+from benchmarks.common import environment, write_section
 
 RUNS = 15
 
@@ -120,7 +120,7 @@ def main() -> None:
 
     results = Path(__file__).resolve().parent / "results" / "status.json"
     results.parent.mkdir(exist_ok=True)
-    results.write_text(json.dumps({"runs": RUNS, "commands": figures}, indent=2) + "\n")
+    results.write_text(json.dumps({**environment(), "runs": RUNS, "commands": figures}, indent=2) + "\n")
 
 
 if __name__ == "__main__":
