@@ -241,7 +241,10 @@ def test_adapter_whose_base_cannot_be_found(cli, tmp_path: Path, prepared: Path)
         json.dumps({"base_model_name_or_path": str(tmp_path / "gone")})
     )
     result = cli("eval", "--checkpoint", checkpoint, "--data", prepared)
-    assert result.code == 1 and "the adapter's base model cannot be loaded" in result.err
+    # Checked before any model loads (a missing base would otherwise end a run after its first model).
+    assert result.code == 2 and result.err.strip() == (
+        f"error: {checkpoint}: its base model cannot be found ({tmp_path / 'gone'}: model directory not found)"
+    )
 
 
 def test_data_without_final_answer(cli, tmp_path: Path, tiny_model_dir: Path):

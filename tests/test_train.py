@@ -410,8 +410,9 @@ def test_a_failure_while_saving_marks_the_run_failed(
         save_strategy="no",
         report_to=["none"],
     )
-    with pytest.raises(OSError, match="No space left on device"):
-        cli("train", "--config", recipe)
+    result = cli("train", "--config", recipe)
+    assert result.code == 1  # one line, no traceback
+    assert result.err.strip().splitlines()[-1] == "error: No space left on device (RLVR_DEBUG=1 shows where)"
     run = json.loads((tmp_path / "out" / "rlvr_run.json").read_text())
     assert run["status"] == "failed" and run["error"] == "OSError: No space left on device"
     assert run["global_step"] == 1  # trained, then failed while saving
