@@ -39,9 +39,21 @@ def upload(
     from rlvr_cli.cloud.sagemaker.commands import upload_data
 
     recipe = load_recipe_option(config, None, quiet=True).recipe if config else None
+    configured = None
+    if s3 is None and recipe is None:  # a recipe has SageMaker's config files applied already
+        from rlvr_cli.config.sagemaker_files import file_defaults
+
+        configured = file_defaults().get("s3_prefix")
     with render.progress("upload", unit="bytes") as progress:
         result = upload_data(
-            data, s3, recipe=recipe, force=force, profile=profile, region=region, progress=progress
+            data,
+            s3,
+            recipe=recipe,
+            configured_prefix=configured,
+            force=force,
+            profile=profile,
+            region=region,
+            progress=progress,
         )
     render.upload(result)
     if json_out:

@@ -42,26 +42,24 @@ def upload_data(
     s3: str | None,
     *,
     recipe: Recipe | None,
+    configured_prefix: tuple[str, str] | None = None,
     force: bool,
     profile: str | None,
     region: str | None,
     progress: Progress | None = None,
 ) -> dict[str, Any]:
     """Upload a prepared directory (`rlvr_cli.cloud.sagemaker.upload`) and remember where it went:
-    {s3_uri, channels, files: [{file, s3_uri, sha256, bytes, action, verified}]}."""
+    {s3_uri, channels, files: [{file, s3_uri, sha256, bytes, action, verified}]}. Without `s3` or a
+    recipe location: `configured_prefix` (SageMaker's config-file DefaultS3Bucket as (uri, where)),
+    else the account's default bucket."""
     from rlvr_cli.cloud.sagemaker.upload import require_prepared, upload_dataset
 
     files = require_prepared(data)  # a mistyped --data, or files edited since prepare, create no bucket
     uri = s3 or (recipe.remote.uri("data") if recipe else None)
     notes = []
-    if not uri and recipe is None:
-        # Where `train --remote` looks: a recipe's s3_prefix defaults to SageMaker's config files.
-        from rlvr_cli.config.sagemaker_files import file_defaults
-
-        configured = file_defaults().get("s3_prefix")
-        if configured:
-            uri = f"{configured[0]}/data"
-            notes.append(f"data: {uri}  (from {configured[1]})")
+    if not uri and configured_prefix:  # where `train --remote` looks without a recipe location
+        uri = f"{configured_prefix[0]}/data"
+        notes.append(f"data: {uri}  (from {configured_prefix[1]})")
     if not uri:  # as the SageMaker SDK does: the account's default bucket
         from rlvr_cli.cloud.sagemaker.default_bucket import default_bucket
 
