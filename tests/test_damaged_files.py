@@ -122,34 +122,6 @@ def test_a_damaged_adapter_config_is_refused_before_any_model_loads(cli, tmp_pat
     )
 
 
-@pytest.mark.parametrize(
-    ("in_the_way", "message"),
-    [
-        ("", "{out}: a file, where the prepared set needs a directory"),
-        ("val", "{out}/val: a file, where the prepared set needs a directory"),
-        (
-            "train/dataset.json/",
-            "{out}/train/dataset.json: a directory, where the prepared set writes a file",
-        ),
-    ],
-)
-def test_prepare_refuses_an_output_it_cannot_fill_before_loading(
-    cli, tmp_path: Path, gsm8k_fixture: Path, in_the_way: str, message: str
-):
-    out = tmp_path / "out"
-    blocker = out / in_the_way if in_the_way else out
-    if in_the_way.endswith("/"):
-        blocker.mkdir(parents=True)
-    else:
-        blocker.parent.mkdir(parents=True, exist_ok=True)
-        blocker.write_text("mine")
-    line = one_error(cli("prepare", "--source", gsm8k_fixture, "--shots", "1", "--output", out), 2)
-    assert line == message.format(out=out) + "; move it or pass --output another directory"
-    assert sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*") if p.is_file()) == (
-        [] if in_the_way.endswith("/") else [blocker.relative_to(tmp_path).as_posix()]
-    )
-
-
 def test_an_os_error_no_check_foresaw_is_one_line(
     cli, tmp_path: Path, gsm8k_fixture: Path, monkeypatch: pytest.MonkeyPatch
 ):

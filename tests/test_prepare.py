@@ -300,6 +300,13 @@ def test_split_refuses_what_leaves_a_set_empty(n, shots, fraction, message):
         split_problems(_problems(n), shots=shots, val_fraction=fraction, seed=0)
 
 
+def test_the_smallest_source_splits_into_one_exemplar_one_train_and_one_val_row():
+    from rlvr_cli.data.build import split_problems
+
+    exemplars, train, val = split_problems(_problems(3), shots=1, val_fraction=0.1, seed=0)
+    assert (len(exemplars), len(train), len(val)) == (1, 1, 1)
+
+
 def test_longest_prompts_by_characters():
     from rlvr_cli.data.build import longest_by_chars
 
@@ -440,3 +447,36 @@ def test_a_failed_write_leaves_the_old_set_as_it_was(
         build.write_prepared(tmp_path, prepared(30))
     after = {p.relative_to(tmp_path): p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
     assert after == before
+
+
+# An --output that a prepared set cannot fill is refused before any data is loaded, nothing written.
+@pytest.mark.parametrize(
+    ("in_the_way", "message"),
+    [
+        ("", "{out}: a file, where the prepared set needs a directory"),
+        ("val", "{out}/val: a file, where the prepared set needs a directory"),
+        (
+            "train/dataset.json/",
+            "{out}/train/dataset.json: a directory, where the prepared set writes a file",
+        ),
+    ],
+)
+def test_prepare_refuses_an_output_it_cannot_fill_before_loading(
+    cli, tmp_path: Path, gsm8k_fixture: Path, in_the_way: str, message: str
+):
+    out = tmp_path / "out"
+    blocker = out / in_the_way if in_the_way else out
+    if in_the_way.endswith("/"):
+        blocker.mkdir(parents=True)
+    else:
+        blocker.parent.mkdir(parents=True, exist_ok=True)
+        blocker.write_text("mine")
+    result = cli("prepare", "--source", gsm8k_fixture, "--shots", "1", "--output", out)
+    assert result.code == 2
+    assert (
+        result.err.strip()
+        == "error: " + message.format(out=out) + "; move it or pass --output another directory"
+    )
+    assert sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*") if p.is_file()) == (
+        [] if in_the_way.endswith("/") else [blocker.relative_to(tmp_path).as_posix()]
+    )

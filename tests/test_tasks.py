@@ -965,3 +965,19 @@ def test_metadata_travels_as_a_json_string():
     assert _metadata({"a": 1}) == {"a": 1}
     assert _metadata("not json") is None
     assert _metadata(None) is None and _metadata(3) is None
+
+
+def test_paired_lists_name_the_list_left_at_its_default():
+    from rlvr_cli.tasks.reasoning_gym import config_fields, paired_lists
+
+    defaults = config_fields("aiw")  # task_types and task_type_weights: 3 items each by default
+    hint = "task_type_weights is left at its default of 3: give it {} like task_types"
+    assert paired_lists({"task_types": ["siblings"]}, defaults) == [hint.format("1 item")]
+    # A scalar option before it does not stop the search; two items are items.
+    assert paired_lists({"max_entities": 4, "task_types": ["siblings", "friends"]}, defaults) == [
+        hint.format("2 items")
+    ]
+    # The default length kept, both lists given, or a list where the default is a number: no hint.
+    assert paired_lists({"task_types": ["siblings", "friends", "colleagues"]}, defaults) == []
+    assert paired_lists({"task_types": ["siblings"], "task_type_weights": [1]}, defaults) == []
+    assert paired_lists({"max_entities": [4, 5]}, defaults) == []
