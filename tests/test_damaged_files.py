@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import errno
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -239,3 +240,19 @@ def test_train_refuses_a_reward_it_cannot_import_before_loading_torch(
     )  # fmt: skip
     assert one_error(result, 2).startswith(message)
     assert "loading torch" not in result.err
+
+
+def test_an_interrupted_write_keeps_the_old_file_and_leaves_no_temp(tmp_path: Path):
+    from rlvr_cli.core.files import atomic_write, write_text
+
+    path = tmp_path / "summary.json"
+    write_text(path, "old")
+    with pytest.raises(RuntimeError), atomic_write(path) as fh:
+        fh.write("new, half")
+        raise RuntimeError("interrupted")
+    assert path.read_text() == "old"
+    assert [p.name for p in tmp_path.iterdir()] == ["summary.json"]
+    write_text(path, "new")
+    umask = os.umask(0)
+    os.umask(umask)
+    assert path.read_text() == "new" and path.stat().st_mode & 0o777 == 0o666 & ~umask  # as open() makes

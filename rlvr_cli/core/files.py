@@ -13,12 +13,8 @@ from typing import IO, Any
 
 
 @contextlib.contextmanager
-def atomic_write(path: Path, mode: str = "w") -> Iterator[IO[Any]]:
-    """Open a temp file beside `path`; on success fsync and rename it over `path`.
-
-    On any exception the temp file is removed and `path` keeps its old content (or stays absent).
-    """
-    path = Path(path)
+def _temp_beside(path: Path, mode: str) -> Iterator[tuple[IO[Any], str]]:
+    """A temp file beside `path` and its name, fsynced once the block is done; removed if it fails."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
@@ -26,9 +22,25 @@ def atomic_write(path: Path, mode: str = "w") -> Iterator[IO[Any]]:
         os.chmod(tmp, 0o666 & ~_umask())
         encoding = None if "b" in mode else "utf-8"
         with os.fdopen(fd, mode, encoding=encoding) as fh:
-            yield fh
+            yield fh, tmp
             fh.flush()
             os.fsync(fh.fileno())
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+@contextlib.contextmanager
+def atomic_write(path: Path, mode: str = "w") -> Iterator[IO[Any]]:
+    """Open a temp file beside `path`; on success fsync and rename it over `path`.
+
+    On any exception the temp file is removed and `path` keeps its old content (or stays absent).
+    """
+    path = Path(path)
+    with _temp_beside(path, mode) as (fh, tmp):
+        yield fh
+    try:
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
@@ -44,14 +56,9 @@ def write_together(payloads: dict[Path, bytes], *, last: Path) -> None:
     temps: dict[Path, str] = {}
     try:
         for path, payload in payloads.items():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-            temps[path] = tmp
-            os.chmod(tmp, 0o666 & ~_umask())
-            with os.fdopen(fd, "wb") as fh:
+            with _temp_beside(path, "wb") as (fh, tmp):
                 fh.write(payload)
-                fh.flush()
-                os.fsync(fh.fileno())
+            temps[path] = tmp
         last.unlink(missing_ok=True)
         for path in sorted(temps, key=lambda p: p == last):
             os.replace(temps.pop(path), path)
