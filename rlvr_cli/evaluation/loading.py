@@ -9,6 +9,8 @@ from typing import Any
 
 from rlvr_cli.core.errors import RlvrError, UsageError
 from rlvr_cli.core.files import read_json_object
+from rlvr_cli.models.loading import resolve_model
+from rlvr_cli.models.offline import offline_name
 from rlvr_cli.models.record import RunRecord
 
 
@@ -50,8 +52,34 @@ def base_of_checkpoint(path: Path) -> str | None:
     return base if isinstance(base, str) and base else None
 
 
+def check_base(checkpoint: Path, *, baseline: bool) -> str | None:
+    """The base model an adapter loads onto, or that --baseline evaluates: known and, when local,
+    there (`rlvr eval` checks every checkpoint before evaluating any, so a missing base does not
+    end a run after its first model). None for a full model without --baseline."""
+    adapter = (checkpoint / "adapter_config.json").is_file()
+    if adapter:
+        adapter_config(checkpoint)  # readable, even where the run record names the base: PEFT reads it
+    elif not baseline:
+        return None
+    base = base_of_checkpoint(checkpoint)
+    if not base:
+        raise UsageError(
+            f"{checkpoint}: adapter_config.json names no base model; set its base_model_name_or_path "
+            "to the model the adapter was trained from"
+            if adapter
+            else f"{checkpoint}: its base model is unknown (no rlvr_run.json or adapter config); "
+            "pass --model BASE instead of --baseline"
+        )
+    if not offline_name(base):
+        try:
+            resolve_model(base)  # local paths only: a Hub id is looked up when it loads
+        except RlvrError as exc:
+            raise UsageError(f"{checkpoint}: its base model cannot be found ({exc.message})") from exc
+    return base
+
+
 def load_model(spec: str, *, is_checkpoint: bool) -> LoadedModel:
-    from rlvr_cli.models.loading import load_causal_lm, load_tokenizer, resolve_model
+    from rlvr_cli.models.loading import load_causal_lm, load_tokenizer
 
     device, dtype = _device_and_dtype()
     path = Path(spec)
@@ -69,12 +97,8 @@ def load_model(spec: str, *, is_checkpoint: bool) -> LoadedModel:
         raise UsageError(f"--checkpoint {spec}: directory not found")
     run = RunRecord.read(path)
     if (path / "adapter_config.json").is_file():
-        base = base_of_checkpoint(path)
-        if not base:
-            raise RlvrError(
-                f"{spec}: adapter_config.json names no base model; set its base_model_name_or_path "
-                "to the model the adapter was trained from"
-            )
+        base = check_base(path, baseline=False)
+        assert base is not None  # an adapter's base, or check_base raised
         try:
             resolved = resolve_model(base)
             base_model = load_causal_lm(resolved, dtype=dtype)

@@ -29,11 +29,9 @@ from rlvr_cli.core.errors import ExitCode, RlvrError, UsageError
 from rlvr_cli.core.files import atomic_write, write_json
 from rlvr_cli.core.progress import Progress, silent
 from rlvr_cli.evaluation.generators import Generator, HFGenerator, VLLMGenerator, check_generator
-from rlvr_cli.evaluation.loading import LoadedModel, adapter_config, base_of_checkpoint, load_model
+from rlvr_cli.evaluation.loading import LoadedModel, check_base, load_model
 from rlvr_cli.evaluation.problems import load_problems
 from rlvr_cli.evaluation.scoring import Sample, compare, score, summarize, summarize_sampled
-from rlvr_cli.models.loading import resolve_model
-from rlvr_cli.models.offline import offline_name
 from rlvr_cli.models.record import RunRecord
 
 
@@ -223,33 +221,9 @@ def check_request(request: EvalRequest) -> None:
             raise UsageError(
                 f"--checkpoint {checkpoint}: not a model or adapter directory (no adapter_config.json or config.json)"
             )
-        _check_base(checkpoint, request.baseline)
+        check_base(checkpoint, baseline=request.baseline)
     if request.output is not None and request.output.exists() and not request.output.is_dir():
         raise UsageError(f"--output {request.output}: a file, not a directory; give --output a directory")
-
-
-def _check_base(checkpoint: Path, baseline: bool) -> None:
-    """The base model an adapter loads onto, or that --baseline evaluates, is known and (when local)
-    there, before any model is evaluated: a missing one would otherwise end the run after the first."""
-    adapter = (checkpoint / "adapter_config.json").is_file()
-    if adapter:
-        adapter_config(checkpoint)  # readable, even where the run record names the base: PEFT reads it
-    elif not baseline:
-        return
-    base = base_of_checkpoint(checkpoint)
-    if not base:
-        raise UsageError(
-            f"{checkpoint}: adapter_config.json names no base model; set its base_model_name_or_path "
-            "to the model the adapter was trained from"
-            if adapter
-            else f"{checkpoint}: its base model is unknown (no rlvr_run.json or adapter config); "
-            "pass --model BASE instead of --baseline"
-        )
-    if not offline_name(base):
-        try:
-            resolve_model(base)  # local paths only: a Hub id is looked up when it loads
-        except RlvrError as exc:
-            raise UsageError(f"{checkpoint}: its base model cannot be found ({exc.message})") from exc
 
 
 def run_eval(request: EvalRequest) -> EvalResult:
@@ -269,6 +243,8 @@ def run_eval(request: EvalRequest) -> EvalResult:
     resolved = remote.fetch() if remote is not None else [Checkpoint(str(c)) for c in request.checkpoints]
     checkpoints = [c.path for c in resolved]
     fetched = {c.path: c for c in resolved if c.fetched is not None}
+    for path in fetched:  # checked like local ones, before any model is evaluated
+        check_base(Path(path), baseline=request.baseline)
     console.info(f"evaluating on {len(rows)} problems from {where}")
 
     from rlvr_cli.models.loading import quiet_libraries
@@ -309,10 +285,7 @@ def run_eval(request: EvalRequest) -> EvalResult:
                     f"{spec} is a base model: there is no other model to compare it with; --baseline ignored"
                 )
                 continue
-            if not loaded.base:
-                raise RlvrError(
-                    f"{spec}: its base model is unknown (no rlvr_run.json or adapter config); pass --model BASE instead of --baseline"
-                )
+            assert loaded.base, "check_base refused a checkpoint without a known base"
             base = load_model(loaded.base, is_checkpoint=False)
             base.label = f"base: {loaded.base}"
             samples, wall, interrupted, sampled = _run_one(base, rows[: len(samples)], request, task)
